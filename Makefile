@@ -1,0 +1,43 @@
+# Gatehouse. `make run` starts the whole API locally; `make test` installs what the tests need
+# and runs every test. See README.md.
+
+CARGO ?= cargo
+ARGS  ?=
+
+include mk/infra.mk
+
+.PHONY: run test test-rust lint fmt fmt-check clippy bench build deploy clean
+
+## Start every route in one local server on http://127.0.0.1:3000 (memory store, local keys,
+## local mailer). Pass flags with ARGS, e.g. make run ARGS="--store dynamodb".
+run:
+	$(CARGO) run -p gatehouse --bin gatehouse-local -- $(ARGS)
+
+## Everything CI runs: template lint, formatting, clippy, and every Rust test (the DynamoDB and
+## Secrets Manager ones against moto's server, started and stopped by scripts/with-moto).
+test: venv lint-infra fmt-check clippy test-rust
+
+test-rust: venv
+	scripts/with-moto $(CARGO) test --workspace --locked
+
+lint: lint-infra fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Latency of login, refresh, me and JWKS in-process, against one argon2id hash.
+bench:
+	$(CARGO) bench -p gatehouse-tests --bench latency
+
+## Lambda artifacts: sam build (BuildMethod rust-cargolambda; cargo-lambda and zig from .venv).
+build: build-lambda
+
+clean:
+	$(CARGO) clean
+	rm -rf .aws-sam

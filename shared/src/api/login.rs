@@ -1,0 +1,415 @@
+//! The login family (function `login`): organizations, sign-in, refresh, logout, `me`,
+//! sessions and the JWKS.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::clock::Timestamp;
+use crate::domain::{Email, LoginPassword, NewPassword, OrgName, Role, SessionId};
+use crate::error::{ApiError, Problem};
+use crate::flows::{self, FlowError, IssuedTokens};
+use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
+use crate::state::AppState;
+
+/// Header carrying the bootstrap token when sign-up is closed.
+pub const BOOTSTRAP_HEADER: &str = "x-gatehouse-bootstrap-token";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_other_sessions))
+        .routes(routes!(jwks))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreateOrgRequest {
+    /// 1 to 100 characters.
+    org_name: String,
+    email: String,
+    /// 12 to 128 characters by default, any characters; must not contain the email's local part.
+    #[schema(format = Password)]
+    password: String,
+}
+
+struct CreateOrgBody {
+    org_name: String,
+    email: String,
+    password: SecretString,
+}
+
+impl FromJson for CreateOrgBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let (org_name, email, password) = (
+            f.string("org_name"),
+            f.string("email"),
+            f.secret("password"),
+        );
+        Some(Self {
+            org_name: org_name?,
+            email: email?,
+            password: password?,
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrgOut {
+    id: String,
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserOut {
+    id: String,
+    email: String,
+    role: Role,
+    email_verified: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedOrg {
+    org: OrgOut,
+    user: UserOut,
+}
+
+/// Creates an organization and its owner, and mails the owner a verification link.
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrgRequest,
+    params(("x-gatehouse-bootstrap-token" = Option<String>, Header, description = "Required when sign-up is closed")),
+    responses(
+        (status = 201, body = CreatedOrg),
+        (status = 400, body = Problem, description = "`malformed_request`"),
+        (status = 403, body = Problem, description = "`forbidden`: sign-up is closed"),
+        (status = 409, body = Problem, description = "`email_taken`"),
+        (status = 413, body = Problem, description = "`payload_too_large`"),
+        (status = 422, body = Problem, description = "`validation_failed` or `password_policy`"),
+    ))]
+async fn create_org(
+    State(st): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Json(body): Json<CreateOrgBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let org_name = check.field("/org_name", OrgName::parse(&body.org_name), |e| e.0);
+    let email = check.field("/email", Email::parse(&body.email), |e| e.0);
+    check.finish()?;
+    let (Some(org_name), Some(email)) = (org_name, email) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    let password = NewPassword::parse(
+        body.password.expose_secret(),
+        st.config.password_policy,
+        &email,
+    )
+    .map_err(|v| ApiError::PasswordPolicy(flows::policy_errors("/password", &v)))?;
+    let bootstrap = headers
+        .get(BOOTSTRAP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| SecretString::from(v.to_owned()));
+    let created = flows::signup::create_org(
+        &st,
+        flows::signup::Signup {
+            org_name,
+            email,
+            password,
+            bootstrap,
+        },
+        &meta,
+    )
+    .await?;
+    let out = CreatedOrg {
+        org: OrgOut {
+            id: created.org.org_id.to_string(),
+            name: created.org.name,
+        },
+        user: UserOut {
+            id: created.owner.user_id.to_string(),
+            email: created.owner.email.to_string(),
+            role: created.owner.role,
+            email_verified: created.owner.email_verified,
+        },
+    };
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoginRequest {
+    email: String,
+    #[schema(format = Password)]
+    password: String,
+}
+
+struct LoginBody {
+    email: String,
+    password: SecretString,
+}
+
+impl FromJson for LoginBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let (email, password) = (f.string("email"), f.secret("password"));
+        Some(Self {
+            email: email?,
+            password: password?,
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT (EdDSA, `typ` `at+jwt`) for `Authorization: Bearer`.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires (at most 900).
+    expires_in: u64,
+    /// Opaque; single use: each refresh returns a new one.
+    refresh_token: String,
+    session_id: String,
+}
+
+fn token_response(t: IssuedTokens) -> Response {
+    let body = TokenResponse {
+        access_token: t.access_token,
+        token_type: "Bearer",
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.expose_secret().to_owned(),
+        session_id: t.session_id.to_string(),
+    };
+    let mut resp = axum::Json(body).into_response();
+    // RFC 6749 §5.1: responses carrying tokens must not be cached.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Signs in with email and password. Unknown emails, wrong passwords and disabled accounts
+/// get the same answer; repeated failures lock the email for a while.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "`invalid_credentials`"),
+        (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 423, body = Problem, description = "`account_locked`, with `Retry-After`"),
+    ))]
+async fn login(
+    State(st): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<LoginBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let email = check.field("/email", Email::parse(&body.email), |e| e.0);
+    let password = check.field(
+        "/password",
+        LoginPassword::parse(body.password.expose_secret()),
+        |e| e.0,
+    );
+    check.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    let tokens = flows::login::login(&st, &email, &password, &meta).await?;
+    Ok(token_response(tokens))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+struct RefreshBody(SecretString);
+
+impl FromJson for RefreshBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        f.secret("refresh_token").map(Self)
+    }
+}
+
+/// Exchanges a refresh token for new tokens. The presented token stops working; presenting
+/// it again revokes the session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "`unauthenticated` or `refresh_token_reused`"),
+    ))]
+async fn refresh(
+    State(st): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<RefreshBody>,
+) -> Result<Response, ApiError> {
+    let tokens = flows::refresh::refresh(&st, &body.0, &meta).await?;
+    Ok(token_response(tokens))
+}
+
+/// Signs out the current session.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, description = "`unauthenticated`")))]
+async fn logout(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+) -> Result<Response, ApiError> {
+    match flows::sessions::revoke(&st, &who, &who.sid, "logout", &meta).await {
+        Ok(()) | Err(FlowError::NotFound) => Ok(no_content()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    id: String,
+    email: String,
+    email_verified: bool,
+    role: Role,
+    org_id: String,
+    mfa_enabled: bool,
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = Problem, description = "`unauthenticated`")))]
+async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Response, ApiError> {
+    let account = st
+        .store
+        .account_by_user(&who.sub)
+        .await
+        .map_err(FlowError::from)?
+        .ok_or(ApiError::Unauthenticated)?;
+    let a = account.value;
+    Ok(axum::Json(MeResponse {
+        id: a.user_id.to_string(),
+        email: a.email.to_string(),
+        email_verified: a.email_verified,
+        role: a.role,
+        org_id: a.org_id.to_string(),
+        mfa_enabled: a.mfa_enabled,
+    })
+    .into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionOut {
+    id: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    last_used_at: Timestamp,
+    ip: String,
+    user_agent: Option<String>,
+    /// True for the session of the access token making this request.
+    current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionsResponse {
+    sessions: Vec<SessionOut>,
+}
+
+/// Where the user is signed in, newest first.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = SessionsResponse), (status = 401, body = Problem, description = "`unauthenticated`")))]
+async fn list_sessions(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+) -> Result<Response, ApiError> {
+    let sessions = flows::sessions::list(&st, &who).await?;
+    let sessions = sessions
+        .into_iter()
+        .map(|s| SessionOut {
+            current: s.session_id == who.sid,
+            id: s.session_id.to_string(),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    Ok(axum::Json(SessionsResponse { sessions }).into_response())
+}
+
+/// Signs out one of the user's sessions.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204),
+        (status = 401, body = Problem, description = "`unauthenticated`"),
+        (status = 404, body = Problem, description = "`not_found`: no such live session of this user"),
+    ))]
+async fn revoke_session(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let sid = SessionId::parse(&id).ok_or(ApiError::NotFound)?;
+    flows::sessions::revoke(&st, &who, &sid, "user_revoked", &meta).await?;
+    Ok(no_content())
+}
+
+/// Signs out every session of the user except the current one.
+#[utoipa::path(post, path = "/v1/sessions/revoke-others", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, description = "`unauthenticated`")))]
+async fn revoke_other_sessions(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+) -> Result<Response, ApiError> {
+    flows::sessions::revoke_others(&st, &who, &meta).await?;
+    Ok(no_content())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    kty: &'static str,
+    crv: &'static str,
+    x: String,
+    kid: String,
+    alg: &'static str,
+    #[serde(rename = "use")]
+    use_: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// The public keys that verify access tokens (RFC 7517, RFC 8037).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys", responses((status = 200, body = JwkSet)))]
+async fn jwks(State(st): State<AppState>) -> Response {
+    let ring = st.keys.current();
+    let keys = ring
+        .public_keys()
+        .iter()
+        .map(|k| Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: URL_SAFE_NO_PAD.encode(k.key.as_bytes()),
+            kid: k.kid.clone(),
+            alg: "EdDSA",
+            use_: "sig",
+        })
+        .collect();
+    let mut resp = axum::Json(JwkSet { keys }).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}

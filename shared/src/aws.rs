@@ -1,0 +1,20 @@
+//! AWS SDK configuration, built once per cold start with a pinned behavior version.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+
+/// How often a warm function re-reads the key secret.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Region from the standard environment (`AWS_REGION`, set by Lambda), else `us-east-1`;
+/// endpoint overrides (`AWS_ENDPOINT_URL`) are honored for DynamoDB-compatible servers.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| "us-east-1".to_owned());
+    aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .region(Region::new(region))
+        .load()
+        .await
+}

@@ -1,0 +1,249 @@
+//! Typed configuration, read once from the environment at cold start. Every variable, its
+//! default and its meaning is listed in the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::domain::PasswordPolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupMode {
+    /// Anyone may create an organization.
+    Open,
+    /// Only a caller presenting the bootstrap token of the key material may.
+    Closed,
+}
+
+/// Where the key material comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A Secrets Manager secret, by ARN or name (Lambda).
+    SecretsManager(String),
+    /// A local file, generated on first start (local server).
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub issuer: String,
+    pub audience: String,
+    /// Base of every link in mail; never taken from a request.
+    pub app_url: String,
+    pub signup: SignupMode,
+    pub keys: KeySource,
+    pub main_table: String,
+    pub audit_table: String,
+    pub password_policy: PasswordPolicy,
+    pub lockout_threshold: u32,
+    pub lockout_duration: Duration,
+    pub access_token_ttl: Duration,
+    pub session_idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub email_verification_ttl: Duration,
+    pub audit_retention: Duration,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy the operator controls).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+/// Access tokens live at most 15 minutes (DESIGN.md): revocation reaches them within that.
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+impl Default for Config {
+    /// The embedded default of the local server.
+    fn default() -> Self {
+        Self {
+            issuer: "gatehouse".into(),
+            audience: "gatehouse-api".into(),
+            app_url: "http://localhost:3000".into(),
+            signup: SignupMode::Open,
+            keys: KeySource::File(PathBuf::from(".gatehouse/keys.json")),
+            main_table: "gatehouse-main".into(),
+            audit_table: "gatehouse-audit".into(),
+            password_policy: PasswordPolicy::default(),
+            lockout_threshold: 5,
+            lockout_duration: Duration::from_secs(15 * 60),
+            access_token_ttl: Duration::from_secs(10 * 60),
+            session_idle_timeout: Duration::from_secs(24 * 3600),
+            session_lifetime: Duration::from_secs(14 * 24 * 3600),
+            email_verification_ttl: Duration::from_secs(24 * 3600),
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment over the defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        let text = |name: &'static str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            text(name)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| invalid(name, "must be a whole number"))
+                })
+                .transpose()
+        };
+        let seconds =
+            |name: &'static str, min: u64, max: u64| -> Result<Option<Duration>, ConfigError> {
+                match number(name)? {
+                    Some(s) if s < min || s > max => Err(invalid(
+                        name,
+                        format!("must be between {min} and {max} seconds"),
+                    )),
+                    other => Ok(other.map(Duration::from_secs)),
+                }
+            };
+        if let Some(v) = text("GATEHOUSE_ISSUER") {
+            c.issuer = v;
+        }
+        if let Some(v) = text("GATEHOUSE_AUDIENCE") {
+            c.audience = v;
+        }
+        if let Some(v) = text("APP_URL") {
+            if !(v.starts_with("https://") || v.starts_with("http://")) {
+                return Err(invalid("APP_URL", "must be an http(s) URL"));
+            }
+            c.app_url = v.trim_end_matches('/').to_owned();
+        }
+        match text("GATEHOUSE_SIGNUP").as_deref() {
+            None | Some("open") => {}
+            Some("closed") => c.signup = SignupMode::Closed,
+            Some(_) => return Err(invalid("GATEHOUSE_SIGNUP", "must be open or closed")),
+        }
+        if let Some(arn) = text("GATEHOUSE_KEYS_SECRET_ARN") {
+            c.keys = KeySource::SecretsManager(arn);
+        } else if let Some(path) = text("GATEHOUSE_KEYS_FILE") {
+            c.keys = KeySource::File(path.into());
+        }
+        if let Some(v) = text("GATEHOUSE_MAIN_TABLE") {
+            c.main_table = v;
+        }
+        if let Some(v) = text("GATEHOUSE_AUDIT_TABLE") {
+            c.audit_table = v;
+        }
+        if let Some(v) = number("GATEHOUSE_PASSWORD_MIN_LENGTH")? {
+            if v < PasswordPolicy::FLOOR as u64 || v > PasswordPolicy::MAX as u64 {
+                return Err(invalid(
+                    "GATEHOUSE_PASSWORD_MIN_LENGTH",
+                    "must be between 8 and 128",
+                ));
+            }
+            c.password_policy = PasswordPolicy::new(v as usize);
+        }
+        if let Some(v) = number("GATEHOUSE_LOCKOUT_THRESHOLD")? {
+            if !(1..=100).contains(&v) {
+                return Err(invalid(
+                    "GATEHOUSE_LOCKOUT_THRESHOLD",
+                    "must be between 1 and 100",
+                ));
+            }
+            c.lockout_threshold = v as u32;
+        }
+        if let Some(d) = seconds("GATEHOUSE_LOCKOUT_SECONDS", 60, 24 * 3600)? {
+            c.lockout_duration = d;
+        }
+        if let Some(d) = seconds(
+            "GATEHOUSE_ACCESS_TOKEN_SECONDS",
+            60,
+            MAX_ACCESS_TOKEN_TTL.as_secs(),
+        )? {
+            c.access_token_ttl = d;
+        }
+        if let Some(d) = seconds("GATEHOUSE_SESSION_IDLE_SECONDS", 300, 90 * 24 * 3600)? {
+            c.session_idle_timeout = d;
+        }
+        if let Some(d) = seconds("GATEHOUSE_SESSION_LIFETIME_SECONDS", 300, 365 * 24 * 3600)? {
+            c.session_lifetime = d;
+        }
+        if let Some(days) = number("GATEHOUSE_AUDIT_RETENTION_DAYS")? {
+            if !(1..=3650).contains(&days) {
+                return Err(invalid(
+                    "GATEHOUSE_AUDIT_RETENTION_DAYS",
+                    "must be between 1 and 3650",
+                ));
+            }
+            c.audit_retention = Duration::from_secs(days * 24 * 3600);
+        }
+        match text("GATEHOUSE_TRUST_X_FORWARDED_FOR").as_deref() {
+            None | Some("false") => {}
+            Some("true") => c.trust_forwarded_for = true,
+            Some(_) => {
+                return Err(invalid(
+                    "GATEHOUSE_TRUST_X_FORWARDED_FOR",
+                    "must be true or false",
+                ));
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = cfg(&[]).ok();
+        assert_eq!(c.as_ref().map(|c| c.lockout_threshold), Some(5));
+        assert_eq!(
+            c.map(|c| c.keys),
+            Some(KeySource::File(".gatehouse/keys.json".into()))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = cfg(&[("GATEHOUSE_ACCESS_TOKEN_SECONDS", "3600")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.starts_with("GATEHOUSE_ACCESS_TOKEN_SECONDS")));
+        assert!(cfg(&[("GATEHOUSE_PASSWORD_MIN_LENGTH", "6")]).is_err());
+        assert!(cfg(&[("APP_URL", "javascript:alert(1)")]).is_err());
+    }
+
+    #[test]
+    fn a_secret_arn_selects_secrets_manager() {
+        let c = cfg(&[(
+            "GATEHOUSE_KEYS_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:k",
+        )])
+        .ok();
+        assert!(matches!(
+            c.map(|c| c.keys),
+            Some(KeySource::SecretsManager(_))
+        ));
+    }
+}

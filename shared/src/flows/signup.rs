@@ -1,0 +1,135 @@
+//! Creating an organization with its owner, and sending the owner a verification mail.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::FlowError;
+use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::config::SignupMode;
+use crate::crypto;
+use crate::domain::{AccountStatus, Email, NewPassword, OrgId, OrgName, Role, UserId};
+use crate::mail::Mail;
+use crate::password;
+use crate::state::AppState;
+use crate::store::{AccountRecord, OrgRecord, StoreError, TokenKind, TokenRecord};
+
+#[derive(Debug)]
+pub struct Signup {
+    pub org_name: OrgName,
+    pub email: Email,
+    pub password: NewPassword,
+    /// The bootstrap token presented when sign-up is closed.
+    pub bootstrap: Option<SecretString>,
+}
+
+#[derive(Debug)]
+pub struct Created {
+    pub org: OrgRecord,
+    pub owner: AccountRecord,
+}
+
+fn bootstrap_allowed(st: &AppState, presented: Option<&SecretString>) -> bool {
+    if st.config.signup == SignupMode::Open {
+        return true;
+    }
+    let ring = st.keys.current();
+    match (ring.bootstrap_token_hash(), presented) {
+        (Some(expected), Some(p)) => crypto::ct_eq(
+            expected.as_bytes(),
+            crypto::token_hash(p.expose_secret()).as_bytes(),
+        ),
+        _ => false,
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create_org(
+    st: &AppState,
+    input: Signup,
+    meta: &RequestMeta,
+) -> Result<Created, FlowError> {
+    if !bootstrap_allowed(st, input.bootstrap.as_ref()) {
+        return Err(FlowError::Forbidden(
+            "Sign-up is closed on this deployment.",
+        ));
+    }
+    let password_hash = password::hash(&input.password).await?;
+    let now = st.clock.now();
+    let org = OrgRecord {
+        org_id: OrgId::new(),
+        name: input.org_name.as_str().to_owned(),
+        owner_id: UserId::new(),
+        created_at: now,
+    };
+    let owner = AccountRecord {
+        user_id: org.owner_id.clone(),
+        org_id: org.org_id.clone(),
+        email: input.email.clone(),
+        role: Role::Owner,
+        status: AccountStatus::Active,
+        email_verified: false,
+        mfa_enabled: false,
+        password_hash,
+        created_at: now,
+    };
+    let token = crypto::random_token();
+    let verification = TokenRecord {
+        kind: TokenKind::EmailVerification,
+        user_id: owner.user_id.clone(),
+        email: owner.email.clone(),
+        created_at: now,
+        expires_at: now.plus(st.config.email_verification_ttl),
+    };
+
+    let mut tx = st.store.tx();
+    tx.create_org(&org);
+    let account_write = tx.create_account(&owner);
+    tx.create_token(&crypto::token_hash(&token), &verification);
+    tx.audit(
+        &AuditEvent::new(EventType::OrgCreated, Outcome::Success, meta, now)
+            .org(&org.org_id)
+            .user(&owner.user_id)
+            .detail("name", &org.name),
+    );
+    tx.audit(
+        &AuditEvent::new(EventType::UserCreated, Outcome::Success, meta, now)
+            .org(&org.org_id)
+            .user(&owner.user_id)
+            .email(&owner.email)
+            .detail("role", owner.role.as_str()),
+    );
+    tx.audit(
+        &AuditEvent::new(
+            EventType::EmailVerificationSent,
+            Outcome::Success,
+            meta,
+            now,
+        )
+        .org(&org.org_id)
+        .user(&owner.user_id)
+        .email(&owner.email),
+    );
+    match st.store.commit(tx).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { index }) if index == account_write => {
+            return Err(FlowError::EmailTaken);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(org_id = %org.org_id, user_id = %owner.user_id, "organization created");
+
+    let link = format!("{}/verify-email?token={token}", st.config.app_url);
+    let mail = Mail {
+        to: owner.email.clone(),
+        subject: "Verify your email address".into(),
+        text: format!(
+            "Welcome to {name} on Gatehouse.\n\nConfirm that this address is yours by opening this link \
+             within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.\n",
+            name = org.name
+        ),
+    };
+    // The account exists either way; a lost mail can be sent again from the account.
+    if let Err(e) = st.mailer.send(mail, now).await {
+        tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail not sent");
+    }
+    Ok(Created { org, owner })
+}

@@ -1,0 +1,316 @@
+//! What every router shares at the edge: request ids, strict JSON bodies with per-field
+//! errors, the client IP, the bearer principal, and the problem+json fallbacks.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use crate::audit::RequestMeta;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::jwt::{self, AccessClaims};
+use crate::state::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+/// API.md: a body over 64 KiB gets 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A caller's request id is echoed when it is 1 to 128 characters of `[A-Za-z0-9._:-]`.
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Gives every request an id, puts it on every response, and completes problem bodies with it.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Some(mut problem) = resp.extensions_mut().remove::<Problem>() {
+        problem.request_id.clone_from(&id);
+        *resp.body_mut() = axum::body::Body::from(serde_json::to_vec(&problem).unwrap_or_default());
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// Marks responses of the router's fallbacks: no route matched the request. Tests use it to
+/// tell "no such route" from a handler's own 404.
+#[derive(Debug, Clone, Copy)]
+pub struct Unrouted;
+
+pub async fn not_found() -> Response {
+    let mut r = ApiError::NotFound.into_response();
+    r.extensions_mut().insert(Unrouted);
+    r
+}
+
+pub async fn method_not_allowed() -> Response {
+    let mut r = ApiError::MethodNotAllowed.into_response();
+    r.extensions_mut().insert(Unrouted);
+    r
+}
+
+/// Reads a JSON object field by field, collecting one error per bad field.
+#[derive(Debug)]
+pub struct Fields {
+    obj: Map<String, Value>,
+    errors: Vec<FieldError>,
+    known: Vec<&'static str>,
+}
+
+impl Fields {
+    fn take(&mut self, name: &'static str) -> Option<Value> {
+        self.known.push(name);
+        self.obj.remove(name)
+    }
+
+    fn pointer(name: &str) -> String {
+        format!("/{}", name.replace('~', "~0").replace('/', "~1"))
+    }
+
+    pub fn error(&mut self, name: &str, message: impl Into<String>) {
+        self.errors
+            .push(FieldError::new(Self::pointer(name), message));
+    }
+
+    /// A required string field.
+    pub fn string(&mut self, name: &'static str) -> Option<String> {
+        match self.take(name) {
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.error(name, "must be a string");
+                None
+            }
+            None => {
+                self.error(name, "is required");
+                None
+            }
+        }
+    }
+
+    /// A required string field holding a secret; it is never echoed or logged.
+    pub fn secret(&mut self, name: &'static str) -> Option<SecretString> {
+        self.string(name).map(SecretString::from)
+    }
+
+    fn finish(mut self) -> Result<(), ApiError> {
+        let mut unknown: Vec<String> = self
+            .obj
+            .keys()
+            .filter(|k| !self.known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        unknown.sort();
+        for k in unknown {
+            self.error(&k, "is not a known field");
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// A request body type read through [`Fields`].
+pub trait FromJson: Sized {
+    fn from_fields(f: &mut Fields) -> Option<Self>;
+}
+
+/// A JSON body: 415 unless JSON, 413 over 64 KiB, 400 unless a JSON object, 422 with one
+/// entry per unknown, missing or mistyped field.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+fn is_json(ct: &HeaderValue) -> bool {
+    let Ok(ct) = ct.to_str() else { return false };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T: FromJson, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !req.headers().get(header::CONTENT_TYPE).is_some_and(is_json) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(e)
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::PayloadTooLarge
+            }
+            _ => ApiError::Malformed("The request body could not be read.".into()),
+        })?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::Malformed("The request body is not valid JSON.".into()))?;
+        let Value::Object(obj) = value else {
+            return Err(ApiError::Malformed(
+                "The request body must be a JSON object.".into(),
+            ));
+        };
+        let mut fields = Fields {
+            obj,
+            errors: Vec::new(),
+            known: Vec::new(),
+        };
+        let parsed = T::from_fields(&mut fields);
+        fields.finish()?;
+        parsed
+            .map(Json)
+            .ok_or_else(|| ApiError::Validation(Vec::new()))
+    }
+}
+
+/// Collects domain parse failures so that every bad field is reported at once.
+#[derive(Debug, Default)]
+pub struct Check(Vec<FieldError>);
+
+impl Check {
+    pub fn field<T, E: std::fmt::Debug>(
+        &mut self,
+        pointer: &str,
+        r: Result<T, E>,
+        msg: impl Fn(E) -> String,
+    ) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(FieldError::new(pointer, msg(e)));
+                None
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
+    use lambda_http::request::RequestContext;
+    // In Lambda, API Gateway's view of the caller; it cannot be set by the caller.
+    match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            return ctx.http.source_ip.as_deref()?.parse().ok();
+        }
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            return ctx.identity.source_ip.as_deref()?.parse().ok();
+        }
+        _ => {}
+    }
+    if trust_forwarded_for {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        if let Some(ip) = forwarded
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return Some(ip);
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Who is calling and from where: the client IP, user agent and request id.
+#[derive(Debug, Clone)]
+pub struct Meta(pub RequestMeta);
+
+impl FromRequestParts<AppState> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts, state.config.trust_forwarded_for)
+            .ok_or_else(|| ApiError::Internal("no client IP for the request".into()))?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(RequestMeta::MAX_USER_AGENT).collect());
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        Ok(Self(RequestMeta {
+            ip,
+            user_agent,
+            request_id,
+        }))
+    }
+}
+
+/// The caller authenticated by an access token.
+#[derive(Debug, Clone)]
+pub struct Principal(pub AccessClaims);
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(ApiError::Unauthenticated)?;
+        let ring = state.keys.current();
+        let claims = jwt::verify(
+            &ring,
+            token.trim(),
+            &state.config.issuer,
+            &state.config.audience,
+            state.clock.now(),
+        )
+        .map_err(|e| {
+            tracing::debug!(reason = %e, "access token refused");
+            ApiError::Unauthenticated
+        })?;
+        Ok(Self(claims))
+    }
+}
+
+/// A response with no body.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,25 @@
+//! Gatehouse: account security for B2B SaaS on AWS.
+//!
+//! Everything with logic in it lives here; each Lambda in `functions/` is a thin `main` that
+//! builds an [`AppState`] and runs its family's router with [`runtime::run`].
+
+pub mod api;
+pub mod audit;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod flows;
+pub mod http;
+pub mod jwt;
+pub mod keys;
+pub mod mail;
+pub mod password;
+pub mod runtime;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use state::AppState;

@@ -1,0 +1,92 @@
+//! The state every handler shares, built once per cold start.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, KeySource};
+use crate::keys::{KeyError, KeyRing, Keys};
+use crate::mail::{Mailer, NoMailer};
+use crate::store::{Backend, DynamoStore, Store};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        keys: Arc<Keys>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let store = Store::new(backend, config.audit_retention);
+        Self(Arc::new(Inner {
+            config,
+            store,
+            keys,
+            mailer,
+            clock,
+        }))
+    }
+
+    /// The state of a Lambda function: DynamoDB and Secrets Manager clients built once, keys
+    /// loaded once and refreshed in the background.
+    pub async fn for_lambda(config: Config) -> Result<Self, InitError> {
+        let aws = crate::aws::sdk_config().await;
+        let dynamo = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            &config.main_table,
+            &config.audit_table,
+        );
+        let keys = match &config.keys {
+            KeySource::SecretsManager(id) => {
+                let client = aws_sdk_secretsmanager::Client::new(&aws);
+                let keys = Keys::new(KeyRing::load_secret(&client, id).await?);
+                keys.spawn_refresh(client, id.clone(), crate::aws::KEY_REFRESH_INTERVAL);
+                keys
+            }
+            KeySource::File(path) => Keys::new(KeyRing::load_or_create_file(path)?),
+        };
+        Ok(Self::new(
+            config,
+            Arc::new(dynamo),
+            keys,
+            Arc::new(NoMailer),
+            Arc::new(SystemClock),
+        ))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}

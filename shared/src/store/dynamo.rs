@@ -1,0 +1,328 @@
+//! `DynamoStore`: the [`Backend`] on Amazon DynamoDB through aws-sdk-dynamodb.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
+};
+
+use super::schema::table_schema;
+use super::{
+    AttributeValue, Backend, Cond, Item, Key, Page, Query, SkRange, StoreError, Table, Write,
+};
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    main_table: String,
+    audit_table: String,
+}
+
+impl DynamoStore {
+    pub fn new(
+        client: Client,
+        main_table: impl Into<String>,
+        audit_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            main_table: main_table.into(),
+            audit_table: audit_table.into(),
+        }
+    }
+
+    pub fn table_name(&self, t: Table) -> &str {
+        match t {
+            Table::Main => &self.main_table,
+            Table::Audit => &self.audit_table,
+        }
+    }
+
+    /// Creates both tables with the schema of [`table_schema`] where they do not exist yet,
+    /// for the local server and tests (`infra/template.yaml` creates them in AWS).
+    pub async fn create_tables_if_missing(&self) -> Result<(), StoreError> {
+        for t in [Table::Main, Table::Audit] {
+            let name = self.table_name(t).to_owned();
+            match self.client.describe_table().table_name(&name).send().await {
+                Ok(_) => continue,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(unavailable("DescribeTable", &e)),
+            }
+            let schema = table_schema(t);
+            let key = |name: &str, kt: KeyType| {
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kt)
+                    .build()
+            };
+            let mut create = self
+                .client
+                .create_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest);
+            for a in schema.key_attributes() {
+                create = create.attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(a)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                );
+            }
+            create = create
+                .key_schema(
+                    key(schema.hash_key, KeyType::Hash)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                )
+                .key_schema(
+                    key(schema.range_key, KeyType::Range)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                );
+            for i in &schema.indexes {
+                create = create.global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(i.name)
+                        .key_schema(
+                            key(i.hash_key, KeyType::Hash)
+                                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                        )
+                        .key_schema(
+                            key(i.range_key, KeyType::Range)
+                                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                        )
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                );
+            }
+            match create.send().await {
+                Ok(_) => {}
+                // Another process created it between our describe and create.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(unavailable("CreateTable", &e)),
+            }
+            let ttl = TimeToLiveSpecification::builder()
+                .attribute_name(schema.ttl_attribute)
+                .enabled(true)
+                .build()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            self.client
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+                .map_err(|e| unavailable("UpdateTimeToLive", &e))?;
+        }
+        Ok(())
+    }
+
+    fn key_item(key: &Key) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (super::PK.to_owned(), AttributeValue::S(key.pk.clone())),
+            (super::SK.to_owned(), AttributeValue::S(key.sk.clone())),
+        ])
+    }
+}
+
+fn unavailable<E, R>(op: &str, e: &SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    tracing::warn!(operation = op, error = %DisplayErrorContext(e), "DynamoDB request failed");
+    StoreError::Unavailable(format!("{op}: {}", e.code().unwrap_or("request failed")))
+}
+
+/// A condition as a DynamoDB condition expression with its names and values.
+struct Expr {
+    text: &'static str,
+    names: HashMap<String, String>,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+fn expression(cond: &Cond) -> Option<Expr> {
+    let pk = || HashMap::from([("#pk".to_owned(), super::PK.to_owned())]);
+    let ver = |v: u64| {
+        Some(HashMap::from([(
+            ":ver".to_owned(),
+            AttributeValue::N(v.to_string()),
+        )]))
+    };
+    match cond {
+        Cond::None => None,
+        Cond::NotExists | Cond::VersionOrAbsent(None) => Some(Expr {
+            text: "attribute_not_exists(#pk)",
+            names: pk(),
+            values: None,
+        }),
+        Cond::Exists => Some(Expr {
+            text: "attribute_exists(#pk)",
+            names: pk(),
+            values: None,
+        }),
+        Cond::Version(v) => Some(Expr {
+            text: "#ver = :ver",
+            names: HashMap::from([("#ver".to_owned(), super::VERSION.to_owned())]),
+            values: ver(*v),
+        }),
+        Cond::VersionOrAbsent(Some(v)) => Some(Expr {
+            text: "attribute_not_exists(#pk) OR #ver = :ver",
+            names: HashMap::from([
+                ("#pk".to_owned(), super::PK.to_owned()),
+                ("#ver".to_owned(), super::VERSION.to_owned()),
+            ]),
+            values: ver(*v),
+        }),
+    }
+}
+
+#[async_trait]
+impl Backend for DynamoStore {
+    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table_name(table))
+            .set_key(Some(Self::key_item(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let (hash_attr, range_attr) = q.index.map_or((super::PK, super::SK), super::Index::keys);
+        let mut names = HashMap::from([("#h".to_owned(), hash_attr.to_owned())]);
+        let mut values = HashMap::from([(":h".to_owned(), AttributeValue::S(q.pk.clone()))]);
+        let key_expr = match &q.sk {
+            SkRange::All => "#h = :h",
+            SkRange::BeginsWith(p) => {
+                names.insert("#r".into(), range_attr.into());
+                values.insert(":a".into(), AttributeValue::S(p.clone()));
+                "#h = :h AND begins_with(#r, :a)"
+            }
+            SkRange::Between(a, b) => {
+                names.insert("#r".into(), range_attr.into());
+                values.insert(":a".into(), AttributeValue::S(a.clone()));
+                values.insert(":b".into(), AttributeValue::S(b.clone()));
+                "#h = :h AND #r BETWEEN :a AND :b"
+            }
+        };
+        let table = q.index.map_or(q.table, super::Index::table);
+        let out = self
+            .client
+            .query()
+            .table_name(self.table_name(table))
+            .set_index_name(q.index.map(|i| i.name().to_owned()))
+            // Indexes only offer eventually consistent reads.
+            .consistent_read(q.index.is_none())
+            .key_condition_expression(key_expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(!q.newest_first)
+            .set_limit(q.limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+            .set_exclusive_start_key(q.start_after.clone())
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        Ok(Page {
+            items: out.items.unwrap_or_default(),
+            last_key: out.last_evaluated_key,
+        })
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(writes.len());
+        for w in writes {
+            let built = match w {
+                Write::Put { table, item, cond } => {
+                    let e = expression(&cond);
+                    let put = Put::builder()
+                        .table_name(self.table_name(table))
+                        .set_item(Some(item))
+                        .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
+                        .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
+                        .set_expression_attribute_values(e.and_then(|e| e.values))
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                Write::Delete { table, key, cond } => {
+                    let e = expression(&cond);
+                    let del = Delete::builder()
+                        .table_name(self.table_name(table))
+                        .set_key(Some(Self::key_item(&key)))
+                        .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
+                        .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
+                        .set_expression_attribute_values(e.and_then(|e| e.values))
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    TransactWriteItem::builder().delete(del).build()
+                }
+                Write::Check { table, key, cond } => {
+                    let e = expression(&cond).ok_or_else(|| {
+                        StoreError::Invalid("a condition check needs a condition".into())
+                    })?;
+                    let check = ConditionCheck::builder()
+                        .table_name(self.table_name(table))
+                        .set_key(Some(Self::key_item(&key)))
+                        .condition_expression(e.text)
+                        .set_expression_attribute_names(Some(e.names))
+                        .set_expression_attribute_values(e.values)
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    TransactWriteItem::builder().condition_check(check).build()
+                }
+            };
+            items.push(built);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    let lost = c.cancellation_reasons().iter().position(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    });
+                    if let Some(index) = lost {
+                        return Err(StoreError::ConditionFailed { index });
+                    }
+                }
+                if e.code() == Some("ValidationException") {
+                    tracing::error!(error = %DisplayErrorContext(&e), "DynamoDB refused a transaction");
+                    return Err(StoreError::Invalid("ValidationException".into()));
+                }
+                Err(unavailable("TransactWriteItems", &e))
+            }
+        }
+    }
+}

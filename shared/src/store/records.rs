@@ -1,0 +1,546 @@
+//! Typed records, their keys, the reads flows need and [`Tx`], the builder of the
+//! transactions that change state together with their audit events.
+//! The key design is documented in `docs/data-model.md`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{
+    AttributeValue, Backend, Cond, Index, Item, Key, Page, Query, SkRange, StoreError, Table, Write,
+};
+use crate::audit::AuditEvent;
+use crate::clock::Timestamp;
+use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, UserId};
+
+/// A record with the version its optimistic-concurrency condition checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub ver: u64,
+}
+
+/// An account: credentials and everything sign-in needs, keyed by email so that login is a
+/// single read. `EMAIL#{email}` / `ACCOUNT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub email: Email,
+    pub role: Role,
+    pub status: AccountStatus,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// The way from a user id to the account. `USER#{user_id}` / `USER`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub email: Email,
+}
+
+/// Consecutive failed sign-ins for an email, whether or not an account has it.
+/// `EMAIL#{email}` / `LOCKOUT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockoutRecord {
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<Timestamp>,
+    pub last_failure_at: Timestamp,
+}
+
+impl LockoutRecord {
+    pub fn is_locked(&self, now: Timestamp) -> bool {
+        self.locked_until.is_some_and(|t| now < t)
+    }
+
+    /// Failures that still count: none once a lock has run out.
+    pub fn live_failures(&self, now: Timestamp) -> u32 {
+        match self.locked_until {
+            Some(t) if now >= t => 0,
+            _ => self.failures,
+        }
+    }
+}
+
+/// `ORG#{org_id}` / `ORG`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    pub org_id: OrgId,
+    pub name: String,
+    pub owner_id: UserId,
+    pub created_at: Timestamp,
+}
+
+/// A signed-in device. `USER#{user_id}` / `SESSION#{session_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub role: Role,
+    pub amr: Vec<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// SHA-256 of the current refresh token's secret.
+    pub refresh_hash: String,
+    /// SHA-256 of recently rotated secrets, newest first: presenting one is token reuse.
+    #[serde(default)]
+    pub previous_refresh_hashes: Vec<String>,
+    /// The session ends when unused until then (idle timeout) …
+    pub idle_expires_at: Timestamp,
+    /// … and at the latest then (absolute lifetime).
+    pub expires_at: Timestamp,
+}
+
+impl SessionRecord {
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        now < self.idle_expires_at && now < self.expires_at
+    }
+}
+
+/// What a one-time token stored by its hash is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    EmailVerification,
+}
+
+/// A one-time token, stored as the SHA-256 of its value. `TOKEN#{hash}` / `TOKEN`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub kind: TokenKind,
+    pub user_id: UserId,
+    pub email: Email,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+pub mod keys {
+    //! Key builders: the only place key strings are spelled.
+    use super::Key;
+    use crate::clock::Timestamp;
+    use crate::domain::{Email, EventId, OrgId, SessionId, UserId};
+
+    pub fn account(email: &Email) -> Key {
+        Key::new(format!("EMAIL#{email}"), "ACCOUNT")
+    }
+    pub fn lockout(email: &Email) -> Key {
+        Key::new(format!("EMAIL#{email}"), "LOCKOUT")
+    }
+    pub fn email_partition(email: &Email) -> String {
+        format!("EMAIL#{email}")
+    }
+    pub fn user_ref(user: &UserId) -> Key {
+        Key::new(format!("USER#{user}"), "USER")
+    }
+    pub fn user_partition(user: &UserId) -> String {
+        format!("USER#{user}")
+    }
+    pub fn session(user: &UserId, session: &SessionId) -> Key {
+        Key::new(format!("USER#{user}"), format!("SESSION#{session}"))
+    }
+    pub fn org(org: &OrgId) -> Key {
+        Key::new(format!("ORG#{org}"), "ORG")
+    }
+    pub fn org_partition(org: &OrgId) -> String {
+        format!("ORG#{org}")
+    }
+    pub fn token(hash: &str) -> Key {
+        Key::new(format!("TOKEN#{hash}"), "TOKEN")
+    }
+    /// Audit events of sign-ins with no account behind them belong to no org.
+    pub const NO_ORG: &str = "ORG#-";
+    pub fn audit_partition(org: Option<&OrgId>) -> String {
+        org.map_or_else(|| NO_ORG.to_owned(), |o| format!("ORG#{o}"))
+    }
+    pub fn audit_user_partition(org: Option<&OrgId>, user: &UserId) -> String {
+        format!("{}#USER#{user}", audit_partition(org))
+    }
+    pub fn audit_sort(at: Timestamp, id: &EventId) -> String {
+        format!("{at}#{id}")
+    }
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("deserialize: {e}")))
+}
+
+fn versioned<T: DeserializeOwned>(item: Item) -> Result<Versioned<T>, StoreError> {
+    let ver = super::attr_u64(&item, super::VERSION).unwrap_or(0);
+    Ok(Versioned {
+        value: from_item(item)?,
+        ver,
+    })
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The repository every flow reads and writes through.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    audit_retention: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// The sign-in state of an email: its account and its failure count, in one read.
+#[derive(Debug, Default)]
+pub struct LoginState {
+    pub account: Option<Versioned<AccountRecord>>,
+    pub lockout: Option<Versioned<LockoutRecord>>,
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>, audit_retention: Duration) -> Self {
+        Self {
+            backend,
+            audit_retention,
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn tx(&self) -> Tx {
+        Tx {
+            writes: Vec::new(),
+            error: None,
+            audit_retention: self.audit_retention,
+        }
+    }
+
+    pub async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+        if let Some(e) = tx.error {
+            return Err(e);
+        }
+        self.backend.transact(tx.writes).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &Key,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        self.backend
+            .get(table, key)
+            .await?
+            .map(versioned)
+            .transpose()
+    }
+
+    /// One query on the email's partition: the account (if any) and its lockout counter.
+    pub async fn login_state(&self, email: &Email) -> Result<LoginState, StoreError> {
+        let page = self
+            .backend
+            .query(&Query::new(Table::Main, keys::email_partition(email)))
+            .await?;
+        let mut state = LoginState::default();
+        for item in page.items {
+            match super::attr_str(&item, super::SK) {
+                Some("ACCOUNT") => state.account = Some(versioned(item)?),
+                Some("LOCKOUT") => state.lockout = Some(versioned(item)?),
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    pub async fn lockout(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Versioned<LockoutRecord>>, StoreError> {
+        self.get(Table::Main, &keys::lockout(email)).await
+    }
+
+    pub async fn account(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Versioned<AccountRecord>>, StoreError> {
+        self.get(Table::Main, &keys::account(email)).await
+    }
+
+    pub async fn user_ref(&self, user: &UserId) -> Result<Option<UserRef>, StoreError> {
+        Ok(self
+            .get(Table::Main, &keys::user_ref(user))
+            .await?
+            .map(|v| v.value))
+    }
+
+    /// The account of a user id: two reads (the reference, then the account).
+    pub async fn account_by_user(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<Versioned<AccountRecord>>, StoreError> {
+        match self.user_ref(user).await? {
+            Some(r) => self.account(&r.email).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn org(&self, org: &OrgId) -> Result<Option<OrgRecord>, StoreError> {
+        Ok(self
+            .get(Table::Main, &keys::org(org))
+            .await?
+            .map(|v| v.value))
+    }
+
+    pub async fn session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+    ) -> Result<Option<Versioned<SessionRecord>>, StoreError> {
+        self.get(Table::Main, &keys::session(user, session)).await
+    }
+
+    /// Every session item of a user, live or not, oldest first.
+    pub async fn sessions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<Versioned<SessionRecord>>, StoreError> {
+        let mut q = Query::new(Table::Main, keys::user_partition(user));
+        q.sk = SkRange::BeginsWith("SESSION#".into());
+        let mut out = Vec::new();
+        loop {
+            let page = self.backend.query(&q).await?;
+            for item in page.items {
+                out.push(versioned(item)?);
+            }
+            match page.last_key {
+                Some(k) => q.start_after = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self
+            .get(Table::Main, &keys::token(hash))
+            .await?
+            .map(|v| v.value))
+    }
+
+    /// Audit events of an org (or of one user in it), newest first, one page at a time.
+    pub async fn audit_events(
+        &self,
+        org: Option<&OrgId>,
+        user: Option<&UserId>,
+        range: SkRange,
+        limit: u32,
+        start_after: Option<Item>,
+    ) -> Result<(Vec<AuditEvent>, Option<Item>), StoreError> {
+        let mut q = match user {
+            Some(u) => {
+                let mut q = Query::new(Table::Audit, keys::audit_user_partition(org, u));
+                q.index = Some(Index::AuditByUser);
+                q
+            }
+            None => Query::new(Table::Audit, keys::audit_partition(org)),
+        };
+        q.sk = range;
+        q.newest_first = true;
+        q.limit = Some(limit);
+        q.start_after = start_after;
+        let Page { items, last_key } = self.backend.query(&q).await?;
+        let events = items
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((events, last_key))
+    }
+}
+
+/// The writes of one transaction. Each adder returns the write's index, which
+/// [`StoreError::ConditionFailed`] names when that write's condition was false.
+#[derive(Debug)]
+pub struct Tx {
+    writes: Vec<Write>,
+    error: Option<StoreError>,
+    audit_retention: Duration,
+}
+
+impl Tx {
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    fn push(&mut self, w: Write) -> usize {
+        self.writes.push(w);
+        self.writes.len() - 1
+    }
+
+    fn put<T: Serialize>(
+        &mut self,
+        table: Table,
+        key: Key,
+        value: &T,
+        cond: Cond,
+        extra: Vec<(&str, AttributeValue)>,
+    ) -> usize {
+        let mut item = match to_item(value) {
+            Ok(i) => i,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                Item::new()
+            }
+        };
+        item.insert(super::PK.to_owned(), s(key.pk));
+        item.insert(super::SK.to_owned(), s(key.sk));
+        for (k, v) in extra {
+            item.insert(k.to_owned(), v);
+        }
+        self.push(Write::Put { table, item, cond })
+    }
+
+    /// The next version for a record last read at `prev` (absent: first version).
+    fn bump(prev: Option<u64>) -> AttributeValue {
+        n(prev.map_or(1, |v| v + 1))
+    }
+
+    pub fn create_org(&mut self, org: &OrgRecord) -> usize {
+        self.put(
+            Table::Main,
+            keys::org(&org.org_id),
+            org,
+            Cond::NotExists,
+            vec![(super::VERSION, n(1))],
+        )
+    }
+
+    /// Creates an account and its user reference; the account's index fails when the email is
+    /// taken.
+    pub fn create_account(&mut self, a: &AccountRecord) -> usize {
+        let idx = self.put_account(a, None);
+        let r = UserRef {
+            user_id: a.user_id.clone(),
+            org_id: a.org_id.clone(),
+            email: a.email.clone(),
+        };
+        self.put(
+            Table::Main,
+            keys::user_ref(&a.user_id),
+            &r,
+            Cond::NotExists,
+            vec![(super::VERSION, n(1))],
+        );
+        idx
+    }
+
+    /// Writes an account read at version `prev` (`None`: it must not exist yet).
+    pub fn put_account(&mut self, a: &AccountRecord, prev: Option<u64>) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        let extra = vec![
+            (super::VERSION, Self::bump(prev)),
+            ("gsi1pk", s(keys::org_partition(&a.org_id))),
+            ("gsi1sk", s(format!("USER#{}", a.user_id))),
+        ];
+        self.put(Table::Main, keys::account(&a.email), a, cond, extra)
+    }
+
+    /// Writes a lockout counter read at version `prev` (`None`: it must not exist yet).
+    /// It expires a day after the last failure or the end of the lock, whichever is later.
+    pub fn put_lockout(&mut self, email: &Email, l: &LockoutRecord, prev: Option<u64>) -> usize {
+        let keep_until = l
+            .locked_until
+            .unwrap_or(l.last_failure_at)
+            .max(l.last_failure_at);
+        let ttl = keep_until
+            .plus(Duration::from_secs(24 * 3600))
+            .unix_seconds();
+        let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
+        self.put(
+            Table::Main,
+            keys::lockout(email),
+            l,
+            Cond::VersionOrAbsent(prev),
+            extra,
+        )
+    }
+
+    pub fn delete_lockout(&mut self, email: &Email, ver: u64) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::lockout(email),
+            cond: Cond::Version(ver),
+        })
+    }
+
+    /// Writes a session read at version `prev` (`None`: a new session).
+    pub fn put_session(&mut self, sess: &SessionRecord, prev: Option<u64>) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        let extra = vec![
+            (super::VERSION, Self::bump(prev)),
+            (super::TTL, n(sess.expires_at.unix_seconds())),
+        ];
+        self.put(
+            Table::Main,
+            keys::session(&sess.user_id, &sess.session_id),
+            sess,
+            cond,
+            extra,
+        )
+    }
+
+    pub fn delete_session(&mut self, user: &UserId, session: &SessionId, cond: Cond) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::session(user, session),
+            cond,
+        })
+    }
+
+    pub fn create_token(&mut self, hash: &str, t: &TokenRecord) -> usize {
+        let extra = vec![
+            (super::VERSION, n(1)),
+            (super::TTL, n(t.expires_at.unix_seconds())),
+        ];
+        self.put(Table::Main, keys::token(hash), t, Cond::NotExists, extra)
+    }
+
+    /// Appends an audit event. The audit table is append-only: the condition makes an event
+    /// id that already exists fail the whole transaction rather than overwrite history.
+    pub fn audit(&mut self, e: &AuditEvent) -> usize {
+        let key = Key::new(
+            keys::audit_partition(e.org_id.as_ref()),
+            keys::audit_sort(e.at, &e.id),
+        );
+        let ttl = e.at.plus(self.audit_retention).unix_seconds();
+        let mut extra = vec![(super::TTL, n(ttl))];
+        if let Some(u) = &e.target_user_id {
+            extra.push((
+                "user_pk",
+                s(keys::audit_user_partition(e.org_id.as_ref(), u)),
+            ));
+        }
+        self.put(Table::Audit, key, e, Cond::NotExists, extra)
+    }
+}
