@@ -1,1 +1,360 @@
+//! Test helpers: a `TestApp` that drives the real router in-process over either store, and
+//! clients for the DynamoDB-compatible server that `make test` starts (moto, through
+//! `scripts/with-moto`, which sets `GATEHOUSE_TEST_AWS_ENDPOINT`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use gatehouse::audit::AuditEvent;
+use gatehouse::clock::ManualClock;
+use gatehouse::config::Config;
+use gatehouse::keys::{KeyRing, Keys};
+use gatehouse::mail::LocalMailer;
+use gatehouse::store::{Backend, DynamoStore, MemoryStore, SkRange, Table};
+use gatehouse::{AppState, api};
+use http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const CLIENT_IP: [u8; 4] = [203, 0, 113, 7];
+pub const USER_AGENT: &str = "gatehouse-tests/1.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Dynamo,
+}
+
+/// The endpoint of the DynamoDB-compatible server. Missing means the suite was not started
+/// through `make test`: that is a failure, never a skip.
+pub fn aws_endpoint() -> String {
+    std::env::var("GATEHOUSE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "GATEHOUSE_TEST_AWS_ENDPOINT is not set: run the tests with `make test` \
+             (or `scripts/with-moto cargo test`), which starts a DynamoDB-compatible server"
+        )
+    })
+}
+
+fn credentials() -> aws_sdk_dynamodb::config::Credentials {
+    aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests")
+}
+
+pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(aws_endpoint())
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+pub fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    let conf = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .endpoint_url(aws_endpoint())
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
+}
+
+/// A `DynamoStore` on fresh, uniquely named tables.
+pub async fn fresh_dynamo() -> DynamoStore {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let store = DynamoStore::new(
+        dynamo_client(),
+        format!("main-{suffix}"),
+        format!("audit-{suffix}"),
+    );
+    store
+        .create_tables_if_missing()
+        .await
+        .expect("create tables on the test server");
+    store
+}
+
+pub async fn backend(kind: StoreKind) -> Arc<dyn Backend> {
+    match kind {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Dynamo => Arc::new(fresh_dynamo().await),
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub clock: ManualClock,
+    pub mailer: Arc<LocalMailer>,
+    pub memory: Option<Arc<MemoryStore>>,
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    /// No route matched: the router's fallback answered.
+    pub unrouted: bool,
+}
+
+impl TestResponse {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["request_id"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty())
+        );
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {field} in {}", self.body))
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    pub async fn new(kind: StoreKind) -> Self {
+        Self::with_config(kind, |_| {}).await
+    }
+
+    pub async fn with_config(kind: StoreKind, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            app_url: "https://app.example.test".into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let (backend, memory): (Arc<dyn Backend>, _) = match kind {
+            StoreKind::Memory => {
+                let m = Arc::new(MemoryStore::new());
+                (m.clone(), Some(m))
+            }
+            StoreKind::Dynamo => (backend(kind).await, None),
+        };
+        Self::from_parts(config, backend, memory)
+    }
+
+    pub fn from_parts(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        memory: Option<Arc<MemoryStore>>,
+    ) -> Self {
+        let keys = Keys::new(KeyRing::from_json(&KeyRing::generate_json()).unwrap());
+        let clock = ManualClock::default();
+        let mailer = Arc::new(LocalMailer::default());
+        let state = AppState::new(
+            config,
+            backend,
+            keys,
+            mailer.clone(),
+            Arc::new(clock.clone()),
+        );
+        let router = api::app(
+            state.clone(),
+            vec![api::login::routes(), api::local::routes()],
+        )
+        .layer(axum::Extension(mailer.clone()));
+        Self {
+            router,
+            state,
+            clock,
+            mailer,
+            memory,
+        }
+    }
+
+    /// Sends a request as the local server would receive it from `CLIENT_IP`.
+    pub async fn send(&self, mut req: Request<Body>) -> TestResponse {
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((CLIENT_IP, 50_000))));
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let unrouted = resp
+            .extensions()
+            .get::<gatehouse::http::Unrouted>()
+            .is_some();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+            unrouted,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> TestResponse {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("user-agent", USER_AGENT);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.send(req).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.request(Method::POST, path, Some(body), None).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> TestResponse {
+        self.request(Method::GET, path, None, Some(token)).await
+    }
+
+    /// Creates an org whose owner has `email` and [`PASSWORD`]; returns (org id, user id).
+    pub async fn signup(&self, email: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/v1/orgs",
+                json!({"org_name": "Acme", "email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["org"]["id"].as_str().unwrap().to_owned(),
+            r.body["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.post(
+            "/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Signs in and returns (access token, refresh token, session id).
+    pub async fn login_ok(&self, email: &str) -> (String, String, String) {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        (
+            r.str("access_token"),
+            r.str("refresh_token"),
+            r.str("session_id"),
+        )
+    }
+
+    pub async fn refresh(&self, token: &str) -> TestResponse {
+        self.post("/v1/auth/refresh", json!({"refresh_token": token}))
+            .await
+    }
+
+    /// The audit events of an org (None: sign-ins with no account), oldest first.
+    pub async fn audit(&self, org: Option<&str>) -> Vec<AuditEvent> {
+        let org = org.map(|o| gatehouse::domain::OrgId::parse(o).expect("org id"));
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (events, next) = self
+                .state
+                .store
+                .audit_events(org.as_ref(), None, SkRange::All, 100, cursor)
+                .await
+                .unwrap();
+            all.extend(events);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        all.reverse();
+        all
+    }
+
+    pub fn audit_types(events: &[AuditEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e.event_type)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    pub fn memory_dump(&self, table: Table) -> Vec<gatehouse::store::Item> {
+        self.memory.as_ref().expect("memory store").dump(table)
+    }
+}
+
+/// Runs each listed `async fn(StoreKind)` against both stores as two tests.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::StoreKind::Memory).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::StoreKind::Dynamo).await })*
+        }
+    };
+}
+
+/// An argon2id hash with weaker, older parameters (m=4096 KiB, t=3), as an old deployment
+/// would have stored.
+pub fn weak_argon2_hash(password: &str) -> String {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    let params = Params::new(4096, 3, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes())
+        .unwrap()
+        .to_string()
+}
+
+impl TestApp {
+    /// The test clock's now, in Unix seconds.
+    pub fn clock_now(&self) -> i64 {
+        use gatehouse::clock::Clock;
+        self.clock.now().unix_seconds()
+    }
+}

@@ -1,1 +1,15 @@
+//! The integration suite: one binary, so the workspace links once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_errors;
+mod audit;
+mod concurrency;
+mod conformance;
+mod infra;
+mod jwt;
+mod keys;
+mod lambda;
+mod login;
+mod openapi;
+mod sessions;
+mod signup;

@@ -1,0 +1,357 @@
+//! The backend contract, run against `MemoryStore` and `DynamoStore` (on moto's server):
+//! the memory store must behave like DynamoDB.
+
+use gatehouse::store::{
+    AttributeValue, Cond, Index, Item, Key, Query, SkRange, StoreError, Table, Write,
+};
+use gatehouse_tests::{StoreKind, backend, both_stores};
+
+fn item(pk: &str, sk: &str, extra: &[(&str, &str)]) -> Item {
+    let mut i = Item::from([
+        ("pk".to_owned(), AttributeValue::S(pk.into())),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ]);
+    for (k, v) in extra {
+        i.insert((*k).to_owned(), AttributeValue::S((*v).into()));
+    }
+    i
+}
+
+fn versioned(pk: &str, sk: &str, ver: u64) -> Item {
+    let mut i = item(pk, sk, &[]);
+    i.insert("ver".into(), AttributeValue::N(ver.to_string()));
+    i
+}
+
+fn put(table: Table, item: Item, cond: Cond) -> Write {
+    Write::Put { table, item, cond }
+}
+
+fn sks(items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["sk"].as_s().unwrap().clone())
+        .collect()
+}
+
+async fn get_returns_what_put_wrote_and_none_for_missing(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![put(
+        Table::Main,
+        item("A", "1", &[("x", "y")]),
+        Cond::None,
+    )])
+    .await
+    .unwrap();
+    let got = b
+        .get(Table::Main, &Key::new("A", "1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["x"].as_s().unwrap(), "y");
+    assert!(
+        b.get(Table::Main, &Key::new("A", "2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        b.get(Table::Audit, &Key::new("A", "1"))
+            .await
+            .unwrap()
+            .is_none(),
+        "tables are separate"
+    );
+}
+
+async fn not_exists_refuses_a_second_put(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![put(
+        Table::Main,
+        item("A", "1", &[("v", "first")]),
+        Cond::NotExists,
+    )])
+    .await
+    .unwrap();
+    let err = b
+        .transact(vec![put(
+            Table::Main,
+            item("A", "1", &[("v", "second")]),
+            Cond::NotExists,
+        )])
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::ConditionFailed { index: 0 })),
+        "{err:?}"
+    );
+    let got = b
+        .get(Table::Main, &Key::new("A", "1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["v"].as_s().unwrap(), "first");
+}
+
+async fn version_conditions_detect_lost_updates(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![put(
+        Table::Main,
+        versioned("A", "1", 1),
+        Cond::VersionOrAbsent(None),
+    )])
+    .await
+    .unwrap();
+    b.transact(vec![put(
+        Table::Main,
+        versioned("A", "1", 2),
+        Cond::Version(1),
+    )])
+    .await
+    .unwrap();
+    let stale = b
+        .transact(vec![put(
+            Table::Main,
+            versioned("A", "1", 2),
+            Cond::Version(1),
+        )])
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::ConditionFailed { index: 0 })
+    ));
+    let stale = b
+        .transact(vec![put(
+            Table::Main,
+            versioned("A", "1", 9),
+            Cond::VersionOrAbsent(Some(1)),
+        )])
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::ConditionFailed { index: 0 })
+    ));
+    b.transact(vec![put(
+        Table::Main,
+        versioned("A", "1", 3),
+        Cond::VersionOrAbsent(Some(2)),
+    )])
+    .await
+    .unwrap();
+    // Absent items satisfy VersionOrAbsent(Some) but not Version.
+    b.transact(vec![put(
+        Table::Main,
+        versioned("B", "1", 1),
+        Cond::VersionOrAbsent(Some(7)),
+    )])
+    .await
+    .unwrap();
+    let missing = b
+        .transact(vec![put(
+            Table::Main,
+            versioned("C", "1", 1),
+            Cond::Version(0),
+        )])
+        .await;
+    assert!(matches!(
+        missing,
+        Err(StoreError::ConditionFailed { index: 0 })
+    ));
+}
+
+async fn a_failed_condition_cancels_the_whole_transaction(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![put(Table::Main, item("A", "taken", &[]), Cond::None)])
+        .await
+        .unwrap();
+    let err = b
+        .transact(vec![
+            put(Table::Main, item("A", "new", &[]), Cond::NotExists),
+            put(Table::Audit, item("E", "1", &[]), Cond::NotExists),
+            Write::Delete {
+                table: Table::Main,
+                key: Key::new("A", "taken"),
+                cond: Cond::None,
+            },
+            Write::Check {
+                table: Table::Main,
+                key: Key::new("A", "missing"),
+                cond: Cond::Exists,
+            },
+        ])
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::ConditionFailed { index: 3 })),
+        "{err:?}"
+    );
+    assert!(
+        b.get(Table::Main, &Key::new("A", "new"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        b.get(Table::Audit, &Key::new("E", "1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        b.get(Table::Main, &Key::new("A", "taken"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn deletes_honor_their_conditions(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![put(Table::Main, versioned("A", "1", 4), Cond::None)])
+        .await
+        .unwrap();
+    let err = b
+        .transact(vec![Write::Delete {
+            table: Table::Main,
+            key: Key::new("A", "1"),
+            cond: Cond::Version(3),
+        }])
+        .await;
+    assert!(matches!(err, Err(StoreError::ConditionFailed { index: 0 })));
+    b.transact(vec![Write::Delete {
+        table: Table::Main,
+        key: Key::new("A", "1"),
+        cond: Cond::Version(4),
+    }])
+    .await
+    .unwrap();
+    assert!(
+        b.get(Table::Main, &Key::new("A", "1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = b
+        .transact(vec![Write::Delete {
+            table: Table::Main,
+            key: Key::new("A", "1"),
+            cond: Cond::Exists,
+        }])
+        .await;
+    assert!(matches!(err, Err(StoreError::ConditionFailed { index: 0 })));
+}
+
+async fn two_writes_to_one_item_are_refused(kind: StoreKind) {
+    let b = backend(kind).await;
+    let err = b
+        .transact(vec![
+            put(Table::Main, item("A", "1", &[]), Cond::None),
+            put(Table::Main, item("A", "1", &[]), Cond::None),
+        ])
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+    assert!(
+        b.get(Table::Main, &Key::new("A", "1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn queries_return_one_partition_in_sort_key_order(kind: StoreKind) {
+    let b = backend(kind).await;
+    let mut writes = Vec::new();
+    for sk in ["SESSION#b", "SESSION#a", "USER", "SESSION#c"] {
+        writes.push(put(Table::Main, item("U#1", sk, &[]), Cond::None));
+    }
+    writes.push(put(Table::Main, item("U#2", "SESSION#z", &[]), Cond::None));
+    b.transact(writes).await.unwrap();
+
+    let all = b.query(&Query::new(Table::Main, "U#1")).await.unwrap();
+    assert_eq!(
+        sks(&all.items),
+        ["SESSION#a", "SESSION#b", "SESSION#c", "USER"]
+    );
+    assert!(all.last_key.is_none());
+
+    let mut q = Query::new(Table::Main, "U#1");
+    q.sk = SkRange::BeginsWith("SESSION#".into());
+    q.newest_first = true;
+    assert_eq!(
+        sks(&b.query(&q).await.unwrap().items),
+        ["SESSION#c", "SESSION#b", "SESSION#a"]
+    );
+
+    q.sk = SkRange::Between("SESSION#b".into(), "SESSION#c".into());
+    q.newest_first = false;
+    assert_eq!(
+        sks(&b.query(&q).await.unwrap().items),
+        ["SESSION#b", "SESSION#c"]
+    );
+}
+
+async fn pages_resume_after_the_last_key(kind: StoreKind) {
+    let b = backend(kind).await;
+    let writes = (0..7)
+        .map(|i| {
+            put(
+                Table::Audit,
+                item("ORG#1", &format!("t{i}"), &[]),
+                Cond::None,
+            )
+        })
+        .collect();
+    b.transact(writes).await.unwrap();
+    let mut q = Query::new(Table::Audit, "ORG#1");
+    q.newest_first = true;
+    q.limit = Some(3);
+    let mut seen = Vec::new();
+    loop {
+        let page = b.query(&q).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(sks(&page.items));
+        match page.last_key {
+            Some(k) => q.start_after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
+}
+
+async fn index_queries_group_by_the_index_key(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(vec![
+        put(
+            Table::Audit,
+            item("ORG#1", "t1", &[("user_pk", "ORG#1#USER#u")]),
+            Cond::None,
+        ),
+        put(Table::Audit, item("ORG#1", "t2", &[]), Cond::None),
+        put(
+            Table::Audit,
+            item("ORG#1", "t3", &[("user_pk", "ORG#1#USER#u")]),
+            Cond::None,
+        ),
+        put(
+            Table::Audit,
+            item("ORG#2", "t4", &[("user_pk", "ORG#1#USER#v")]),
+            Cond::None,
+        ),
+    ])
+    .await
+    .unwrap();
+    let mut q = Query::new(Table::Audit, "ORG#1#USER#u");
+    q.index = Some(Index::AuditByUser);
+    q.newest_first = true;
+    assert_eq!(sks(&b.query(&q).await.unwrap().items), ["t3", "t1"]);
+}
+
+both_stores!(
+    get_returns_what_put_wrote_and_none_for_missing,
+    not_exists_refuses_a_second_put,
+    version_conditions_detect_lost_updates,
+    a_failed_condition_cancels_the_whole_transaction,
+    deletes_honor_their_conditions,
+    two_writes_to_one_item_are_refused,
+    queries_return_one_partition_in_sort_key_order,
+    pages_resume_after_the_last_key,
+    index_queries_group_by_the_index_key,
+);

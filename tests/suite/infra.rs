@@ -1,0 +1,159 @@
+//! `infra/template.yaml` agrees with the code: table key schemas, TTL, and least-privilege
+//! access (the audit table is append-only).
+
+use gatehouse::store::Table;
+use gatehouse::store::schema::table_schema;
+use serde_yaml::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn keys(schema: &Value) -> (String, String) {
+    let mut hash = String::new();
+    let mut range = String::new();
+    for k in schema.as_sequence().unwrap() {
+        let name = k["AttributeName"].as_str().unwrap().to_owned();
+        match k["KeyType"].as_str().unwrap() {
+            "HASH" => hash = name,
+            "RANGE" => range = name,
+            other => panic!("key type {other}"),
+        }
+    }
+    (hash, range)
+}
+
+#[test]
+fn the_template_declares_the_key_schema_the_code_uses() {
+    let t = template();
+    for table in [Table::Main, Table::Audit] {
+        let schema = table_schema(table);
+        let props = &t["Resources"][schema.logical_id]["Properties"];
+        assert_eq!(
+            keys(&props["KeySchema"]),
+            (schema.hash_key.to_owned(), schema.range_key.to_owned())
+        );
+        let mut declared: Vec<String> = props["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                assert_eq!(a["AttributeType"], "S");
+                a["AttributeName"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        declared.sort();
+        let mut expected: Vec<String> = schema
+            .key_attributes()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        expected.sort();
+        assert_eq!(declared, expected, "{}", schema.logical_id);
+        let indexes = props["GlobalSecondaryIndexes"].as_sequence().unwrap();
+        assert_eq!(indexes.len(), schema.indexes.len());
+        for i in &schema.indexes {
+            let gsi = indexes
+                .iter()
+                .find(|g| g["IndexName"] == i.name)
+                .unwrap_or_else(|| panic!("index {}", i.name));
+            assert_eq!(
+                keys(&gsi["KeySchema"]),
+                (i.hash_key.to_owned(), i.range_key.to_owned())
+            );
+            assert_eq!(gsi["Projection"]["ProjectionType"], "ALL");
+        }
+        assert_eq!(
+            props["TimeToLiveSpecification"]["AttributeName"],
+            schema.ttl_attribute
+        );
+        assert_eq!(props["TimeToLiveSpecification"]["Enabled"], true);
+        assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+        assert_eq!(
+            props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            true
+        );
+    }
+}
+
+fn mentions(v: &Value, logical_id: &str) -> bool {
+    match v {
+        Value::String(s) => s == logical_id || s.contains(&format!("${{{logical_id}")),
+        Value::Sequence(s) => s.iter().any(|x| mentions(x, logical_id)),
+        Value::Mapping(m) => m.iter().any(|(_, x)| mentions(x, logical_id)),
+        _ => false,
+    }
+}
+
+fn statements(t: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        for policy in res["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for st in policy["Statement"].as_sequence().into_iter().flatten() {
+                out.push((name.as_str().unwrap().to_owned(), st.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn actions(st: &Value) -> Vec<String> {
+    match &st["Action"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(s) => s.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn no_function_may_change_or_delete_audit_events() {
+    let t = template();
+    let sts = statements(&t);
+    assert!(
+        !sts.is_empty(),
+        "functions carry inline least-privilege policies"
+    );
+    for (function, st) in sts {
+        if !mentions(&st["Resource"], "AuditTable") {
+            continue;
+        }
+        for a in actions(&st) {
+            assert!(
+                matches!(
+                    a.as_str(),
+                    "dynamodb:PutItem" | "dynamodb:Query" | "dynamodb:ConditionCheckItem"
+                ),
+                "{function} may {a} on the audit table"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_wildcards_in_function_policies() {
+    for (function, st) in statements(&template()) {
+        for a in actions(&st) {
+            assert!(!a.contains('*'), "{function}: {a}");
+        }
+        assert!(
+            !matches!(&st["Resource"], Value::String(s) if s == "*"),
+            "{function}: Resource *"
+        );
+    }
+}
+
+#[test]
+fn the_login_function_is_built_with_cargo_lambda_from_its_binary() {
+    let t = template();
+    let f = &t["Resources"]["LoginFunction"];
+    assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
+    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], "login");
+}

@@ -1,0 +1,61 @@
+//! The OpenAPI document is generated from the routes: every operation it lists is routed,
+//! and every endpoint of API.md's login family is in it.
+
+use gatehouse_tests::{StoreKind, TestApp};
+use http::Method;
+
+fn operations(doc: &serde_json::Value) -> Vec<(Method, String)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (m, _) in item.as_object().unwrap() {
+            ops.push((m.to_uppercase().parse().unwrap(), path.clone()));
+        }
+    }
+    ops
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let doc = a.request(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in operations(&doc.body) {
+        let concrete = path.replace("{id}", "ses_0");
+        let r = a.request(method.clone(), &concrete, None, None).await;
+        assert!(!r.unrouted, "{method} {path} is documented but not routed");
+    }
+}
+
+#[tokio::test]
+async fn the_document_lists_the_login_family_of_api_md() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let doc = a.request(Method::GET, "/openapi.json", None, None).await;
+    let ops = operations(&doc.body);
+    for (m, p) in [
+        (Method::POST, "/v1/orgs"),
+        (Method::POST, "/v1/auth/login"),
+        (Method::POST, "/v1/auth/refresh"),
+        (Method::POST, "/v1/auth/logout"),
+        (Method::GET, "/v1/me"),
+        (Method::GET, "/v1/sessions"),
+        (Method::DELETE, "/v1/sessions/{id}"),
+        (Method::POST, "/v1/sessions/revoke-others"),
+        (Method::GET, "/.well-known/jwks.json"),
+        (Method::GET, "/_local/mail"),
+        (Method::GET, "/openapi.json"),
+    ] {
+        assert!(
+            ops.contains(&(m.clone(), p.to_owned())),
+            "{m} {p} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test]
+async fn undocumented_paths_are_not_routed() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    for p in ["/v1/admin", "/v1/orgs/x", "/v1/auth"] {
+        assert!(a.request(Method::GET, p, None, None).await.unrouted, "{p}");
+    }
+}

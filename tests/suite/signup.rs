@@ -1,0 +1,177 @@
+//! `POST /v1/orgs`: an org and its owner, validation, the password policy, closed sign-up,
+//! the verification mail.
+
+use gatehouse::config::SignupMode;
+use gatehouse_tests::{PASSWORD, StoreKind, TestApp, both_stores};
+use http::StatusCode;
+use serde_json::json;
+
+async fn creating_an_org_returns_the_org_and_its_owner(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "  Acme Inc  ", "email": "Owner@Example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["org"]["name"], "Acme Inc");
+    assert!(r.body["org"]["id"].as_str().unwrap().starts_with("org_"));
+    assert_eq!(r.body["user"]["email"], "owner@example.com");
+    assert_eq!(r.body["user"]["role"], "owner");
+    assert_eq!(r.body["user"]["email_verified"], false);
+    assert!(r.body["user"]["id"].as_str().unwrap().starts_with("usr_"));
+}
+
+async fn a_taken_email_is_409_email_taken(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.signup("owner@example.com").await;
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "Other", "email": "OWNER@example.com", "password": PASSWORD}),
+        )
+        .await;
+    r.assert_problem(409, "email_taken");
+}
+
+both_stores!(
+    creating_an_org_returns_the_org_and_its_owner,
+    a_taken_email_is_409_email_taken
+);
+
+#[tokio::test]
+async fn every_invalid_field_is_reported() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "   ", "email": "not-an-email", "password": PASSWORD}),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["/org_name", "/email"]);
+}
+
+#[tokio::test]
+async fn the_password_policy_lists_each_failed_rule() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "Acme", "email": "alice@example.com", "password": "alice"}),
+        )
+        .await;
+    r.assert_problem(422, "password_policy");
+    let rules: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["min_length", "contains_email"]);
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "Acme", "email": "bob@example.com", "password": "x".repeat(129)}),
+        )
+        .await;
+    r.assert_problem(422, "password_policy");
+    assert_eq!(r.body["errors"][0]["rule"], "max_length");
+}
+
+#[tokio::test]
+async fn a_long_passphrase_with_spaces_and_emoji_works_exactly_as_typed() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let pw = "  my 🐎 horse jumps over seven 🌈 rainbows at dawn, then rests 🛌  ";
+    assert!(pw.chars().count() >= 64);
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "Acme", "email": "c@example.com", "password": pw}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(a.login("c@example.com", pw).await.status, StatusCode::OK);
+    assert_eq!(
+        a.login("c@example.com", pw.trim()).await.status,
+        StatusCode::UNAUTHORIZED,
+        "no trimming"
+    );
+}
+
+#[tokio::test]
+async fn the_owner_is_mailed_a_verification_link_built_from_app_url() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/v1/orgs")
+        .header("content-type", "application/json")
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .body(axum::body::Body::from(
+            json!({"org_name": "Acme", "email": "o@example.com", "password": PASSWORD}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(a.send(req).await.status, StatusCode::CREATED);
+    let mail = a
+        .request(http::Method::GET, "/_local/mail", None, None)
+        .await;
+    let messages = mail.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["to"], "o@example.com");
+    let text = messages[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("https://app.example.test/verify-email?token="),
+        "{text}"
+    );
+    assert!(!text.contains("evil.example"));
+    let token = text
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(token.len() >= 22, "at least 128 bits");
+}
+
+#[tokio::test]
+async fn closed_sign_up_needs_the_bootstrap_token() {
+    let a = TestApp::with_config(StoreKind::Memory, |c| c.signup = SignupMode::Closed).await;
+    let ring = gatehouse::keys::KeyRing::from_json(
+        r#"{"format":"gatehouse-keys-v1","master_seed":"ssssssssssssssssssssssssssssssssssss",
+            "bootstrap_token":"bootstrap-token-of-at-least-32-characters"}"#,
+    )
+    .unwrap();
+    a.state.keys.replace(ring);
+    let body = json!({"org_name": "Acme", "email": "o@example.com", "password": PASSWORD});
+    a.post("/v1/orgs", body.clone())
+        .await
+        .assert_problem(403, "forbidden");
+
+    let with = |token: &str| {
+        http::Request::builder()
+            .method("POST")
+            .uri("/v1/orgs")
+            .header("content-type", "application/json")
+            .header("x-gatehouse-bootstrap-token", token)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    a.send(with("wrong-token-wrong-token-wrong-token"))
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(
+        a.send(with("bootstrap-token-of-at-least-32-characters"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
