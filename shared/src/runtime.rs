@@ -27,7 +27,14 @@ pub async fn serve(
     router: Router,
     addr: SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_listener(router, tokio::net::TcpListener::bind(addr).await?).await
+}
+
+/// Serves `router` on a bound listener (tests bind port 0 and read the port first).
+pub async fn serve_listener(
+    router: Router,
+    listener: tokio::net::TcpListener,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let local = listener.local_addr()?;
     tracing::info!("listening on http://{local}");
     println!("Gatehouse is listening on http://{local}");

@@ -66,3 +66,47 @@ fn the_local_key_file_is_created_once_private_and_reused() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_reaches_a_warm_function_through_the_background_refresh() {
+    let client = gatehouse_tests::secrets_client();
+    let name = format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple());
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(KeyRing::generate_json())
+        .send()
+        .await
+        .unwrap();
+    let keys = gatehouse::keys::Keys::new(KeyRing::load_secret(&client, &name).await.unwrap());
+    let before = keys.current().signing_key().0.to_owned();
+
+    keys.spawn_refresh(
+        client.clone(),
+        name.clone(),
+        std::time::Duration::from_millis(100),
+    );
+    let rotated = KeyRing::generate_json();
+    client
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string(&rotated)
+        .send()
+        .await
+        .unwrap();
+    let expected = KeyRing::from_json(&rotated)
+        .unwrap()
+        .signing_key()
+        .0
+        .to_owned();
+    assert_ne!(before, expected);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while keys.current().signing_key().0 != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

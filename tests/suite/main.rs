@@ -5,6 +5,7 @@ mod api_errors;
 mod audit;
 mod concurrency;
 mod conformance;
+mod e2e;
 mod infra;
 mod jwt;
 mod keys;
