@@ -11,6 +11,7 @@ mod jwt;
 mod keys;
 mod lambda;
 mod login;
+mod logs;
 mod openapi;
 mod sessions;
 mod signup;

@@ -46,9 +46,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Builds the app from endpoint families: their routes, `GET /openapi.json` describing them,
-/// problem+json fallbacks, the 64 KiB body limit and request ids.
-pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
+/// The routes of `families` and the OpenAPI document describing them and `/openapi.json`.
+fn document(
+    families: Vec<OpenApiRouter<AppState>>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi());
     for f in families {
         api = api.merge(f);
@@ -69,6 +70,13 @@ pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
             )
             .build(),
     );
+    (router, doc)
+}
+
+/// Builds the app from endpoint families: their routes, `GET /openapi.json` describing them,
+/// problem+json fallbacks, the 64 KiB body limit and request ids.
+pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
+    let (router, doc) = document(families);
     let doc = std::sync::Arc::new(doc);
     router
         .route(
@@ -87,8 +95,5 @@ pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
 
 /// The OpenAPI document of the whole API (every family and the local-only routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let api = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(login::routes())
-        .merge(local::routes());
-    api.split_for_parts().1
+    document(vec![login::routes(), local::routes()]).1
 }

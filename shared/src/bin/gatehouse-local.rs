@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb]
+//! gatehouse-local --openapi      # print the OpenAPI document and exit
 //! ```
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use gatehouse::mail::LocalMailer;
 use gatehouse::store::{Backend, DynamoStore, MemoryStore};
 use gatehouse::{AppState, api, runtime, telemetry};
 
-const USAGE: &str = "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb]";
+const USAGE: &str = "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi";
 
 struct Args {
     addr: SocketAddr,
@@ -39,6 +40,10 @@ fn parse_args() -> Result<Args, String> {
                 Some("dynamodb") => args.dynamodb = true,
                 _ => return Err("--store takes memory or dynamodb".into()),
             },
+            "--openapi" => {
+                println!("{}", api::openapi().to_pretty_json().map_err(|e| e.to_string())?);
+                std::process::exit(0);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
