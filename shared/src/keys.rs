@@ -69,7 +69,8 @@ pub struct KeyRing {
     signing: SigningKey,
     signing_kid: String,
     verifiers: Vec<PublicKey>,
-    data_key: SecretBox<[u8; 32]>,
+    /// Current first; each with the `kid` of the signing key of the same seed.
+    data_keys: Vec<(String, SecretBox<[u8; 32]>)>,
     bootstrap_token_hash: Option<String>,
 }
 
@@ -105,17 +106,20 @@ impl KeyRing {
             return Err(KeyError::Format);
         }
         let signing = SigningKey::from_bytes(&derive(&m.master_seed, INFO_SIGNING)?);
-        let data_key = SecretBox::new(Box::new(derive(&m.master_seed, INFO_DATA_KEY)?));
         let mut verifiers = vec![PublicKey {
             kid: kid_of(&signing.verifying_key()),
             key: signing.verifying_key(),
         }];
+        let current_data_key = SecretBox::new(Box::new(derive(&m.master_seed, INFO_DATA_KEY)?));
+        let mut data_keys = vec![(verifiers[0].kid.clone(), current_data_key)];
         for seed in &m.previous_master_seeds {
             let key = SigningKey::from_bytes(&derive(seed, INFO_SIGNING)?).verifying_key();
-            verifiers.push(PublicKey {
-                kid: kid_of(&key),
-                key,
-            });
+            let kid = kid_of(&key);
+            data_keys.push((
+                kid.clone(),
+                SecretBox::new(Box::new(derive(seed, INFO_DATA_KEY)?)),
+            ));
+            verifiers.push(PublicKey { kid, key });
         }
         let bootstrap_token_hash = m
             .bootstrap_token
@@ -127,7 +131,7 @@ impl KeyRing {
             signing_kid: verifiers[0].kid.clone(),
             signing,
             verifiers,
-            data_key,
+            data_keys,
             bootstrap_token_hash,
         })
     }
@@ -160,9 +164,19 @@ impl KeyRing {
         self.bootstrap_token_hash.as_deref()
     }
 
-    /// The AES-256-GCM key for data encrypted at rest (TOTP seeds).
-    pub fn data_key(&self) -> &[u8; 32] {
-        self.data_key.expose_secret()
+    /// The AES-256-GCM key that encrypts new data at rest (TOTP seeds), with its id. Store
+    /// the id beside the ciphertext: after a rotation, [`Self::data_key_by_id`] still finds
+    /// the key while its seed is in `previous_master_seeds`.
+    pub fn data_key(&self) -> (&str, &[u8; 32]) {
+        let (id, key) = &self.data_keys[0];
+        (id, key.expose_secret())
+    }
+
+    pub fn data_key_by_id(&self, id: &str) -> Option<&[u8; 32]> {
+        self.data_keys
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, key)| key.expose_secret())
     }
 
     /// Loads the local key file, creating it (mode 0600) with fresh material on first start.
@@ -248,6 +262,8 @@ impl Keys {
         let keys = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            // A Lambda frozen for hours wakes to one refresh, not a burst of them.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -292,6 +308,21 @@ mod tests {
     }
 
     #[test]
+    fn data_keys_of_previous_seeds_stay_available_by_id() {
+        let old = KeyRing::from_json(SEED_A).map(|r| (r.data_key().0.to_owned(), *r.data_key().1));
+        let rotated = KeyRing::from_json(
+            r#"{"format":"gatehouse-keys-v1","master_seed":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "previous_master_seeds":["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]}"#,
+        );
+        let (Ok((old_id, old_key)), Ok(ring)) = (old, rotated) else {
+            unreachable!("valid material")
+        };
+        assert_ne!(ring.data_key().0, old_id);
+        assert_eq!(ring.data_key_by_id(&old_id), Some(&old_key));
+        assert_eq!(ring.data_key_by_id("unknown"), None);
+    }
+
+    #[test]
     fn weak_or_foreign_material_is_refused() {
         assert!(matches!(
             KeyRing::from_json(r#"{"format":"gatehouse-keys-v1","master_seed":"short"}"#),
@@ -310,7 +341,7 @@ mod tests {
     #[test]
     fn signing_and_data_keys_differ() {
         let ring = KeyRing::from_json(SEED_A);
-        assert!(ring.is_ok_and(|r| r.data_key() != &r.signing.to_bytes()));
+        assert!(ring.is_ok_and(|r| r.data_key().1 != &r.signing.to_bytes()));
     }
 
     #[test]

@@ -200,3 +200,23 @@ async fn the_empty_or_oversized_password_is_422() {
         .await
         .assert_problem(422, "validation_failed");
 }
+
+#[tokio::test]
+async fn failures_a_day_apart_do_not_add_up() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("owner@example.com").await;
+    for _ in 0..4 {
+        a.login("owner@example.com", "wrong password here")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    a.clock.advance(Duration::from_secs(24 * 3600));
+    for _ in 0..4 {
+        a.login("owner@example.com", "wrong password here")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    a.login("owner@example.com", "wrong password here")
+        .await
+        .assert_problem(423, "account_locked");
+}

@@ -225,3 +225,52 @@ async fn jwks_publishes_the_ed25519_keys() {
     assert_eq!(k["x"].as_str().unwrap().len(), 43, "32 bytes, base64url");
     assert!(k["kid"].as_str().is_some());
 }
+
+#[tokio::test]
+async fn a_signed_out_devices_access_token_cannot_manage_sessions() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (_, rt_keep, sid_keep) = a.login_ok("o@example.com").await;
+    let (at_gone, _, _) = a.login_ok("o@example.com").await;
+    assert_eq!(
+        a.request(Method::POST, "/v1/auth/logout", None, Some(&at_gone))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+
+    a.get("/v1/sessions", &at_gone)
+        .await
+        .assert_problem(401, "unauthenticated");
+    a.request(
+        Method::POST,
+        "/v1/sessions/revoke-others",
+        None,
+        Some(&at_gone),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
+    a.request(
+        Method::DELETE,
+        &format!("/v1/sessions/{sid_keep}"),
+        None,
+        Some(&at_gone),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
+    assert_eq!(
+        a.refresh(&rt_keep).await.status,
+        StatusCode::OK,
+        "the other session survived"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_racing_a_sign_out_is_unauthenticated_not_reuse() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, rt, _) = a.login_ok("o@example.com").await;
+    a.request(Method::POST, "/v1/auth/logout", None, Some(&at))
+        .await;
+    a.refresh(&rt).await.assert_problem(401, "unauthenticated");
+}

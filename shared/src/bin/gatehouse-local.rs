@@ -16,7 +16,8 @@ use gatehouse::mail::LocalMailer;
 use gatehouse::store::{Backend, DynamoStore, MemoryStore};
 use gatehouse::{AppState, api, runtime, telemetry};
 
-const USAGE: &str = "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi";
+const USAGE: &str =
+    "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi";
 
 struct Args {
     addr: SocketAddr,
@@ -41,7 +42,10 @@ fn parse_args() -> Result<Args, String> {
                 _ => return Err("--store takes memory or dynamodb".into()),
             },
             "--openapi" => {
-                println!("{}", api::openapi().to_pretty_json().map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    api::openapi().to_pretty_json().map_err(|e| e.to_string())?
+                );
                 std::process::exit(0);
             }
             "-h" | "--help" => return Err(USAGE.into()),

@@ -63,7 +63,12 @@ pub async fn refresh(
         );
         return match st.store.commit(tx).await {
             Ok(()) => Ok(super::issue(st, &rotated, &new_secret, now)),
-            Err(StoreError::ConditionFailed { .. }) => revoke_for_reuse(st, &session, meta).await,
+            // The session changed since we read it: a concurrent refresh with the same token
+            // (reuse), or a sign-out (the token is simply dead now).
+            Err(StoreError::ConditionFailed { .. }) => match st.store.session(&user, &sid).await? {
+                Some(current) => revoke_for_reuse(st, &current, meta).await,
+                None => Err(FlowError::Unauthenticated),
+            },
             Err(e) => Err(e.into()),
         };
     }

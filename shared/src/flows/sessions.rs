@@ -1,7 +1,8 @@
 //! Where a user is signed in: list, sign out here, sign out one device, sign out all others.
 
-use super::FlowError;
+use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::clock::Timestamp;
 use crate::domain::{SessionId, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
@@ -15,7 +16,7 @@ fn revoked_event(
     by: &UserId,
     reason: &str,
     meta: &RequestMeta,
-    now: crate::clock::Timestamp,
+    now: Timestamp,
 ) -> AuditEvent {
     let mut e = AuditEvent::new(EventType::SessionRevoked, Outcome::Success, meta, now)
         .org(&s.org_id)
@@ -24,6 +25,16 @@ fn revoked_event(
         .reason(reason);
     e.actor_user_id = Some(by.clone());
     e
+}
+
+/// The caller's session must be live, not just its access token: a signed-out device must
+/// not see or manage the others during the access token's remaining minutes.
+fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), FlowError> {
+    if own.is_some_and(|s| s.is_live(now)) {
+        Ok(())
+    } else {
+        Err(FlowError::Unauthenticated)
+    }
 }
 
 /// The live sessions of the caller, newest first.
@@ -37,6 +48,7 @@ pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord
         .map(|v| v.value)
         .filter(|s| s.is_live(now))
         .collect();
+    require_live(live.iter().find(|s| s.session_id == who.sid), now)?;
     live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(live)
 }
@@ -51,24 +63,28 @@ pub async fn revoke(
     meta: &RequestMeta,
 ) -> Result<(), FlowError> {
     let now = st.clock.now();
-    let session = st
-        .store
-        .session(&who.sub, sid)
-        .await?
-        .filter(|s| s.value.is_live(now))
-        .ok_or(FlowError::NotFound)?;
-    let mut tx = st.store.tx();
-    tx.delete_session(&who.sub, sid, Cond::Version(session.ver));
-    tx.audit(&revoked_event(&session.value, &who.sub, reason, meta, now));
-    match st.store.commit(tx).await {
-        Ok(()) => Ok(()),
-        // Revoked or refreshed meanwhile: look again.
-        Err(StoreError::ConditionFailed { .. }) => match st.store.session(&who.sub, sid).await? {
-            Some(_) => Err(FlowError::Contended),
-            None => Err(FlowError::NotFound),
-        },
-        Err(e) => Err(e.into()),
+    if *sid != who.sid {
+        let own = st.store.session(&who.sub, &who.sid).await?;
+        require_live(own.as_ref().map(|v| &v.value), now)?;
     }
+    for _ in 0..MAX_RACE_RETRIES {
+        let session = st
+            .store
+            .session(&who.sub, sid)
+            .await?
+            .filter(|s| s.value.is_live(now))
+            .ok_or(FlowError::NotFound)?;
+        let mut tx = st.store.tx();
+        tx.delete_session(&who.sub, sid, Cond::Version(session.ver));
+        tx.audit(&revoked_event(&session.value, &who.sub, reason, meta, now));
+        match st.store.commit(tx).await {
+            Ok(()) => return Ok(()),
+            // Refreshed (look again) or revoked (then not found) meanwhile.
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
 }
 
 /// Revokes every session of the caller but the current one. Returns how many.
@@ -78,14 +94,14 @@ pub async fn revoke_others(
     meta: &RequestMeta,
 ) -> Result<usize, FlowError> {
     let now = st.clock.now();
-    let others: Vec<SessionRecord> = st
+    let (own, others): (Vec<SessionRecord>, Vec<SessionRecord>) = st
         .store
         .sessions(&who.sub)
         .await?
         .into_iter()
         .map(|v| v.value)
-        .filter(|s| s.session_id != who.sid)
-        .collect();
+        .partition(|s| s.session_id == who.sid);
+    require_live(own.first(), now)?;
     for batch in others.chunks(REVOKE_BATCH) {
         let mut tx = st.store.tx();
         for s in batch {

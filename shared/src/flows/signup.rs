@@ -97,17 +97,6 @@ pub async fn create_org(
             .email(&owner.email)
             .detail("role", owner.role.as_str()),
     );
-    tx.audit(
-        &AuditEvent::new(
-            EventType::EmailVerificationSent,
-            Outcome::Success,
-            meta,
-            now,
-        )
-        .org(&org.org_id)
-        .user(&owner.user_id)
-        .email(&owner.email),
-    );
     match st.store.commit(tx).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { index }) if index == account_write => {
@@ -127,9 +116,29 @@ pub async fn create_org(
             name = org.name
         ),
     };
-    // The account exists either way; a lost mail can be sent again from the account.
-    if let Err(e) = st.mailer.send(mail, now).await {
-        tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail not sent");
+    // The account exists either way; a lost mail can be sent again from the account. The
+    // event records a mail that went out, so it is written after the send, on its own.
+    match st.mailer.send(mail, now).await {
+        Ok(()) => {
+            let mut tx = st.store.tx();
+            tx.audit(
+                &AuditEvent::new(
+                    EventType::EmailVerificationSent,
+                    Outcome::Success,
+                    meta,
+                    now,
+                )
+                .org(&org.org_id)
+                .user(&owner.user_id)
+                .email(&owner.email),
+            );
+            if let Err(e) = st.store.commit(tx).await {
+                tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail sent but not audited");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail not sent")
+        }
     }
     Ok(Created { org, owner })
 }

@@ -56,15 +56,21 @@ pub struct LockoutRecord {
 }
 
 impl LockoutRecord {
+    /// Consecutive failures further apart than this start the count again.
+    pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
     pub fn is_locked(&self, now: Timestamp) -> bool {
         self.locked_until.is_some_and(|t| now < t)
     }
 
-    /// Failures that still count: none once a lock has run out.
+    /// Failures that still count: none once a lock has run out, or once a day has passed
+    /// since the last failure (checked here, not left to the item's TTL).
     pub fn live_failures(&self, now: Timestamp) -> u32 {
         match self.locked_until {
             Some(t) if now >= t => 0,
-            _ => self.failures,
+            Some(_) => self.failures,
+            None if now >= self.last_failure_at.plus(Self::FAILURE_WINDOW) => 0,
+            None => self.failures,
         }
     }
 }
@@ -467,14 +473,15 @@ impl Tx {
     }
 
     /// Writes a lockout counter read at version `prev` (`None`: it must not exist yet).
-    /// It expires a day after the last failure or the end of the lock, whichever is later.
+    /// It expires a failure window after the last failure or the end of the lock, whichever
+    /// is later.
     pub fn put_lockout(&mut self, email: &Email, l: &LockoutRecord, prev: Option<u64>) -> usize {
         let keep_until = l
             .locked_until
             .unwrap_or(l.last_failure_at)
             .max(l.last_failure_at);
         let ttl = keep_until
-            .plus(Duration::from_secs(24 * 3600))
+            .plus(LockoutRecord::FAILURE_WINDOW)
             .unix_seconds();
         let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
         self.put(
