@@ -53,6 +53,22 @@ pub enum EventType {
     SessionRevoked,
     #[serde(rename = "refresh_token.reused")]
     RefreshTokenReused,
+    #[serde(rename = "login.mfa_required")]
+    LoginMfaRequired,
+    #[serde(rename = "mfa.enroll_started")]
+    MfaEnrollStarted,
+    #[serde(rename = "mfa.enabled")]
+    MfaEnabled,
+    #[serde(rename = "mfa.verified")]
+    MfaVerified,
+    #[serde(rename = "mfa.failed")]
+    MfaFailed,
+    #[serde(rename = "mfa.recovery_code_used")]
+    MfaRecoveryCodeUsed,
+    #[serde(rename = "mfa.recovery_codes_regenerated")]
+    MfaRecoveryCodesRegenerated,
+    #[serde(rename = "mfa.disabled")]
+    MfaDisabled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,10 @@ pub struct Config {
     pub audit_table: String,
     pub password_policy: PasswordPolicy,
     pub lockout_threshold: u32,
+    /// Wrong MFA codes (less than a day apart) that lock the account; apart from passwords.
+    pub mfa_lockout_threshold: u32,
+    /// The issuer shown in authenticator apps.
+    pub totp_issuer: String,
     pub lockout_duration: Duration,
     pub access_token_ttl: Duration,
     pub session_idle_timeout: Duration,
@@ -67,6 +71,8 @@ impl Default for Config {
             audit_table: "gatehouse-audit".into(),
             password_policy: PasswordPolicy::default(),
             lockout_threshold: 5,
+            mfa_lockout_threshold: 10,
+            totp_issuer: "Gatehouse".into(),
             lockout_duration: Duration::from_secs(15 * 60),
             access_token_ttl: Duration::from_secs(10 * 60),
             session_idle_timeout: Duration::from_secs(24 * 3600),
@@ -162,6 +168,24 @@ impl Config {
                 ));
             }
             c.lockout_threshold = v as u32;
+        }
+        if let Some(v) = number("GATEHOUSE_MFA_LOCKOUT_THRESHOLD")? {
+            if !(1..=100).contains(&v) {
+                return Err(invalid(
+                    "GATEHOUSE_MFA_LOCKOUT_THRESHOLD",
+                    "must be between 1 and 100",
+                ));
+            }
+            c.mfa_lockout_threshold = v as u32;
+        }
+        if let Some(v) = text("GATEHOUSE_TOTP_ISSUER") {
+            if v.contains(':') || v.chars().count() > 64 {
+                return Err(invalid(
+                    "GATEHOUSE_TOTP_ISSUER",
+                    "must be at most 64 characters, without ':'",
+                ));
+            }
+            c.totp_issuer = v;
         }
         if let Some(d) = seconds("GATEHOUSE_LOCKOUT_SECONDS", 60, 24 * 3600)? {
             c.lockout_duration = d;

@@ -33,9 +33,102 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// A secret encrypted at rest with AES-256-GCM under a data key of the key ring.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sealed {
+    /// Which data key (see `KeyRing::data_key_by_id`).
+    pub key_id: String,
+    /// 96-bit random nonce, fresh for every write (NIST SP 800-38D §8.2.2), base64url.
+    pub nonce: String,
+    /// Ciphertext and tag, base64url.
+    pub ciphertext: String,
+}
+
+/// Encrypts `plaintext` bound to `context` (associated data: whose secret it is).
+pub fn seal(key_id: &str, key: &[u8; 32], context: &[u8], plaintext: &[u8]) -> Option<Sealed> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new(&(*key).into());
+    let nonce = random_bytes::<12>();
+    let ct = cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad: context,
+            },
+        )
+        .ok()?;
+    Some(Sealed {
+        key_id: key_id.to_owned(),
+        nonce: URL_SAFE_NO_PAD.encode(nonce),
+        ciphertext: URL_SAFE_NO_PAD.encode(ct),
+    })
+}
+
+/// Decrypts what [`seal`] produced with the same key and context; `None` when anything was
+/// altered or belongs to another context.
+pub fn open(key: &[u8; 32], context: &[u8], sealed: &Sealed) -> Option<Vec<u8>> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new(&(*key).into());
+    let nonce: [u8; 12] = URL_SAFE_NO_PAD
+        .decode(&sealed.nonce)
+        .ok()?
+        .try_into()
+        .ok()?;
+    let ct = URL_SAFE_NO_PAD.decode(&sealed.ciphertext).ok()?;
+    cipher
+        .decrypt(
+            &nonce.into(),
+            Payload {
+                msg: &ct,
+                aad: context,
+            },
+        )
+        .ok()
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`, base64url.
+pub fn mac(key: &[u8; 32], message: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(message);
+    URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key_and_context() {
+        let key = [7u8; 32];
+        let sealed = seal("k1", &key, b"usr_a", b"totp seed").unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            open(&key, b"usr_a", &sealed).as_deref(),
+            Some(&b"totp seed"[..])
+        );
+        assert_eq!(open(&key, b"usr_b", &sealed), None, "bound to its user");
+        assert_eq!(open(&[8u8; 32], b"usr_a", &sealed), None);
+        let again = seal("k1", &key, b"usr_a", b"totp seed").unwrap_or_else(|| unreachable!());
+        assert_ne!(sealed.nonce, again.nonce, "a fresh nonce per write");
+        let mut tampered = sealed.clone();
+        tampered.ciphertext.replace_range(
+            0..1,
+            if tampered.ciphertext.starts_with('A') {
+                "B"
+            } else {
+                "A"
+            },
+        );
+        assert_eq!(open(&key, b"usr_a", &tampered), None);
+    }
+
+    #[test]
+    fn macs_are_deterministic_and_keyed() {
+        assert_eq!(mac(&[1; 32], b"m"), mac(&[1; 32], b"m"));
+        assert_ne!(mac(&[1; 32], b"m"), mac(&[2; 32], b"m"));
+    }
 
     #[test]
     fn tokens_are_random_and_long() {

@@ -206,6 +206,83 @@ impl OrgName {
     }
 }
 
+/// A TOTP code as typed: six digits; spaces (as apps display `123 456`) are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpCode(String);
+
+impl TotpCode {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let s: String = raw.chars().filter(|c| *c != ' ').collect();
+        if s.len() == usize::from(crate::totp::DIGITS) && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(s))
+        } else {
+            Err(Invalid::new(
+                "must be the 6-digit code from your authenticator app",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A single-use recovery code, `xxxxx-xxxxx`: 10 characters of Crockford's base32 (50 bits),
+/// no characters that read alike. Parsing forgives case, dashes, spaces and i/l/o for 1/1/0.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryCode(String);
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode(…)")
+    }
+}
+
+impl RecoveryCode {
+    const ALPHABET: &'static [u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    const LEN: usize = 10;
+
+    pub fn generate() -> Self {
+        let bytes = crate::crypto::random_bytes::<{ Self::LEN }>();
+        Self(
+            bytes
+                .iter()
+                .map(|b| char::from(Self::ALPHABET[usize::from(b & 31)]))
+                .collect(),
+        )
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let mut s = String::with_capacity(Self::LEN);
+        for c in raw.chars().filter(|c| !matches!(c, '-' | ' ')) {
+            let c = match c.to_ascii_lowercase() {
+                'i' | 'l' => '1',
+                'o' => '0',
+                c => c,
+            };
+            if !c.is_ascii() || !Self::ALPHABET.contains(&(c as u8)) {
+                return Err(Invalid::new("must be a recovery code like abcde-12345"));
+            }
+            s.push(c);
+        }
+        if s.len() == Self::LEN {
+            Ok(Self(s))
+        } else {
+            Err(Invalid::new("must be a recovery code like abcde-12345"))
+        }
+    }
+
+    /// The canonical form that is hashed: ten characters, no dash.
+    pub fn canonical(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to the user once: `xxxxx-xxxxx`.
+    pub fn display(&self) -> String {
+        format!("{}-{}", &self.0[..5], &self.0[5..])
+    }
+}
+
 macro_rules! id_type {
     ($name:ident, $prefix:literal) => {
         #[doc = concat!("An opaque identifier, `", $prefix, "_` followed by a UUIDv7 in hex.")]
@@ -249,6 +326,7 @@ id_type!(UserId, "usr");
 id_type!(OrgId, "org");
 id_type!(SessionId, "ses");
 id_type!(EventId, "evt");
+id_type!(ChallengeId, "mfc");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -329,6 +407,35 @@ mod tests {
     #[test]
     fn policy_minimum_never_drops_below_eight() {
         assert_eq!(PasswordPolicy::new(4).min_len, 8);
+    }
+
+    #[test]
+    fn totp_codes_are_six_digits_and_spaces_are_ignored() {
+        assert_eq!(
+            TotpCode::parse("123 456").map(|c| c.as_str().to_owned()),
+            Ok("123456".into())
+        );
+        for bad in ["12345", "1234567", "12a456", ""] {
+            assert!(TotpCode::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn recovery_codes_are_easy_to_type_back() {
+        let code = RecoveryCode::generate();
+        let shown = code.display();
+        assert_eq!(shown.len(), 11);
+        assert_eq!(RecoveryCode::parse(&shown.to_uppercase()), Ok(code.clone()));
+        assert_eq!(RecoveryCode::parse(&shown.replace('-', " ")), Ok(code));
+        assert_eq!(
+            RecoveryCode::parse("abcde-fghij").map(|c| c.canonical().to_owned()),
+            Ok("abcdefgh1j".into())
+        );
+        assert!(RecoveryCode::parse("abcde-fghi").is_err());
+        assert!(
+            RecoveryCode::parse("abcde-fghiu").is_err(),
+            "u is not in the alphabet"
+        );
     }
 
     #[test]

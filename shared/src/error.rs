@@ -67,6 +67,15 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("email taken")]
     EmailTaken,
+    /// 401 at the second sign-in step, 400 where a signed-in user offers a code.
+    #[error("invalid MFA code")]
+    InvalidMfaCode { unauthorized: bool },
+    #[error("MFA challenge invalid")]
+    MfaTokenInvalid,
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
+    #[error("conflict")]
+    Conflict(&'static str),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -95,7 +104,13 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken => StatusCode::CONFLICT,
+            Self::EmailTaken | Self::MfaAlreadyEnabled | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::InvalidMfaCode { unauthorized: true } | Self::MfaTokenInvalid => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::InvalidMfaCode {
+                unauthorized: false,
+            } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::AccountLocked { .. } => StatusCode::LOCKED,
@@ -116,6 +131,10 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
+            Self::InvalidMfaCode { .. } => "invalid_mfa_code",
+            Self::MfaTokenInvalid => "mfa_token_invalid",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::AccountLocked { .. } => "account_locked",
@@ -138,6 +157,16 @@ impl ApiError {
             Self::NotFound => "No such resource.".into(),
             Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),
             Self::EmailTaken => "An account with this email already exists.".into(),
+            Self::InvalidMfaCode { .. } => {
+                "The code is wrong, expired or already used. If codes keep failing, check that \
+                 your phone sets its time automatically."
+                    .into()
+            }
+            Self::MfaTokenInvalid => {
+                "This sign-in attempt has expired or ended; sign in again.".into()
+            }
+            Self::MfaAlreadyEnabled => "Two-factor authentication is already on.".into(),
+            Self::Conflict(why) => (*why).into(),
             Self::PayloadTooLarge => "The request body is larger than 64 KiB.".into(),
             Self::UnsupportedMediaType => "The request body must be application/json.".into(),
             Self::AccountLocked { retry_after } => {

@@ -110,6 +110,18 @@ impl Fields {
         }
     }
 
+    /// An optional string field (absent or null).
+    pub fn optional_string(&mut self, name: &'static str) -> Option<String> {
+        match self.take(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.error(name, "must be a string");
+                None
+            }
+        }
+    }
+
     /// A required string field holding a secret; it is never echoed or logged.
     pub fn secret(&mut self, name: &'static str) -> Option<SecretString> {
         self.string(name).map(SecretString::from)

@@ -28,6 +28,7 @@ pub const MIN_SEED_CHARS: usize = 32;
 const HKDF_SALT: &[u8] = b"gatehouse-keys-v1";
 const INFO_SIGNING: &[u8] = b"gatehouse jwt signing key ed25519";
 const INFO_DATA_KEY: &[u8] = b"gatehouse data encryption key aes-256-gcm";
+const INFO_PEPPER: &[u8] = b"gatehouse recovery code pepper hmac-sha256";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -58,6 +59,26 @@ struct NewMaterial<'a> {
     master_seed: &'a str,
 }
 
+/// The secret keys for data at rest derived from one seed, named by that seed's `kid`.
+struct DataKey {
+    id: String,
+    /// AES-256-GCM key for encrypted secrets (TOTP seeds).
+    aes: SecretBox<[u8; 32]>,
+    /// HMAC-SHA256 key for hashed one-time codes (recovery codes): without it, a dump of the
+    /// table cannot be brute-forced offline.
+    pepper: SecretBox<[u8; 32]>,
+}
+
+impl DataKey {
+    fn derive(id: String, seed: &SecretString) -> Result<Self, KeyError> {
+        Ok(Self {
+            id,
+            aes: SecretBox::new(Box::new(derive(seed, INFO_DATA_KEY)?)),
+            pepper: SecretBox::new(Box::new(derive(seed, INFO_PEPPER)?)),
+        })
+    }
+}
+
 /// A key that verifies access tokens, with its JWK `kid`.
 #[derive(Clone)]
 pub struct PublicKey {
@@ -70,7 +91,7 @@ pub struct KeyRing {
     signing_kid: String,
     verifiers: Vec<PublicKey>,
     /// Current first; each with the `kid` of the signing key of the same seed.
-    data_keys: Vec<(String, SecretBox<[u8; 32]>)>,
+    data_keys: Vec<DataKey>,
     bootstrap_token_hash: Option<String>,
 }
 
@@ -110,15 +131,11 @@ impl KeyRing {
             kid: kid_of(&signing.verifying_key()),
             key: signing.verifying_key(),
         }];
-        let current_data_key = SecretBox::new(Box::new(derive(&m.master_seed, INFO_DATA_KEY)?));
-        let mut data_keys = vec![(verifiers[0].kid.clone(), current_data_key)];
+        let mut data_keys = vec![DataKey::derive(verifiers[0].kid.clone(), &m.master_seed)?];
         for seed in &m.previous_master_seeds {
             let key = SigningKey::from_bytes(&derive(seed, INFO_SIGNING)?).verifying_key();
             let kid = kid_of(&key);
-            data_keys.push((
-                kid.clone(),
-                SecretBox::new(Box::new(derive(seed, INFO_DATA_KEY)?)),
-            ));
+            data_keys.push(DataKey::derive(kid.clone(), seed)?);
             verifiers.push(PublicKey { kid, key });
         }
         let bootstrap_token_hash = m
@@ -168,15 +185,28 @@ impl KeyRing {
     /// the id beside the ciphertext: after a rotation, [`Self::data_key_by_id`] still finds
     /// the key while its seed is in `previous_master_seeds`.
     pub fn data_key(&self) -> (&str, &[u8; 32]) {
-        let (id, key) = &self.data_keys[0];
-        (id, key.expose_secret())
+        let k = &self.data_keys[0];
+        (&k.id, k.aes.expose_secret())
     }
 
     pub fn data_key_by_id(&self, id: &str) -> Option<&[u8; 32]> {
         self.data_keys
             .iter()
-            .find(|(k, _)| k == id)
-            .map(|(_, key)| key.expose_secret())
+            .find(|k| k.id == id)
+            .map(|k| k.aes.expose_secret())
+    }
+
+    /// The HMAC key for new one-time code hashes, with its id.
+    pub fn pepper(&self) -> (&str, &[u8; 32]) {
+        let k = &self.data_keys[0];
+        (&k.id, k.pepper.expose_secret())
+    }
+
+    pub fn pepper_by_id(&self, id: &str) -> Option<&[u8; 32]> {
+        self.data_keys
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| k.pepper.expose_secret())
     }
 
     /// Loads the local key file, creating it (mode 0600) with fresh material on first start.

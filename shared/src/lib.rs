@@ -21,5 +21,6 @@ pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod totp;
 
 pub use state::AppState;

@@ -175,7 +175,11 @@ impl TestApp {
         );
         let router = api::app(
             state.clone(),
-            vec![api::login::routes(), api::local::routes()],
+            vec![
+                api::login::routes(),
+                api::mfa::routes(),
+                api::local::routes(),
+            ],
         )
         .layer(axum::Extension(mailer.clone()));
         Self {

@@ -151,9 +151,58 @@ fn no_wildcards_in_function_policies() {
 }
 
 #[test]
-fn the_login_function_is_built_with_cargo_lambda_from_its_binary() {
+fn each_function_is_built_with_cargo_lambda_from_its_own_binary() {
     let t = template();
-    let f = &t["Resources"]["LoginFunction"];
-    assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
-    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], "login");
+    for (resource, binary) in [("LoginFunction", "login"), ("MfaFunction", "mfa")] {
+        let f = &t["Resources"][resource];
+        assert_eq!(
+            f["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{resource}"
+        );
+        assert_eq!(
+            f["Metadata"]["BuildProperties"]["Binary"], binary,
+            "{resource}"
+        );
+        let manifest = format!(
+            "{}/../functions/{binary}/Cargo.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert!(std::path::Path::new(&manifest).exists(), "{manifest}");
+    }
+}
+
+#[test]
+fn every_routed_operation_has_an_api_gateway_route_to_its_function() {
+    // The families' routers define what each function answers; API Gateway must send exactly
+    // those routes to it (the local-only ones never).
+    let t = template();
+    let families = [
+        ("LoginFunction", gatehouse::api::login::routes()),
+        ("MfaFunction", gatehouse::api::mfa::routes()),
+    ];
+    for (resource, routes) in families {
+        let (_, doc) = routes.split_for_parts();
+        let mut expected: Vec<(String, String)> = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let item = serde_json::to_value(item).unwrap();
+            for method in item.as_object().unwrap().keys() {
+                expected.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        let mut declared: Vec<(String, String)> = t["Resources"][resource]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .map(|e| {
+                (
+                    e["Properties"]["Method"].as_str().unwrap().to_owned(),
+                    e["Properties"]["Path"].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(_, p)| p != "/openapi.json")
+            .collect();
+        expected.sort();
+        declared.sort();
+        assert_eq!(declared, expected, "{resource}");
+    }
 }

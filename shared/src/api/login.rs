@@ -183,7 +183,35 @@ pub struct TokenResponse {
     session_id: String,
 }
 
-fn token_response(t: IssuedTokens) -> Response {
+/// The first step's answer when MFA is on: complete it at `POST /v1/auth/mfa/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// Always true.
+    mfa_required: bool,
+    /// Opaque, single use, valid for `expires_in` seconds and 5 wrong codes.
+    mfa_token: String,
+    mfa_methods: Vec<&'static str>,
+    expires_in: u64,
+}
+
+/// The answer to the first sign-in step.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginResponse {
+    Tokens(TokenResponse),
+    MfaRequired(MfaRequiredResponse),
+}
+
+/// RFC 6749 §5.1: responses carrying tokens must not be cached.
+pub(crate) fn no_store(body: impl IntoResponse) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub(crate) fn token_response(t: IssuedTokens) -> Response {
     let body = TokenResponse {
         access_token: t.access_token,
         token_type: "Bearer",
@@ -191,18 +219,15 @@ fn token_response(t: IssuedTokens) -> Response {
         refresh_token: t.refresh_token.expose_secret().to_owned(),
         session_id: t.session_id.to_string(),
     };
-    let mut resp = axum::Json(body).into_response();
-    // RFC 6749 §5.1: responses carrying tokens must not be cached.
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    no_store(axum::Json(body))
 }
 
 /// Signs in with email and password. Unknown emails, wrong passwords and disabled accounts
-/// get the same answer; repeated failures lock the email for a while.
+/// get the same answer; repeated failures lock the email for a while. With MFA on, the answer
+/// is a challenge to complete at `POST /v1/auth/mfa/verify`.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, body = LoginResponse, description = "Tokens, or an MFA challenge"),
         (status = 401, body = Problem, description = "`invalid_credentials`"),
         (status = 422, body = Problem, description = "`validation_failed`"),
         (status = 423, body = Problem, description = "`account_locked`, with `Retry-After`"),
@@ -223,8 +248,17 @@ async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Validation(Vec::new()));
     };
-    let tokens = flows::login::login(&st, &email, &password, &meta).await?;
-    Ok(token_response(tokens))
+    match flows::login::login(&st, &email, &password, &meta).await? {
+        flows::login::LoginOutcome::Tokens(tokens) => Ok(token_response(*tokens)),
+        flows::login::LoginOutcome::MfaRequired(challenge) => {
+            Ok(no_store(axum::Json(MfaRequiredResponse {
+                mfa_required: true,
+                mfa_token: challenge.token.expose_secret().to_owned(),
+                mfa_methods: vec!["totp", "recovery_code"],
+                expires_in: challenge.expires_in,
+            })))
+        }
+    }
 }
 
 #[derive(ToSchema)]

@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod login;
+pub mod mfa;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -95,5 +96,5 @@ pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
 
 /// The OpenAPI document of the whole API (every family and the local-only routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    document(vec![login::routes(), local::routes()]).1
+    document(vec![login::routes(), mfa::routes(), local::routes()]).1
 }

@@ -87,7 +87,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let mailer = Arc::new(LocalMailer::default());
     let state = AppState::new(config, backend, keys, mailer.clone(), Arc::new(SystemClock));
-    let app = api::app(state, vec![api::login::routes(), api::local::routes()])
-        .layer(axum::Extension(mailer));
+    let app = api::app(
+        state,
+        vec![
+            api::login::routes(),
+            api::mfa::routes(),
+            api::local::routes(),
+        ],
+    )
+    .layer(axum::Extension(mailer));
     runtime::serve(app, args.addr).await
 }

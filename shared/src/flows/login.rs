@@ -19,7 +19,7 @@ pub async fn login(
     email: &Email,
     pw: &LoginPassword,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<LoginOutcome, FlowError> {
     let state = st.store.login_state(email).await?;
     let now = st.clock.now();
     if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
@@ -72,7 +72,7 @@ async fn refuse_locked(
     lockout: &LockoutRecord,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<LoginOutcome, FlowError> {
     let mut tx = st.store.tx();
     tx.audit(&failed_event(account, email, "account_locked", meta, now));
     st.store.commit(tx).await?;
@@ -91,7 +91,7 @@ async fn fail(
     mut lockout: Option<Versioned<LockoutRecord>>,
     reason: &str,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<LoginOutcome, FlowError> {
     let threshold = st.config.lockout_threshold;
     for _ in 0..MAX_RACE_RETRIES {
         let now = st.clock.now();
@@ -132,15 +132,22 @@ async fn fail(
     Err(FlowError::Contended)
 }
 
-/// Opens a session, clears the failure count and upgrades an outdated hash, all in one
-/// transaction with the audit event.
+/// What the first step of sign-in gives: tokens, or a challenge when MFA is on.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Tokens(Box<IssuedTokens>),
+    MfaRequired(super::mfa::Challenge),
+}
+
+/// Opens a session (or, with MFA on, a challenge), clears the failure count and upgrades an
+/// outdated hash, all in one transaction with the audit event.
 async fn succeed(
     st: &AppState,
     account: Versioned<AccountRecord>,
     mut lockout: Option<Versioned<LockoutRecord>>,
     pw: &LoginPassword,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<LoginOutcome, FlowError> {
     let a = &account.value;
     let mut rehashed = if password::needs_rehash(&a.password_hash) {
         Some(password::rehash(pw).await?)
@@ -153,9 +160,37 @@ async fn succeed(
         if let Some(l) = lockout.as_ref().filter(|l| l.value.is_locked(now)) {
             return refuse_locked(st, &a.email, Some(&account), &l.value, meta, now).await;
         }
-        let session = new_session(st, a, refresh_hash.clone(), meta, now);
         let mut tx = st.store.tx();
-        tx.put_session(&session, None);
+        let opened = if a.mfa_enabled {
+            tx.audit(
+                &AuditEvent::new(EventType::LoginMfaRequired, Outcome::Success, meta, now)
+                    .org(&a.org_id)
+                    .user(&a.user_id)
+                    .email(&a.email),
+            );
+            Err(super::mfa::add_challenge(&mut tx, a, now))
+        } else {
+            let session = new_session(
+                st,
+                &a.user_id,
+                &a.org_id,
+                a.role,
+                vec!["pwd".into()],
+                refresh_hash.clone(),
+                meta,
+                now,
+            );
+            tx.put_session(&session, None);
+            tx.audit(
+                &AuditEvent::new(EventType::LoginSucceeded, Outcome::Success, meta, now)
+                    .org(&a.org_id)
+                    .user(&a.user_id)
+                    .email(&a.email)
+                    .session(&session.session_id)
+                    .detail("amr", session.amr.join(" ")),
+            );
+            Ok(session)
+        };
         let lockout_write = lockout.as_ref().map(|l| tx.delete_lockout(&a.email, l.ver));
         let account_write = rehashed.as_ref().map(|hash| {
             let updated = AccountRecord {
@@ -171,16 +206,15 @@ async fn succeed(
                     .user(&a.user_id),
             );
         }
-        tx.audit(
-            &AuditEvent::new(EventType::LoginSucceeded, Outcome::Success, meta, now)
-                .org(&a.org_id)
-                .user(&a.user_id)
-                .email(&a.email)
-                .session(&session.session_id)
-                .detail("amr", session.amr.join(" ")),
-        );
         match st.store.commit(tx).await {
-            Ok(()) => return Ok(super::issue(st, &session, &secret, now)),
+            Ok(()) => {
+                return Ok(match opened {
+                    Ok(session) => {
+                        LoginOutcome::Tokens(Box::new(super::issue(st, &session, &secret, now)))
+                    }
+                    Err(challenge) => LoginOutcome::MfaRequired(challenge),
+                });
+            }
             Err(StoreError::ConditionFailed { index }) if Some(index) == lockout_write => {
                 lockout = st.store.lockout(&a.email).await?;
             }
@@ -194,9 +228,35 @@ async fn succeed(
     Err(FlowError::Contended)
 }
 
-fn new_session(
+/// Re-checks the password of a signed-in user (before a sensitive change). A wrong one counts
+/// toward lockout exactly like a failed sign-in, so this is no password-guessing oracle.
+pub(crate) async fn reverify_password(
     st: &AppState,
-    a: &AccountRecord,
+    account: &Versioned<AccountRecord>,
+    pw: &LoginPassword,
+    meta: &RequestMeta,
+) -> Result<(), FlowError> {
+    let a = &account.value;
+    let lockout = st.store.lockout(&a.email).await?;
+    let now = st.clock.now();
+    if let Some(l) = lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+        refuse_locked(st, &a.email, Some(account), &l.value, meta, now).await?;
+    }
+    if password::verify(pw, Some(&a.password_hash)).await {
+        return Ok(());
+    }
+    fail(st, &a.email, Some(account), lockout, "wrong_password", meta)
+        .await
+        .map(|_| ())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_session(
+    st: &AppState,
+    user: &crate::domain::UserId,
+    org: &crate::domain::OrgId,
+    role: crate::domain::Role,
+    amr: Vec<String>,
     refresh_hash: String,
     meta: &RequestMeta,
     now: Timestamp,
@@ -204,10 +264,10 @@ fn new_session(
     let expires_at = now.plus(st.config.session_lifetime);
     SessionRecord {
         session_id: SessionId::new(),
-        user_id: a.user_id.clone(),
-        org_id: a.org_id.clone(),
-        role: a.role,
-        amr: vec!["pwd".into()],
+        user_id: user.clone(),
+        org_id: org.clone(),
+        role,
+        amr,
         created_at: now,
         last_used_at: now,
         ip: meta.ip.to_string(),

@@ -2,6 +2,7 @@
 //! clock and mailer from the state; they hold no HTTP types.
 
 pub mod login;
+pub mod mfa;
 pub mod refresh;
 pub mod sessions;
 pub mod signup;
@@ -40,6 +41,14 @@ pub enum FlowError {
     NotFound,
     #[error("password policy")]
     PasswordPolicy(Vec<PolicyViolation>),
+    #[error("invalid MFA code")]
+    InvalidMfaCode,
+    #[error("MFA challenge invalid")]
+    MfaTokenInvalid,
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     #[error("gave up after {MAX_RACE_RETRIES} concurrent-update retries")]
     Contended,
     #[error("password hashing failed")]
@@ -59,6 +68,10 @@ impl From<FlowError> for ApiError {
             FlowError::Forbidden(why) => Self::Forbidden(why),
             FlowError::NotFound => Self::NotFound,
             FlowError::PasswordPolicy(v) => Self::PasswordPolicy(policy_errors("/password", &v)),
+            FlowError::InvalidMfaCode => Self::InvalidMfaCode { unauthorized: true },
+            FlowError::MfaTokenInvalid => Self::MfaTokenInvalid,
+            FlowError::MfaAlreadyEnabled => Self::MfaAlreadyEnabled,
+            FlowError::Conflict(why) => Self::Conflict(why),
             FlowError::Contended => Self::Unavailable("too many concurrent updates".into()),
             FlowError::Store(StoreError::Unavailable(why)) => Self::Unavailable(why),
             e @ (FlowError::Hash(_) | FlowError::Store(_)) => Self::Internal(e.to_string()),

@@ -37,6 +37,12 @@ fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), FlowE
     }
 }
 
+/// Fails unless the caller's own session is live (one read).
+pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), FlowError> {
+    let own = st.store.session(&who.sub, &who.sid).await?;
+    require_live(own.as_ref().map(|v| &v.value), st.clock.now())
+}
+
 /// The live sessions of the caller, newest first.
 pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord>, FlowError> {
     let now = st.clock.now();

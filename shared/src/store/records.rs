@@ -12,7 +12,7 @@ use super::{
 };
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
-use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, UserId};
+use crate::domain::{AccountStatus, ChallengeId, Email, OrgId, Role, SessionId, UserId};
 
 /// A record with the version its optimistic-concurrency condition checks.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +114,54 @@ impl SessionRecord {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorStatus {
+    /// Enrolled, waiting for the first code.
+    Pending,
+    Enabled,
+}
+
+/// A user's TOTP factor. `USER#{user_id}` / `MFA#TOTP`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpFactorRecord {
+    pub status: FactorStatus,
+    /// The seed, AES-256-GCM under a data key, the user id as associated data.
+    pub seed: crate::crypto::Sealed,
+    /// The last accepted time step: a code of this step or an older one is refused
+    /// (RFC 6238 §5.2: a code is accepted once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<u64>,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<Timestamp>,
+}
+
+/// One of ten recovery code slots. `USER#{user_id}` / `MFA#RECOVERY#{slot}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryCodeRecord {
+    pub slot: u8,
+    /// HMAC-SHA256 of the user id and the canonical code under the pepper `pepper_id`.
+    pub hash: String,
+    pub pepper_id: String,
+    pub created_at: Timestamp,
+}
+
+/// The second step of a sign-in with MFA. `USER#{user_id}` / `MFA#CHALLENGE#{challenge_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    pub challenge_id: ChallengeId,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub email: Email,
+    pub role: Role,
+    /// SHA-256 of the challenge token's secret.
+    pub secret_hash: String,
+    pub failures: u32,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 /// What a one-time token stored by its hash is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,7 +183,7 @@ pub mod keys {
     //! Key builders: the only place key strings are spelled.
     use super::Key;
     use crate::clock::Timestamp;
-    use crate::domain::{Email, EventId, OrgId, SessionId, UserId};
+    use crate::domain::{ChallengeId, Email, EventId, OrgId, SessionId, UserId};
 
     pub fn account(email: &Email) -> Key {
         Key::new(format!("EMAIL#{email}"), "ACCOUNT")
@@ -161,6 +209,21 @@ pub mod keys {
     pub fn org_partition(org: &OrgId) -> String {
         format!("ORG#{org}")
     }
+    pub fn totp_factor(user: &UserId) -> Key {
+        Key::new(format!("USER#{user}"), "MFA#TOTP")
+    }
+    pub fn recovery_code(user: &UserId, slot: u8) -> Key {
+        Key::new(format!("USER#{user}"), format!("MFA#RECOVERY#{slot}"))
+    }
+    pub fn challenge(user: &UserId, id: &ChallengeId) -> Key {
+        Key::new(format!("USER#{user}"), format!("MFA#CHALLENGE#{id}"))
+    }
+    /// The MFA failure budget of a user, apart from the password one.
+    pub fn mfa_lockout(user: &UserId) -> Key {
+        Key::new(format!("USER#{user}"), "MFA#LOCKOUT")
+    }
+    /// Every MFA item of a user sorts under this prefix, so one query reads them all.
+    pub const MFA_PREFIX: &str = "MFA#";
     pub fn token(hash: &str) -> Key {
         Key::new(format!("TOKEN#{hash}"), "TOKEN")
     }
@@ -212,6 +275,15 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
     }
+}
+
+/// Everything MFA about a user, in one query.
+#[derive(Debug, Default)]
+pub struct MfaState {
+    pub factor: Option<Versioned<TotpFactorRecord>>,
+    pub recovery_codes: Vec<Versioned<RecoveryCodeRecord>>,
+    pub challenges: Vec<Versioned<ChallengeRecord>>,
+    pub lockout: Option<Versioned<LockoutRecord>>,
 }
 
 /// The sign-in state of an email: its account and its failure count, in one read.
@@ -340,6 +412,34 @@ impl Store {
             match page.last_key {
                 Some(k) => q.start_after = Some(k),
                 None => return Ok(out),
+            }
+        }
+    }
+
+    /// One query on the user's partition for the `MFA#` items.
+    pub async fn mfa_state(&self, user: &UserId) -> Result<MfaState, StoreError> {
+        let mut q = Query::new(Table::Main, keys::user_partition(user));
+        q.sk = SkRange::BeginsWith(keys::MFA_PREFIX.into());
+        let mut state = MfaState::default();
+        loop {
+            let page = self.backend.query(&q).await?;
+            for item in page.items {
+                let sk = super::attr_str(&item, super::SK)
+                    .unwrap_or_default()
+                    .to_owned();
+                if sk == "MFA#TOTP" {
+                    state.factor = Some(versioned(item)?);
+                } else if sk == "MFA#LOCKOUT" {
+                    state.lockout = Some(versioned(item)?);
+                } else if sk.starts_with("MFA#RECOVERY#") {
+                    state.recovery_codes.push(versioned(item)?);
+                } else if sk.starts_with("MFA#CHALLENGE#") {
+                    state.challenges.push(versioned(item)?);
+                }
+            }
+            match page.last_key {
+                Some(k) => q.start_after = Some(k),
+                None => return Ok(state),
             }
         }
     }
@@ -522,6 +622,106 @@ impl Tx {
             table: Table::Main,
             key: keys::session(user, session),
             cond,
+        })
+    }
+
+    /// Writes the TOTP factor read at version `prev` (`None`: it must not exist yet).
+    pub fn put_totp_factor(
+        &mut self,
+        user: &UserId,
+        f: &TotpFactorRecord,
+        prev: Option<u64>,
+    ) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        self.put(
+            Table::Main,
+            keys::totp_factor(user),
+            f,
+            cond,
+            vec![(super::VERSION, Self::bump(prev))],
+        )
+    }
+
+    pub fn delete_totp_factor(&mut self, user: &UserId, cond: Cond) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::totp_factor(user),
+            cond,
+        })
+    }
+
+    /// Writes a recovery code slot, replacing whatever was there.
+    pub fn put_recovery_code(&mut self, user: &UserId, r: &RecoveryCodeRecord) -> usize {
+        self.put(
+            Table::Main,
+            keys::recovery_code(user, r.slot),
+            r,
+            Cond::None,
+            vec![(super::VERSION, n(1))],
+        )
+    }
+
+    pub fn delete_recovery_code(&mut self, user: &UserId, slot: u8, cond: Cond) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::recovery_code(user, slot),
+            cond,
+        })
+    }
+
+    /// Writes a challenge read at version `prev` (`None`: a new one).
+    pub fn put_challenge(&mut self, c: &ChallengeRecord, prev: Option<u64>) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        let extra = vec![
+            (super::VERSION, Self::bump(prev)),
+            (super::TTL, n(c.expires_at.unix_seconds())),
+        ];
+        self.put(
+            Table::Main,
+            keys::challenge(&c.user_id, &c.challenge_id),
+            c,
+            cond,
+            extra,
+        )
+    }
+
+    pub fn delete_challenge(&mut self, user: &UserId, id: &ChallengeId, cond: Cond) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::challenge(user, id),
+            cond,
+        })
+    }
+
+    /// Writes the MFA failure budget read at version `prev` (`None`: it must not exist yet).
+    pub fn put_mfa_lockout(
+        &mut self,
+        user: &UserId,
+        l: &LockoutRecord,
+        prev: Option<u64>,
+    ) -> usize {
+        let keep_until = l
+            .locked_until
+            .unwrap_or(l.last_failure_at)
+            .max(l.last_failure_at);
+        let ttl = keep_until
+            .plus(LockoutRecord::FAILURE_WINDOW)
+            .unix_seconds();
+        let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
+        self.put(
+            Table::Main,
+            keys::mfa_lockout(user),
+            l,
+            Cond::VersionOrAbsent(prev),
+            extra,
+        )
+    }
+
+    pub fn delete_mfa_lockout(&mut self, user: &UserId, ver: u64) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::mfa_lockout(user),
+            cond: Cond::Version(ver),
         })
     }
 

@@ -1,0 +1,12 @@
+//! Lambda `mfa`: TOTP enrollment, confirmation, disabling, recovery codes, and
+//! `POST /v1/auth/mfa/verify`.
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda(config).await?;
+    runtime::run(api::app(state, vec![api::mfa::routes()])).await
+}

@@ -1,0 +1,275 @@
+//! The MFA family (function `mfa`): TOTP enrollment, confirmation, disabling, recovery codes,
+//! and the second step of sign-in.
+
+use axum::extract::State;
+use axum::response::Response;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::login::{TokenResponse, no_store, token_response};
+use crate::domain::{LoginPassword, RecoveryCode, TotpCode};
+use crate::error::{ApiError, Problem};
+use crate::flows::FlowError;
+use crate::flows::mfa::{self, SecondFactor};
+use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enroll))
+        .routes(routes!(confirm))
+        .routes(routes!(disable))
+        .routes(routes!(regenerate_recovery_codes))
+        .routes(routes!(verify))
+}
+
+/// Where a signed-in user offers a code, a wrong one is 400 (API.md), not 401.
+fn signed_in(e: FlowError) -> ApiError {
+    match e {
+        FlowError::InvalidMfaCode => ApiError::InvalidMfaCode {
+            unauthorized: false,
+        },
+        e => e.into(),
+    }
+}
+
+fn totp_code(check: &mut Check, raw: &str) -> Option<TotpCode> {
+    check.field("/code", TotpCode::parse(raw), |e| e.0)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnrollResponse {
+    /// Base32 without padding: the code to type into an app by hand.
+    secret: String,
+    /// Key URI of the secret, for apps and QR codes.
+    otpauth_uri: String,
+    /// `data:image/png;base64,…` QR code of `otpauth_uri`.
+    qr_png: String,
+}
+
+/// Starts TOTP enrollment: scan the QR code (or type the secret) into an authenticator app,
+/// then confirm with a first code. A new enroll replaces a pending one.
+#[utoipa::path(post, path = "/v1/mfa/totp/enroll", tag = "mfa", security(("bearer" = [])),
+    responses(
+        (status = 200, body = EnrollResponse),
+        (status = 401, body = Problem, description = "`unauthenticated`"),
+        (status = 409, body = Problem, description = "`mfa_already_enabled`"),
+    ))]
+async fn enroll(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+) -> Result<Response, ApiError> {
+    let e = mfa::enroll(&st, &who, &meta).await?;
+    Ok(no_store(axum::Json(EnrollResponse {
+        secret: e.secret.expose_secret().to_owned(),
+        otpauth_uri: e.otpauth_uri.expose_secret().to_owned(),
+        qr_png: e.qr_png,
+    })))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CodeRequest {
+    /// The current 6-digit code from the authenticator app.
+    code: String,
+}
+
+struct CodeBody(String);
+
+impl FromJson for CodeBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        f.string("code").map(Self)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesResponse {
+    /// Ten single-use codes, `xxxxx-xxxxx`, shown this once.
+    recovery_codes: Vec<String>,
+}
+
+/// Confirms enrollment with a first code: MFA is on from now, and ten recovery codes are
+/// shown once.
+#[utoipa::path(post, path = "/v1/mfa/totp/confirm", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest,
+    responses(
+        (status = 200, body = RecoveryCodesResponse),
+        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
+        (status = 401, body = Problem, description = "`unauthenticated`"),
+        (status = 409, body = Problem, description = "`mfa_already_enabled`, or `conflict` without a pending enrollment"),
+        (status = 422, body = Problem, description = "`validation_failed`"),
+    ))]
+async fn confirm(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+    Json(body): Json<CodeBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let code = totp_code(&mut check, &body.0);
+    check.finish()?;
+    let code = code.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let codes = mfa::confirm(&st, &who, &code, &meta)
+        .await
+        .map_err(signed_in)?;
+    Ok(no_store(axum::Json(RecoveryCodesResponse {
+        recovery_codes: codes,
+    })))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DisableRequest {
+    #[schema(format = Password)]
+    password: String,
+    code: String,
+}
+
+struct DisableBody {
+    password: SecretString,
+    code: String,
+}
+
+impl FromJson for DisableBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let (password, code) = (f.secret("password"), f.string("code"));
+        Some(Self {
+            password: password?,
+            code: code?,
+        })
+    }
+}
+
+/// Turns MFA off. Needs the password and a current code; signs out the other sessions.
+#[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", security(("bearer" = [])), request_body = DisableRequest,
+    responses(
+        (status = 204),
+        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
+        (status = 401, body = Problem, description = "`invalid_credentials` (wrong password, counted toward lockout) or `unauthenticated`"),
+        (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
+        (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 423, body = Problem, description = "`account_locked`"),
+    ))]
+async fn disable(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+    Json(body): Json<DisableBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let password = check.field(
+        "/password",
+        LoginPassword::parse(body.password.expose_secret()),
+        |e| e.0,
+    );
+    let code = totp_code(&mut check, &body.code);
+    check.finish()?;
+    let (Some(password), Some(code)) = (password, code) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    mfa::disable(&st, &who, &password, &code, &meta)
+        .await
+        .map_err(signed_in)?;
+    Ok(no_content())
+}
+
+/// Replaces the recovery codes (a current code is needed); the old ones stop working and the
+/// other sessions are signed out.
+#[utoipa::path(post, path = "/v1/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest,
+    responses(
+        (status = 200, body = RecoveryCodesResponse),
+        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
+        (status = 401, body = Problem, description = "`unauthenticated`"),
+        (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
+        (status = 422, body = Problem, description = "`validation_failed`"),
+    ))]
+async fn regenerate_recovery_codes(
+    State(st): State<AppState>,
+    Principal(who): Principal,
+    Meta(meta): Meta,
+    Json(body): Json<CodeBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let code = totp_code(&mut check, &body.0);
+    check.finish()?;
+    let code = code.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let codes = mfa::regenerate_recovery_codes(&st, &who, &code, &meta)
+        .await
+        .map_err(signed_in)?;
+    Ok(no_store(axum::Json(RecoveryCodesResponse {
+        recovery_codes: codes,
+    })))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerifyRequest {
+    /// From the sign-in response.
+    mfa_token: String,
+    /// A current code from the app…
+    code: Option<String>,
+    /// …or one of the recovery codes (exactly one of the two).
+    recovery_code: Option<String>,
+}
+
+struct VerifyBody {
+    mfa_token: SecretString,
+    code: Option<String>,
+    recovery_code: Option<SecretString>,
+}
+
+impl FromJson for VerifyBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let mfa_token = f.secret("mfa_token");
+        let code = f.optional_string("code");
+        let recovery_code = f.optional_string("recovery_code").map(SecretString::from);
+        match (&code, &recovery_code) {
+            (Some(_), Some(_)) => f.error(
+                "recovery_code",
+                "send either code or recovery_code, not both",
+            ),
+            (None, None) => f.error("code", "is required (or recovery_code)"),
+            _ => {}
+        }
+        Some(Self {
+            mfa_token: mfa_token?,
+            code,
+            recovery_code,
+        })
+    }
+}
+
+/// Completes a sign-in with MFA: a current code or a recovery code. The access token's `amr`
+/// is `["pwd","otp"]`.
+#[utoipa::path(post, path = "/v1/auth/mfa/verify", tag = "auth", request_body = VerifyRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "`invalid_mfa_code`, or `mfa_token_invalid` (expired, used, or out of attempts)"),
+        (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 423, body = Problem, description = "`account_locked`: too many wrong codes"),
+    ))]
+async fn verify(
+    State(st): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<VerifyBody>,
+) -> Result<Response, ApiError> {
+    let mut check = Check::default();
+    let offered = match (&body.code, &body.recovery_code) {
+        (Some(c), _) => totp_code(&mut check, c).map(SecondFactor::Totp),
+        (None, Some(r)) => check
+            .field(
+                "/recovery_code",
+                RecoveryCode::parse(r.expose_secret()),
+                |e| e.0,
+            )
+            .map(SecondFactor::Recovery),
+        (None, None) => None,
+    };
+    check.finish()?;
+    let offered = offered.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let tokens = mfa::verify(&st, &body.mfa_token, &offered, &meta).await?;
+    Ok(token_response(tokens))
+}

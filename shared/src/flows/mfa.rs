@@ -1,0 +1,637 @@
+//! TOTP MFA: enroll, confirm, the second step of sign-in (a TOTP code or a recovery code),
+//! regenerating recovery codes, and disabling.
+//!
+//! Replay protection: the factor keeps the last accepted time step and every acceptance
+//! writes it with a version condition, in the same transaction as the session it opens, so a
+//! code (or an older one) is accepted once even when requests race. Recovery codes are
+//! consumed with a conditional delete the same way.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
+use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::domain::{ChallengeId, LoginPassword, RecoveryCode, TotpCode, UserId};
+use crate::jwt::AccessClaims;
+use crate::state::AppState;
+use crate::store::{
+    AccountRecord, ChallengeRecord, Cond, FactorStatus, LockoutRecord, MfaState,
+    RecoveryCodeRecord, StoreError, TotpFactorRecord, Tx, Versioned,
+};
+use crate::totp;
+
+/// A challenge lives 5 minutes and survives 5 wrong codes (API.md).
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+pub const CHALLENGE_MAX_FAILURES: u32 = 5;
+pub const RECOVERY_CODE_COUNT: u8 = 10;
+
+/// What `POST /v1/mfa/totp/enroll` shows once.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub secret: SecretString,
+    pub otpauth_uri: SecretString,
+    pub qr_png: String,
+}
+
+/// The second factor offered at `POST /v1/auth/mfa/verify`.
+#[derive(Debug)]
+pub enum SecondFactor {
+    Totp(TotpCode),
+    Recovery(RecoveryCode),
+}
+
+/// The first step's answer when MFA is on.
+#[derive(Debug)]
+pub struct Challenge {
+    pub token: SecretString,
+    pub expires_in: u64,
+}
+
+fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, FlowError> {
+    let ring = st.keys.current();
+    let key = ring.data_key_by_id(&f.seed.key_id).ok_or_else(|| {
+        StoreError::Corrupt("TOTP seed under a data key no longer in the key ring".into())
+    })?;
+    crypto::open(key, user.as_str().as_bytes(), &f.seed)
+        .ok_or_else(|| StoreError::Corrupt("TOTP seed does not decrypt".into()).into())
+}
+
+/// The step of `code` if it is valid now and newer than the last accepted one.
+fn accept_totp(
+    st: &AppState,
+    user: &UserId,
+    f: &TotpFactorRecord,
+    code: &TotpCode,
+    now: Timestamp,
+) -> Result<Option<u64>, FlowError> {
+    let seed = open_seed(st, user, f)?;
+    let now = u64::try_from(now.unix_seconds()).unwrap_or(0);
+    let step = totp::verify(&seed, totp::Params::APP, code.as_str(), now);
+    Ok(step.filter(|s| f.last_step.is_none_or(|last| *s > last)))
+}
+
+fn recovery_hash(pepper: &[u8; 32], user: &UserId, code: &RecoveryCode) -> String {
+    crypto::mac(pepper, format!("{user}:{}", code.canonical()).as_bytes())
+}
+
+/// The slot of the recovery code, compared in constant time against every stored hash.
+fn match_recovery(
+    st: &AppState,
+    user: &UserId,
+    codes: &[Versioned<RecoveryCodeRecord>],
+    code: &RecoveryCode,
+) -> Option<Versioned<RecoveryCodeRecord>> {
+    let ring = st.keys.current();
+    let mut found = None;
+    for r in codes {
+        let Some(pepper) = ring.pepper_by_id(&r.value.pepper_id) else {
+            continue;
+        };
+        let hash = recovery_hash(pepper, user, code);
+        if crypto::ct_eq(hash.as_bytes(), r.value.hash.as_bytes()) {
+            found = Some(r.clone());
+        }
+    }
+    found
+}
+
+/// Ten new codes and their records; the caller writes the records.
+fn new_recovery_codes(
+    st: &AppState,
+    user: &UserId,
+    now: Timestamp,
+) -> (Vec<String>, Vec<RecoveryCodeRecord>) {
+    let ring = st.keys.current();
+    let (pepper_id, pepper) = ring.pepper();
+    (0..RECOVERY_CODE_COUNT)
+        .map(|slot| {
+            let code = RecoveryCode::generate();
+            let rec = RecoveryCodeRecord {
+                slot,
+                hash: recovery_hash(pepper, user, &code),
+                pepper_id: pepper_id.to_owned(),
+                created_at: now,
+            };
+            (code.display(), rec)
+        })
+        .unzip()
+}
+
+fn event(
+    t: EventType,
+    outcome: Outcome,
+    a: &AccountRecord,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> AuditEvent {
+    AuditEvent::new(t, outcome, meta, now)
+        .org(&a.org_id)
+        .user(&a.user_id)
+}
+
+async fn account_of(
+    st: &AppState,
+    who: &AccessClaims,
+) -> Result<Versioned<AccountRecord>, FlowError> {
+    st.store
+        .account_by_user(&who.sub)
+        .await?
+        .ok_or(FlowError::Unauthenticated)
+}
+
+/// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed.
+#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+pub async fn enroll(
+    st: &AppState,
+    who: &AccessClaims,
+    meta: &RequestMeta,
+) -> Result<Enrollment, FlowError> {
+    let account = account_of(st, who).await?;
+    let state = st.store.mfa_state(&who.sub).await?;
+    if account.value.mfa_enabled
+        || state
+            .factor
+            .as_ref()
+            .is_some_and(|f| f.value.status == FactorStatus::Enabled)
+    {
+        return Err(FlowError::MfaAlreadyEnabled);
+    }
+    let now = st.clock.now();
+    let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>();
+    let ring = st.keys.current();
+    let (key_id, key) = ring.data_key();
+    let sealed = crypto::seal(key_id, key, who.sub.as_str().as_bytes(), &seed)
+        .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
+    let factor = TotpFactorRecord {
+        status: FactorStatus::Pending,
+        seed: sealed,
+        last_step: None,
+        created_at: now,
+        enabled_at: None,
+    };
+    let mut tx = st.store.tx();
+    tx.put_totp_factor(&who.sub, &factor, state.factor.as_ref().map(|f| f.ver));
+    tx.audit(&event(
+        EventType::MfaEnrollStarted,
+        Outcome::Success,
+        &account.value,
+        meta,
+        now,
+    ));
+    match st.store.commit(tx).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(FlowError::Conflict("Another enrollment is in progress."));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let secret = totp::base32(&seed);
+    let uri = totp::otpauth_uri(
+        &st.config.totp_issuer,
+        account.value.email.as_str(),
+        &secret,
+    );
+    let qr_png = totp::qr_png_data_uri(&uri)
+        .ok_or_else(|| StoreError::Invalid("QR encoding failed".into()))?;
+    Ok(Enrollment {
+        secret: SecretString::from(secret),
+        otpauth_uri: SecretString::from(uri),
+        qr_png,
+    })
+}
+
+/// Confirms a pending enrollment with a first code: MFA is on, and ten recovery codes are
+/// returned once.
+#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+pub async fn confirm(
+    st: &AppState,
+    who: &AccessClaims,
+    code: &TotpCode,
+    meta: &RequestMeta,
+) -> Result<Vec<String>, FlowError> {
+    let account = account_of(st, who).await?;
+    let state = st.store.mfa_state(&who.sub).await?;
+    let factor = match state.factor {
+        Some(f) if f.value.status == FactorStatus::Pending => f,
+        Some(_) => return Err(FlowError::MfaAlreadyEnabled),
+        None => {
+            return Err(FlowError::Conflict(
+                "There is no enrollment to confirm; enroll first.",
+            ));
+        }
+    };
+    let now = st.clock.now();
+    let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? else {
+        let mut tx = st.store.tx();
+        tx.audit(
+            &event(
+                EventType::MfaFailed,
+                Outcome::Failure,
+                &account.value,
+                meta,
+                now,
+            )
+            .reason("wrong_code")
+            .detail("during", "confirm"),
+        );
+        st.store.commit(tx).await?;
+        return Err(FlowError::InvalidMfaCode);
+    };
+    let (codes, records) = new_recovery_codes(st, &who.sub, now);
+    let enabled = TotpFactorRecord {
+        status: FactorStatus::Enabled,
+        last_step: Some(step),
+        enabled_at: Some(now),
+        ..factor.value
+    };
+    let mut tx = st.store.tx();
+    tx.put_totp_factor(&who.sub, &enabled, Some(factor.ver));
+    tx.put_account(
+        &AccountRecord {
+            mfa_enabled: true,
+            ..account.value.clone()
+        },
+        Some(account.ver),
+    );
+    for r in &records {
+        tx.put_recovery_code(&who.sub, r);
+    }
+    tx.audit(&event(
+        EventType::MfaEnabled,
+        Outcome::Success,
+        &account.value,
+        meta,
+        now,
+    ));
+    match st.store.commit(tx).await {
+        Ok(()) => Ok(codes),
+        // The code was used, or the account or factor changed, meanwhile.
+        Err(StoreError::ConditionFailed { .. }) => Err(FlowError::InvalidMfaCode),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds a challenge to the first step's transaction and returns its token,
+/// `{user_id}.{challenge_id}.{secret}` (only the SHA-256 of the secret is stored).
+pub(crate) fn add_challenge(tx: &mut Tx, a: &AccountRecord, now: Timestamp) -> Challenge {
+    let (secret, secret_hash) = super::new_refresh_secret();
+    let c = ChallengeRecord {
+        challenge_id: ChallengeId::new(),
+        user_id: a.user_id.clone(),
+        org_id: a.org_id.clone(),
+        email: a.email.clone(),
+        role: a.role,
+        secret_hash,
+        failures: 0,
+        created_at: now,
+        expires_at: now.plus(CHALLENGE_TTL),
+    };
+    tx.put_challenge(&c, None);
+    Challenge {
+        token: SecretString::from(format!("{}.{}.{secret}", c.user_id, c.challenge_id)),
+        expires_in: CHALLENGE_TTL.as_secs(),
+    }
+}
+
+fn parse_challenge_token(token: &SecretString) -> Option<(UserId, ChallengeId, String)> {
+    let mut parts = token.expose_secret().split('.');
+    let (Some(u), Some(c), Some(secret), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!secret.is_empty()).then_some(())?;
+    Some((UserId::parse(u)?, ChallengeId::parse(c)?, secret.to_owned()))
+}
+
+/// The second step of sign-in: a TOTP code or a recovery code completes it.
+#[tracing::instrument(skip_all)]
+pub async fn verify(
+    st: &AppState,
+    token: &SecretString,
+    offered: &SecondFactor,
+    meta: &RequestMeta,
+) -> Result<IssuedTokens, FlowError> {
+    let (user, cid, secret) = parse_challenge_token(token).ok_or(FlowError::MfaTokenInvalid)?;
+    let presented = crypto::token_hash(&secret);
+    for _ in 0..MAX_RACE_RETRIES {
+        let state = st.store.mfa_state(&user).await?;
+        let now = st.clock.now();
+        let challenge = state
+            .challenges
+            .iter()
+            .find(|c| c.value.challenge_id == cid)
+            .filter(|c| now < c.value.expires_at && c.value.failures < CHALLENGE_MAX_FAILURES)
+            .filter(|c| crypto::ct_eq(presented.as_bytes(), c.value.secret_hash.as_bytes()))
+            .cloned()
+            .ok_or(FlowError::MfaTokenInvalid)?;
+        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+            let until = l.value.locked_until.unwrap_or(now);
+            return Err(FlowError::Locked {
+                retry_after: now.until(until),
+            });
+        }
+        let factor = state
+            .factor
+            .clone()
+            .filter(|f| f.value.status == FactorStatus::Enabled)
+            .ok_or(FlowError::MfaTokenInvalid)?;
+        let c = &challenge.value;
+        let accepted = match offered {
+            SecondFactor::Totp(code) => {
+                accept_totp(st, &user, &factor.value, code, now)?.map(Accepted::Step)
+            }
+            SecondFactor::Recovery(code) => {
+                match_recovery(st, &user, &state.recovery_codes, code).map(Accepted::Recovery)
+            }
+        };
+        let result = match accepted {
+            Some(how) => succeed(st, &state, &challenge, &factor, how, meta, now).await,
+            None => fail(st, &state, &challenge, offered, meta, now).await,
+        };
+        match result {
+            Err(FlowError::Store(StoreError::ConditionFailed { .. })) => {
+                tracing::debug!(challenge_id = %c.challenge_id, "lost a race; reading MFA state again");
+            }
+            other => return other,
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+enum Accepted {
+    Step(u64),
+    Recovery(Versioned<RecoveryCodeRecord>),
+}
+
+async fn succeed(
+    st: &AppState,
+    state: &MfaState,
+    challenge: &Versioned<ChallengeRecord>,
+    factor: &Versioned<TotpFactorRecord>,
+    how: Accepted,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<IssuedTokens, FlowError> {
+    let c = &challenge.value;
+    let (secret, refresh_hash) = super::new_refresh_secret();
+    let session = super::login::new_session(
+        st,
+        &c.user_id,
+        &c.org_id,
+        c.role,
+        vec!["pwd".into(), "otp".into()],
+        refresh_hash,
+        meta,
+        now,
+    );
+    let base = |t: EventType| {
+        AuditEvent::new(t, Outcome::Success, meta, now)
+            .org(&c.org_id)
+            .user(&c.user_id)
+    };
+    let mut tx = st.store.tx();
+    tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::Version(challenge.ver));
+    let method = match how {
+        Accepted::Step(step) => {
+            let used = TotpFactorRecord {
+                last_step: Some(step),
+                ..factor.value.clone()
+            };
+            tx.put_totp_factor(&c.user_id, &used, Some(factor.ver));
+            "totp"
+        }
+        Accepted::Recovery(r) => {
+            tx.delete_recovery_code(&c.user_id, r.value.slot, Cond::Version(r.ver));
+            let left = state.recovery_codes.len().saturating_sub(1);
+            tx.audit(&base(EventType::MfaRecoveryCodeUsed).detail("remaining", left));
+            "recovery_code"
+        }
+    };
+    if let Some(l) = &state.lockout {
+        tx.delete_mfa_lockout(&c.user_id, l.ver);
+    }
+    tx.put_session(&session, None);
+    tx.audit(
+        &base(EventType::MfaVerified)
+            .session(&session.session_id)
+            .detail("method", method),
+    );
+    tx.audit(
+        &base(EventType::LoginSucceeded)
+            .email(&c.email)
+            .session(&session.session_id)
+            .detail("amr", session.amr.join(" ")),
+    );
+    st.store.commit(tx).await?;
+    Ok(super::issue(st, &session, &secret, now))
+}
+
+/// A wrong code: the challenge and the account's MFA budget both count it; the last allowed
+/// failure locks the account (sign-in and MFA) for the lockout duration.
+async fn fail(
+    st: &AppState,
+    state: &MfaState,
+    challenge: &Versioned<ChallengeRecord>,
+    offered: &SecondFactor,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<IssuedTokens, FlowError> {
+    let c = &challenge.value;
+    let mut tx = st.store.tx();
+    let failures = c.failures + 1;
+    if failures >= CHALLENGE_MAX_FAILURES {
+        tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::Version(challenge.ver));
+    } else {
+        tx.put_challenge(
+            &ChallengeRecord {
+                failures,
+                ..c.clone()
+            },
+            Some(challenge.ver),
+        );
+    }
+    let budget = state
+        .lockout
+        .as_ref()
+        .map_or(0, |l| l.value.live_failures(now))
+        + 1;
+    let locks = budget >= st.config.mfa_lockout_threshold;
+    let locked_until = locks.then(|| now.plus(st.config.lockout_duration));
+    let record = LockoutRecord {
+        failures: budget,
+        locked_until,
+        last_failure_at: now,
+    };
+    tx.put_mfa_lockout(&c.user_id, &record, state.lockout.as_ref().map(|l| l.ver));
+    let reason = match offered {
+        SecondFactor::Totp(_) => "wrong_code",
+        SecondFactor::Recovery(_) => "wrong_recovery_code",
+    };
+    tx.audit(
+        &AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
+            .org(&c.org_id)
+            .target(&c.user_id)
+            .reason(reason)
+            .detail("failures", budget),
+    );
+    if locks {
+        // Sign-in is locked too, so the first step cannot start new challenges meanwhile.
+        let password_lock = st.store.lockout(&c.email).await?;
+        let lock = LockoutRecord {
+            failures: st.config.lockout_threshold,
+            locked_until,
+            last_failure_at: now,
+        };
+        tx.put_lockout(&c.email, &lock, password_lock.map(|l| l.ver));
+        tx.audit(
+            &AuditEvent::new(EventType::AccountLocked, Outcome::Success, meta, now)
+                .org(&c.org_id)
+                .target(&c.user_id)
+                .email(&c.email)
+                .reason("too_many_mfa_failures")
+                .detail("locked_until", locked_until.unwrap_or(now)),
+        );
+    }
+    st.store.commit(tx).await?;
+    if locks {
+        Err(FlowError::Locked {
+            retry_after: st.config.lockout_duration,
+        })
+    } else {
+        Err(FlowError::InvalidMfaCode)
+    }
+}
+
+/// Checks the caller's password and current code; a wrong password counts toward sign-in
+/// lockout, a wrong code is audited. Returns the account and the step the code used.
+async fn reauthenticate(
+    st: &AppState,
+    who: &AccessClaims,
+    password: Option<&LoginPassword>,
+    code: &TotpCode,
+    meta: &RequestMeta,
+) -> Result<
+    (
+        Versioned<AccountRecord>,
+        Versioned<TotpFactorRecord>,
+        MfaState,
+        u64,
+    ),
+    FlowError,
+> {
+    super::sessions::require_live_session(st, who).await?;
+    let account = account_of(st, who).await?;
+    if let Some(pw) = password {
+        super::login::reverify_password(st, &account, pw, meta).await?;
+    }
+    let state = st.store.mfa_state(&who.sub).await?;
+    let factor = state
+        .factor
+        .clone()
+        .filter(|f| f.value.status == FactorStatus::Enabled)
+        .ok_or(FlowError::Conflict("MFA is not enabled."))?;
+    let now = st.clock.now();
+    match accept_totp(st, &who.sub, &factor.value, code, now)? {
+        Some(step) => Ok((account, factor, state, step)),
+        None => {
+            let mut tx = st.store.tx();
+            tx.audit(
+                &event(
+                    EventType::MfaFailed,
+                    Outcome::Failure,
+                    &account.value,
+                    meta,
+                    now,
+                )
+                .reason("wrong_code"),
+            );
+            st.store.commit(tx).await?;
+            Err(FlowError::InvalidMfaCode)
+        }
+    }
+}
+
+/// Turns MFA off (password and a current code required) and signs out the other sessions.
+#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+pub async fn disable(
+    st: &AppState,
+    who: &AccessClaims,
+    password: &LoginPassword,
+    code: &TotpCode,
+    meta: &RequestMeta,
+) -> Result<(), FlowError> {
+    let (account, factor, state, _) = reauthenticate(st, who, Some(password), code, meta).await?;
+    let now = st.clock.now();
+    let mut tx = st.store.tx();
+    tx.delete_totp_factor(&who.sub, Cond::Version(factor.ver));
+    for r in &state.recovery_codes {
+        tx.delete_recovery_code(&who.sub, r.value.slot, Cond::None);
+    }
+    tx.put_account(
+        &AccountRecord {
+            mfa_enabled: false,
+            ..account.value.clone()
+        },
+        Some(account.ver),
+    );
+    tx.audit(&event(
+        EventType::MfaDisabled,
+        Outcome::Success,
+        &account.value,
+        meta,
+        now,
+    ));
+    match st.store.commit(tx).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(FlowError::Conflict("MFA changed meanwhile; try again."));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    super::sessions::revoke_others(st, who, meta).await?;
+    Ok(())
+}
+
+/// New recovery codes (a current code required): the old ones die, the other sessions are
+/// signed out.
+#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+pub async fn regenerate_recovery_codes(
+    st: &AppState,
+    who: &AccessClaims,
+    code: &TotpCode,
+    meta: &RequestMeta,
+) -> Result<Vec<String>, FlowError> {
+    let (account, factor, _, step) = reauthenticate(st, who, None, code, meta).await?;
+    let now = st.clock.now();
+    let (codes, records) = new_recovery_codes(st, &who.sub, now);
+    let mut tx = st.store.tx();
+    tx.put_totp_factor(
+        &who.sub,
+        &TotpFactorRecord {
+            last_step: Some(step),
+            ..factor.value.clone()
+        },
+        Some(factor.ver),
+    );
+    for r in &records {
+        tx.put_recovery_code(&who.sub, r);
+    }
+    tx.audit(&event(
+        EventType::MfaRecoveryCodesRegenerated,
+        Outcome::Success,
+        &account.value,
+        meta,
+        now,
+    ));
+    match st.store.commit(tx).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => return Err(FlowError::InvalidMfaCode),
+        Err(e) => return Err(e.into()),
+    }
+    super::sessions::revoke_others(st, who, meta).await?;
+    Ok(codes)
+}
