@@ -62,6 +62,13 @@ pub fn base32(secret: &[u8]) -> String {
         .to_owned()
 }
 
+/// Decodes the manual-entry form (padding optional, case-insensitive).
+pub fn from_base32(s: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::try_from_base32(s.to_ascii_uppercase())
+        .ok()
+        .map(|s| s.as_bytes().to_vec())
+}
+
 /// Everything but RFC 3986 unreserved characters is escaped.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -115,6 +122,78 @@ pub fn qr_png_data_uri(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 6238 Appendix B: 8 digits, 30-second steps, the ASCII seeds of the reference
+    /// implementation (20, 32 and 64 bytes for SHA-1, SHA-256 and SHA-512).
+    #[test]
+    fn rfc_6238_appendix_b_vectors_verify_at_their_step() {
+        let sha1 = b"12345678901234567890".to_vec();
+        let sha256 = b"12345678901234567890123456789012".to_vec();
+        let sha512 = b"1234567890123456789012345678901234567890123456789012345678901234".to_vec();
+        let rows: [(u64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1_111_111_109, "07081804", "68084774", "25091201"),
+            (1_111_111_111, "14050471", "67062674", "99943326"),
+            (1_234_567_890, "89005924", "91819424", "93441116"),
+            (2_000_000_000, "69279037", "90698825", "38618901"),
+            (20_000_000_000, "65353130", "77737706", "47863826"),
+        ];
+        for (time, c1, c256, c512) in rows {
+            for (alg, seed, code) in [
+                (Algorithm::SHA1, &sha1, c1),
+                (Algorithm::SHA256, &sha256, c256),
+                (Algorithm::SHA512, &sha512, c512),
+            ] {
+                let p = Params {
+                    algorithm: alg,
+                    digits: 8,
+                    step: 30,
+                };
+                assert_eq!(
+                    verify(seed, p, code, time),
+                    Some(time / 30),
+                    "{alg:?} at {time}"
+                );
+                assert_eq!(generate(seed, p, time), code);
+                // Two steps away, the same code no longer verifies.
+                assert_eq!(
+                    verify(seed, p, code, time + 60),
+                    None,
+                    "{alg:?} at {time} + 60 s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_step_of_skew_either_way_and_no_more() {
+        let seed = [42u8; SECRET_BYTES];
+        let t = 1_800_000_000;
+        let code = generate(&seed, Params::APP, t);
+        assert_eq!(verify(&seed, Params::APP, &code, t), Some(t / 30));
+        assert_eq!(
+            verify(&seed, Params::APP, &code, t + 30),
+            Some(t / 30),
+            "phone 30 s slow"
+        );
+        assert_eq!(
+            verify(&seed, Params::APP, &code, t - 30),
+            Some(t / 30),
+            "phone 30 s fast"
+        );
+        assert_eq!(verify(&seed, Params::APP, &code, t + 60), None);
+        assert_eq!(verify(&seed, Params::APP, &code, t - 60), None);
+    }
+
+    #[test]
+    fn base32_round_trips() {
+        let seed = [9u8; SECRET_BYTES];
+        assert_eq!(from_base32(&base32(&seed)), Some(seed.to_vec()));
+        assert_eq!(
+            from_base32(&base32(&seed).to_lowercase()),
+            Some(seed.to_vec())
+        );
+    }
 
     #[test]
     fn base32_has_no_padding() {

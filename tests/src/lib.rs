@@ -330,11 +330,16 @@ impl TestApp {
 }
 
 /// Runs each listed `async fn(StoreKind)` against both stores as two tests.
+///
+/// The memory run uses a single-threaded runtime on purpose: the memory store yields at the
+/// start of every call, so concurrent requests there interleave deterministically (all of
+/// them read before any of them writes), which is the worst case for a race. The DynamoDB
+/// run gets real parallelism from two worker threads and the network.
 #[macro_export]
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[tokio::test(flavor = "current_thread")]
             async fn $name() { super::$name($crate::StoreKind::Memory).await })*
         }
         mod dynamodb {
@@ -361,4 +366,92 @@ impl TestApp {
         use gatehouse::clock::Clock;
         self.clock.now().unix_seconds()
     }
+}
+
+/// An MFA-enabled user as the tests need it.
+#[derive(Debug, Clone)]
+pub struct MfaUser {
+    pub email: String,
+    pub access_token: String,
+    pub secret: String,
+    pub recovery_codes: Vec<String>,
+}
+
+impl TestApp {
+    pub async fn post_auth(&self, path: &str, body: Value, token: &str) -> TestResponse {
+        self.request(Method::POST, path, Some(body), Some(token))
+            .await
+    }
+
+    /// The code of `secret` (base32) at the test clock's now plus `steps` steps.
+    pub fn code(&self, secret: &str, steps: i64) -> String {
+        let seed = gatehouse::totp::from_base32(secret).expect("base32 secret");
+        let t = u64::try_from(self.clock_now() + steps * 30).unwrap();
+        gatehouse::totp::generate(&seed, gatehouse::totp::Params::APP, t)
+    }
+
+    /// Moves the clock to the next time step, so that a new code exists.
+    pub fn next_step(&self) {
+        self.clock.advance(std::time::Duration::from_secs(30));
+    }
+
+    /// Signs up `email`, enrolls and confirms TOTP; the clock is then one step further on.
+    pub async fn mfa_user(&self, email: &str) -> MfaUser {
+        self.signup(email).await;
+        let (access_token, _, _) = self.login_ok(email).await;
+        let e = self
+            .post_auth("/v1/mfa/totp/enroll", json!({}), &access_token)
+            .await;
+        assert_eq!(e.status, StatusCode::OK, "{}", e.body);
+        let secret = e.str("secret");
+        let c = self
+            .post_auth(
+                "/v1/mfa/totp/confirm",
+                json!({"code": self.code(&secret, 0)}),
+                &access_token,
+            )
+            .await;
+        assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+        let recovery_codes = c.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        self.next_step();
+        MfaUser {
+            email: email.to_owned(),
+            access_token,
+            secret,
+            recovery_codes,
+        }
+    }
+
+    /// The first sign-in step of an MFA user: returns the challenge token.
+    pub async fn mfa_challenge(&self, email: &str) -> String {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["mfa_required"], true, "{}", r.body);
+        r.str("mfa_token")
+    }
+
+    pub async fn mfa_verify(&self, mfa_token: &str, field: &str, value: &str) -> TestResponse {
+        self.post(
+            "/v1/auth/mfa/verify",
+            json!({"mfa_token": mfa_token, field: value}),
+        )
+        .await
+    }
+}
+
+/// The project's virtualenv Python (with pyotp), which `make test` installs. Missing means
+/// the suite was not started through `make test`: a failure, never a skip.
+pub fn venv_python() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make test`, which installs the test virtualenv",
+        p.display()
+    );
+    p
 }

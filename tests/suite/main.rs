@@ -12,6 +12,7 @@ mod keys;
 mod lambda;
 mod login;
 mod logs;
+mod mfa;
 mod openapi;
 mod sessions;
 mod signup;

@@ -108,11 +108,16 @@ fn sk_matches(range: &SkRange, sk: &str) -> bool {
 
 #[async_trait]
 impl Backend for MemoryStore {
+    // Every call starts by yielding to the scheduler, as a network round trip to DynamoDB
+    // would: concurrent requests interleave between their reads and their conditional
+    // writes, so races that the conditions must settle really happen here too.
     async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError> {
+        tokio::task::yield_now().await;
         Ok(lock(&self.tables).rows(table).get(&row_key(key)).cloned())
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        tokio::task::yield_now().await;
         let tables = lock(&self.tables);
         let table = q.index.map_or(q.table, super::Index::table);
         let (hash_attr, range_attr) = q.index.map_or((super::PK, super::SK), super::Index::keys);
@@ -174,6 +179,7 @@ impl Backend for MemoryStore {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
         if writes.is_empty() || writes.len() > super::MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Invalid(format!(
                 "a transaction holds 1 to 100 writes, not {}",

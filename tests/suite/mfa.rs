@@ -1,0 +1,634 @@
+//! MFA with TOTP: enrollment, the second sign-in step, replay protection, recovery codes,
+//! disabling, and the MFA failure budget.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use gatehouse::store::Table;
+use gatehouse_tests::{PASSWORD, StoreKind, TestApp, both_stores};
+use http::{Method, StatusCode};
+use serde_json::json;
+
+fn claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn enrolling_shows_a_secret_uri_and_qr_code(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.signup("alice+mfa@example.com").await;
+    let (at, _, _) = a.login_ok("alice+mfa@example.com").await;
+    let r = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let secret = r.str("secret");
+    assert_eq!(secret.len(), 32, "160 bits in base32 without padding");
+    assert!(!secret.contains('='));
+    assert_eq!(
+        r.str("otpauth_uri"),
+        format!(
+            "otpauth://totp/Gatehouse:alice%2Bmfa%40example.com?secret={secret}&issuer=Gatehouse&algorithm=SHA1&digits=6&period=30"
+        )
+    );
+    assert!(r.str("qr_png").starts_with("data:image/png;base64,"));
+    // Pending until confirmed: sign-in still needs no code.
+    assert_eq!(a.get("/v1/me", &at).await.body["mfa_enabled"], false);
+    assert!(a.login("alice+mfa@example.com", PASSWORD).await.body["access_token"].is_string());
+}
+
+async fn confirming_turns_mfa_on_and_login_then_asks_for_a_code(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    assert_eq!(u.recovery_codes.len(), 10);
+    for c in &u.recovery_codes {
+        assert_eq!(c.len(), 11, "{c}");
+        assert_eq!(&c[5..6], "-");
+    }
+    assert_eq!(
+        a.get("/v1/me", &u.access_token).await.body["mfa_enabled"],
+        true
+    );
+
+    let r = a.login("o@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["mfa_required"], true);
+    assert_eq!(r.body["mfa_methods"], json!(["totp", "recovery_code"]));
+    assert_eq!(r.body["expires_in"], 300);
+    assert!(r.body.get("access_token").is_none());
+    assert!(r.str("mfa_token").len() > 60);
+
+    let v = a
+        .mfa_verify(&r.str("mfa_token"), "code", &a.code(&u.secret, 0))
+        .await;
+    assert_eq!(v.status, StatusCode::OK, "{}", v.body);
+    assert_eq!(claims(&v.str("access_token"))["amr"], json!(["pwd", "otp"]));
+    assert_eq!(
+        a.get("/v1/me", &v.str("access_token")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.refresh(&v.str("refresh_token")).await.status,
+        StatusCode::OK
+    );
+}
+
+async fn a_code_is_accepted_once(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    let code = a.code(&u.secret, 0);
+    let first = a
+        .mfa_verify(&a.mfa_challenge(&u.email).await, "code", &code)
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = a
+        .mfa_verify(&a.mfa_challenge(&u.email).await, "code", &code)
+        .await;
+    again.assert_problem(401, "invalid_mfa_code");
+    // An older step is refused too, even though it is within the skew.
+    a.mfa_verify(
+        &a.mfa_challenge(&u.email).await,
+        "code",
+        &a.code(&u.secret, -1),
+    )
+    .await
+    .assert_problem(401, "invalid_mfa_code");
+    a.next_step();
+    let later = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "code",
+            &a.code(&u.secret, 0),
+        )
+        .await;
+    assert_eq!(later.status, StatusCode::OK);
+}
+
+async fn twenty_racing_uses_of_one_code_let_exactly_one_through(kind: StoreKind) {
+    let a = Arc::new(TestApp::with_config(kind, |c| c.mfa_lockout_threshold = 100).await);
+    let u = a.mfa_user("o@example.com").await;
+    let mut challenges = Vec::new();
+    for _ in 0..20 {
+        challenges.push(a.mfa_challenge(&u.email).await);
+    }
+    let code = a.code(&u.secret, 0);
+    let tasks: Vec<_> = challenges
+        .into_iter()
+        .map(|t| {
+            let (a, code) = (Arc::clone(&a), code.clone());
+            tokio::spawn(async move { a.mfa_verify(&t, "code", &code).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+async fn twenty_racing_uses_of_one_recovery_code_let_exactly_one_through(kind: StoreKind) {
+    let a = Arc::new(TestApp::with_config(kind, |c| c.mfa_lockout_threshold = 100).await);
+    let u = a.mfa_user("o@example.com").await;
+    let mut challenges = Vec::new();
+    for _ in 0..20 {
+        challenges.push(a.mfa_challenge(&u.email).await);
+    }
+    let rc = u.recovery_codes[3].clone();
+    let tasks: Vec<_> = challenges
+        .into_iter()
+        .map(|t| {
+            let (a, rc) = (Arc::clone(&a), rc.clone());
+            tokio::spawn(async move { a.mfa_verify(&t, "recovery_code", &rc).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+    let once_more = a
+        .mfa_verify(&a.mfa_challenge(&u.email).await, "recovery_code", &rc)
+        .await;
+    once_more.assert_problem(401, "invalid_mfa_code");
+}
+
+async fn a_recovery_code_signs_in_once_and_the_others_still_work(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    let typed = u.recovery_codes[0].to_uppercase().replace('-', " ");
+    let r = a
+        .mfa_verify(&a.mfa_challenge(&u.email).await, "recovery_code", &typed)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(claims(&r.str("access_token"))["amr"], json!(["pwd", "otp"]));
+    a.mfa_verify(
+        &a.mfa_challenge(&u.email).await,
+        "recovery_code",
+        &u.recovery_codes[0],
+    )
+    .await
+    .assert_problem(401, "invalid_mfa_code");
+    let r = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "recovery_code",
+            &u.recovery_codes[1],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+async fn the_challenge_dies_after_success_expiry_and_five_wrong_codes(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+
+    let t = a.mfa_challenge(&u.email).await;
+    assert_eq!(
+        a.mfa_verify(&t, "code", &a.code(&u.secret, 0)).await.status,
+        StatusCode::OK
+    );
+    a.next_step();
+    a.mfa_verify(&t, "code", &a.code(&u.secret, 0))
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+
+    let t = a.mfa_challenge(&u.email).await;
+    a.clock.advance(Duration::from_secs(5 * 60 + 1));
+    a.mfa_verify(&t, "code", &a.code(&u.secret, 0))
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+
+    let t = a.mfa_challenge(&u.email).await;
+    let right = a.code(&u.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        a.mfa_verify(&t, "code", wrong)
+            .await
+            .assert_problem(401, "invalid_mfa_code");
+    }
+    a.mfa_verify(&t, "code", &right)
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+}
+
+async fn disabling_needs_the_password_and_a_code(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    let (_, other_rt, _) = {
+        let t = a.mfa_challenge(&u.email).await;
+        let r = a.mfa_verify(&t, "code", &a.code(&u.secret, 0)).await;
+        (
+            r.str("access_token"),
+            r.str("refresh_token"),
+            r.str("session_id"),
+        )
+    };
+    a.next_step();
+    let code = a.code(&u.secret, 0);
+    a.post_auth(
+        "/v1/mfa/totp/disable",
+        json!({"password": "not my password!", "code": code}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+    a.post_auth(
+        "/v1/mfa/totp/disable",
+        json!({"password": PASSWORD, "code": a.code(&u.secret, 3)}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(400, "invalid_mfa_code");
+    assert_eq!(
+        a.get("/v1/me", &u.access_token).await.body["mfa_enabled"],
+        true,
+        "still on after failures"
+    );
+
+    let r = a
+        .post_auth(
+            "/v1/mfa/totp/disable",
+            json!({"password": PASSWORD, "code": code}),
+            &u.access_token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        a.get("/v1/me", &u.access_token).await.body["mfa_enabled"],
+        false
+    );
+    a.refresh(&other_rt)
+        .await
+        .assert_problem(401, "unauthenticated");
+    assert!(
+        a.login(&u.email, PASSWORD).await.body["access_token"].is_string(),
+        "no second step any more"
+    );
+}
+
+async fn regenerating_recovery_codes_kills_the_old_set(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"code": "12345"}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let r = a
+        .post_auth(
+            "/v1/mfa/recovery-codes",
+            json!({"code": a.code(&u.secret, 0)}),
+            &u.access_token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fresh: Vec<String> = r.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fresh.len(), 10);
+    a.mfa_verify(
+        &a.mfa_challenge(&u.email).await,
+        "recovery_code",
+        &u.recovery_codes[0],
+    )
+    .await
+    .assert_problem(401, "invalid_mfa_code");
+    assert_eq!(
+        a.mfa_verify(&a.mfa_challenge(&u.email).await, "recovery_code", &fresh[0])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn the_mfa_budget_locks_the_account(kind: StoreKind) {
+    let a = TestApp::with_config(kind, |c| c.mfa_lockout_threshold = 7).await;
+    let u = a.mfa_user("o@example.com").await;
+    let right = a.code(&u.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let t1 = a.mfa_challenge(&u.email).await;
+    for _ in 0..5 {
+        a.mfa_verify(&t1, "code", wrong)
+            .await
+            .assert_problem(401, "invalid_mfa_code");
+    }
+    let t2 = a.mfa_challenge(&u.email).await;
+    a.mfa_verify(&t2, "code", wrong)
+        .await
+        .assert_problem(401, "invalid_mfa_code");
+    a.mfa_verify(&t2, "code", wrong)
+        .await
+        .assert_problem(423, "account_locked");
+    a.mfa_verify(&t2, "code", &right)
+        .await
+        .assert_problem(423, "account_locked");
+    a.login(&u.email, PASSWORD)
+        .await
+        .assert_problem(423, "account_locked");
+    a.clock.advance(Duration::from_secs(15 * 60));
+    let t3 = a.mfa_challenge(&u.email).await;
+    assert_eq!(
+        a.mfa_verify(&t3, "code", &a.code(&u.secret, 0))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn every_mfa_change_is_audited(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    let t = a.mfa_challenge(&u.email).await;
+    a.mfa_verify(&t, "code", "000000").await;
+    a.mfa_verify(&t, "recovery_code", &u.recovery_codes[0])
+        .await;
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"code": a.code(&u.secret, 0)}),
+        &u.access_token,
+    )
+    .await;
+    a.next_step();
+    a.post_auth(
+        "/v1/mfa/totp/disable",
+        json!({"password": PASSWORD, "code": a.code(&u.secret, 0)}),
+        &u.access_token,
+    )
+    .await;
+    let org = a.get("/v1/me", &u.access_token).await.str("org_id");
+    let types = TestApp::audit_types(&a.audit(Some(&org)).await);
+    let mfa: Vec<&str> = types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with("mfa.") || *t == "login.mfa_required")
+        .collect();
+    assert_eq!(
+        mfa,
+        [
+            "mfa.enroll_started",
+            "mfa.enabled",
+            "login.mfa_required",
+            "mfa.failed",
+            "mfa.recovery_code_used",
+            "mfa.verified",
+            "mfa.recovery_codes_regenerated",
+            "mfa.disabled",
+        ]
+    );
+}
+
+both_stores!(
+    enrolling_shows_a_secret_uri_and_qr_code,
+    confirming_turns_mfa_on_and_login_then_asks_for_a_code,
+    a_code_is_accepted_once,
+    twenty_racing_uses_of_one_code_let_exactly_one_through,
+    twenty_racing_uses_of_one_recovery_code_let_exactly_one_through,
+    a_recovery_code_signs_in_once_and_the_others_still_work,
+    the_challenge_dies_after_success_expiry_and_five_wrong_codes,
+    disabling_needs_the_password_and_a_code,
+    regenerating_recovery_codes_kills_the_old_set,
+    the_mfa_budget_locks_the_account,
+    every_mfa_change_is_audited,
+);
+
+#[tokio::test]
+async fn codes_one_step_off_are_accepted_two_steps_off_refused() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let secret = a
+        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .await
+        .str("secret");
+    for steps in [-2, 2] {
+        a.post_auth(
+            "/v1/mfa/totp/confirm",
+            json!({"code": a.code(&secret, steps)}),
+            &at,
+        )
+        .await
+        .assert_problem(400, "invalid_mfa_code");
+    }
+    let r = a
+        .post_auth(
+            "/v1/mfa/totp/confirm",
+            json!({"code": a.code(&secret, -1)}),
+            &at,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "a phone 30 s behind");
+    a.next_step();
+    a.next_step();
+    let t = a.mfa_challenge("o@example.com").await;
+    assert_eq!(
+        a.mfa_verify(&t, "code", &a.code(&secret, 1)).await.status,
+        StatusCode::OK,
+        "a phone 30 s ahead"
+    );
+}
+
+#[tokio::test]
+async fn enrolling_again_replaces_a_pending_secret_and_is_refused_once_enabled() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let first = a
+        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .await
+        .str("secret");
+    let second = a
+        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .await
+        .str("secret");
+    assert_ne!(first, second);
+    a.post_auth(
+        "/v1/mfa/totp/confirm",
+        json!({"code": a.code(&first, 0)}),
+        &at,
+    )
+    .await
+    .assert_problem(400, "invalid_mfa_code");
+    assert_eq!(
+        a.post_auth(
+            "/v1/mfa/totp/confirm",
+            json!({"code": a.code(&second, 0)}),
+            &at
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    a.post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .await
+        .assert_problem(409, "mfa_already_enabled");
+    a.next_step();
+    a.post_auth(
+        "/v1/mfa/totp/confirm",
+        json!({"code": a.code(&second, 0)}),
+        &at,
+    )
+    .await
+    .assert_problem(409, "mfa_already_enabled");
+}
+
+#[tokio::test]
+async fn confirming_without_enrolling_is_a_conflict() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    a.post_auth("/v1/mfa/totp/confirm", json!({"code": "123456"}), &at)
+        .await
+        .assert_problem(409, "conflict");
+    a.post_auth("/v1/mfa/recovery-codes", json!({"code": "123456"}), &at)
+        .await
+        .assert_problem(409, "conflict");
+}
+
+#[tokio::test]
+async fn verify_needs_exactly_one_of_code_and_recovery_code() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.post("/v1/auth/mfa/verify", json!({"mfa_token": "x"}))
+        .await
+        .assert_problem(422, "validation_failed");
+    a.post(
+        "/v1/auth/mfa/verify",
+        json!({"mfa_token": "x", "code": "123456", "recovery_code": "abcde-12345"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    a.post(
+        "/v1/auth/mfa/verify",
+        json!({"mfa_token": "x", "code": "123456"}),
+    )
+    .await
+    .assert_problem(401, "mfa_token_invalid");
+    a.post(
+        "/v1/auth/mfa/verify",
+        json!({"mfa_token": "x", "code": "12x456"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+}
+
+#[tokio::test]
+async fn mfa_endpoints_need_a_bearer_token() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    for p in [
+        "/v1/mfa/totp/enroll",
+        "/v1/mfa/totp/confirm",
+        "/v1/mfa/totp/disable",
+        "/v1/mfa/recovery-codes",
+    ] {
+        a.request(Method::POST, p, Some(json!({})), None)
+            .await
+            .assert_problem(401, "unauthenticated");
+    }
+}
+
+#[tokio::test]
+async fn a_table_dump_cannot_produce_a_code() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let u = a.mfa_user("o@example.com").await;
+    let dump = format!("{:?}", a.memory_dump(Table::Main));
+    let seed = gatehouse::totp::from_base32(&u.secret).unwrap();
+    assert!(
+        !dump.contains(&u.secret),
+        "the seed is not stored in base32"
+    );
+    assert!(
+        !dump.contains(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&seed)),
+        "nor in base64"
+    );
+    assert!(!dump.contains(&base64::engine::general_purpose::STANDARD.encode(&seed)));
+    for code in &u.recovery_codes {
+        assert!(
+            !dump.contains(code.as_str()) && !dump.contains(&code.replace('-', "")),
+            "recovery codes are stored hashed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn codes_from_an_independent_totp_implementation_are_accepted() {
+    // pyotp, from the test virtualenv, reads our secret and our otpauth URI.
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let (secret, uri) = (e.str("secret"), e.str("otpauth_uri"));
+    let now = a.clock_now();
+    let script = "import sys, pyotp\n\
+                  secret, uri, t = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
+                  parsed = pyotp.parse_uri(uri)\n\
+                  assert parsed.secret == secret and parsed.digits == 6 and parsed.interval == 30\n\
+                  assert parsed.issuer == 'Gatehouse' and parsed.name == 'o@example.com'\n\
+                  print(pyotp.TOTP(secret).at(t), parsed.at(t + 30))";
+    let out = std::process::Command::new(gatehouse_tests::venv_python())
+        .args(["-c", script, &secret, &uri, &now.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (now_code, next_code) = stdout.trim().split_once(' ').unwrap();
+    let r = a
+        .post_auth("/v1/mfa/totp/confirm", json!({"code": now_code}), &at)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let t = a.mfa_challenge("o@example.com").await;
+    assert_eq!(
+        a.mfa_verify(&t, "code", next_code).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_qr_code_decodes_to_exactly_the_otpauth_uri() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let png_bytes = base64::engine::general_purpose::STANDARD
+        .decode(
+            e.str("qr_png")
+                .strip_prefix("data:image/png;base64,")
+                .unwrap(),
+        )
+        .unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let (_, content) = grids[0].decode().unwrap();
+    assert_eq!(content, e.str("otpauth_uri"));
+}
