@@ -6,7 +6,7 @@ ARGS  ?=
 
 include mk/infra.mk
 
-.PHONY: run test test-rust lint fmt fmt-check clippy bench build deploy clean
+.PHONY: run test test-rust lint fmt fmt-check clippy bench build deploy clean openapi
 
 ## Start every route in one local server on http://127.0.0.1:3000 (memory store, local keys,
 ## local mailer). Pass flags with ARGS, e.g. make run ARGS="--store dynamodb".
@@ -31,7 +31,12 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Latency of login, refresh, me and JWKS in-process, against one argon2id hash.
+## Regenerate docs/openapi.json, the document a deployed stack serves (a test checks it).
+openapi:
+	$(CARGO) run -q -p gatehouse --bin gatehouse-local -- --openapi-deployed > docs/openapi.json
+
+## Latency of login, MFA verify, logout, refresh, me and JWKS in-process, against one
+## argon2id hash.
 bench:
 	$(CARGO) bench -p gatehouse-tests --bench latency
 

@@ -206,3 +206,30 @@ fn every_routed_operation_has_an_api_gateway_route_to_its_function() {
         assert_eq!(declared, expected, "{resource}");
     }
 }
+
+#[test]
+fn the_deployed_openapi_document_lists_exactly_the_api_gateway_routes() {
+    let t = template();
+    let mut declared: Vec<(String, String)> = Vec::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        let Some(events) = r["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for e in events.values().filter(|e| e["Type"] == "HttpApi") {
+            declared.push((
+                e["Properties"]["Method"].as_str().unwrap().to_owned(),
+                e["Properties"]["Path"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let doc = serde_json::to_value(gatehouse::api::deployed_openapi()).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    declared.sort();
+    documented.sort();
+    assert_eq!(declared, documented);
+}

@@ -1,4 +1,5 @@
-//! Secrets never reach the logs: passwords, access and refresh tokens, verification tokens.
+//! Secrets never reach the logs: passwords, access and refresh tokens, verification tokens,
+//! TOTP secrets and codes, recovery codes and MFA challenge tokens.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,23 @@ impl Write for Capture {
     }
 }
 
+/// `word` occurs in `text` on its own, not inside a longer run of letters and digits (a
+/// six-digit code may well appear inside a request id or a timestamp by chance).
+fn contains_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
 #[tokio::test]
 async fn no_secret_is_ever_logged_even_at_trace_level() {
+    // tracing caches each callsite's interest process-wide, and while only one dispatcher is
+    // registered it asks the registering thread's default: a sibling test's thread (no
+    // subscriber) would cache `never` and hide events from this capture. A second, inert
+    // dispatcher kept alive makes every registration ask all live dispatchers instead.
+    let _anchor = tracing::Dispatch::new(tracing_subscriber::registry());
     let capture = Capture::default();
     let sink = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -29,6 +45,7 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
 
     let a = TestApp::new(StoreKind::Memory).await;
     a.post(
@@ -52,6 +69,15 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         .unwrap()
         .to_owned();
 
+    // MFA: the TOTP secret, recovery codes, a challenge token and the codes offered.
+    let u = a.mfa_user("m@example.com").await;
+    let challenge = a.mfa_challenge(&u.email).await;
+    a.mfa_verify(&challenge, "recovery_code", &u.recovery_codes[9])
+        .await;
+    let code = a.code(&u.secret, 0);
+    a.mfa_verify(&a.mfa_challenge(&u.email).await, "code", &code)
+        .await;
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("organization created"),
@@ -64,8 +90,13 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         &refresh,
         &rotated,
         &verification,
+        &u.secret,
+        &challenge,
     ] {
         let tail = &secret[secret.len() - 20..];
         assert!(!logs.contains(tail), "a secret ending {tail:?} was logged");
+    }
+    for short in u.recovery_codes.iter().chain([&code]) {
+        assert!(!contains_word(&logs, short), "{short:?} was logged");
     }
 }

@@ -399,6 +399,351 @@ async fn every_mfa_change_is_audited(kind: StoreKind) {
     );
 }
 
+fn type_of(e: &gatehouse::audit::AuditEvent) -> String {
+    serde_json::to_value(e.event_type)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn codes_of(r: &gatehouse_tests::TestResponse) -> Vec<String> {
+    r.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn mfa_state_of(a: &TestApp, access_token: &str) -> gatehouse::store::MfaState {
+    let id = a.get("/v1/me", access_token).await.str("id");
+    let user = gatehouse::domain::UserId::parse(&id).unwrap();
+    a.state.store.mfa_state(&user).await.unwrap()
+}
+
+/// The phone is gone: a recovery code signs in, another one gets a new set, and one of
+/// those turns MFA off so that a new phone can be enrolled.
+async fn a_lost_phone_is_handled_with_recovery_codes(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("o@example.com").await;
+    let r = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "recovery_code",
+            &u.recovery_codes[0],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let at = r.str("access_token");
+
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"code": a.code(&u.secret, 0), "recovery_code": &u.recovery_codes[1]}),
+        &at,
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"recovery_code": &u.recovery_codes[0]}),
+        &at,
+    )
+    .await
+    .assert_problem(400, "invalid_mfa_code");
+    let r = a
+        .post_auth(
+            "/v1/mfa/recovery-codes",
+            json!({"recovery_code": &u.recovery_codes[1]}),
+            &at,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fresh = codes_of(&r);
+    assert_eq!(fresh.len(), 10);
+    for old in &u.recovery_codes[1..3] {
+        a.mfa_verify(&a.mfa_challenge(&u.email).await, "recovery_code", old)
+            .await
+            .assert_problem(401, "invalid_mfa_code");
+    }
+
+    a.post_auth("/v1/mfa/totp/disable", json!({"password": PASSWORD}), &at)
+        .await
+        .assert_problem(422, "validation_failed");
+    let r = a
+        .post_auth(
+            "/v1/mfa/totp/disable",
+            json!({"password": PASSWORD, "recovery_code": &fresh[4]}),
+            &at,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(a.get("/v1/me", &at).await.body["mfa_enabled"], false);
+    let state = mfa_state_of(&a, &at).await;
+    assert!(state.factor.is_none() && state.recovery_codes.is_empty());
+    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    assert_eq!(e.status, StatusCode::OK, "a new phone can be enrolled");
+
+    let org = a.get("/v1/me", &at).await.str("org_id");
+    let used: Vec<String> = a
+        .audit(Some(&org))
+        .await
+        .into_iter()
+        .filter(|e| type_of(e) == "mfa.recovery_code_used")
+        .map(|e| e.details.get("during").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(used, ["", "recovery_codes", "disable"]);
+}
+
+/// A stolen access token must not turn into unlimited guesses: wrong codes offered while
+/// signed in count toward the same MFA budget as at sign-in.
+async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind) {
+    let a = TestApp::with_config(kind, |c| c.mfa_lockout_threshold = 3).await;
+    let u = a.mfa_user("o@example.com").await;
+    let right = a.code(&u.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"code": wrong}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(400, "invalid_mfa_code");
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"recovery_code": "aaaaa-bbbbb"}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(400, "invalid_mfa_code");
+    let r = a
+        .post_auth(
+            "/v1/mfa/totp/disable",
+            json!({"password": PASSWORD, "code": wrong}),
+            &u.access_token,
+        )
+        .await;
+    r.assert_problem(423, "account_locked");
+    assert!(r.header("retry-after").is_some());
+    a.post_auth(
+        "/v1/mfa/recovery-codes",
+        json!({"code": right}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(423, "account_locked");
+    assert_eq!(
+        a.get("/v1/me", &u.access_token).await.body["mfa_enabled"],
+        true
+    );
+    a.login(&u.email, PASSWORD)
+        .await
+        .assert_problem(423, "account_locked");
+
+    let org = a.get("/v1/me", &u.access_token).await.str("org_id");
+    let events = a.audit(Some(&org)).await;
+    let reasons: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| type_of(e) == "mfa.failed" || type_of(e) == "account.locked")
+        .map(|e| (type_of(e), e.reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("mfa.failed".into(), "wrong_code".into()),
+            ("mfa.failed".into(), "wrong_recovery_code".into()),
+            ("account.locked".into(), "too_many_mfa_failures".into()),
+            ("mfa.failed".into(), "wrong_code".into()),
+            ("mfa.failed".into(), "account_locked".into()),
+        ]
+    );
+
+    // Once the lock is over (and the access token with it), a new sign-in may.
+    a.clock.advance(Duration::from_secs(15 * 60));
+    let r = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "code",
+            &a.code(&u.secret, 0),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    a.next_step();
+    let r = a
+        .post_auth(
+            "/v1/mfa/recovery-codes",
+            json!({"code": a.code(&u.secret, 0)}),
+            &r.str("access_token"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// Holds back the first transaction that deletes a recovery code until the test releases
+/// it: the sign-in has read its state, and the test decides what happens meanwhile.
+struct HoldRecoveryCodeUse {
+    inner: Arc<dyn gatehouse::store::Backend>,
+    gate: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl gatehouse::store::Backend for HoldRecoveryCodeUse {
+    async fn get(
+        &self,
+        t: gatehouse::store::Table,
+        k: &gatehouse::store::Key,
+    ) -> Result<Option<gatehouse::store::Item>, gatehouse::store::StoreError> {
+        self.inner.get(t, k).await
+    }
+    async fn query(
+        &self,
+        q: &gatehouse::store::Query,
+    ) -> Result<gatehouse::store::Page, gatehouse::store::StoreError> {
+        self.inner.query(q).await
+    }
+    async fn transact(
+        &self,
+        w: Vec<gatehouse::store::Write>,
+    ) -> Result<(), gatehouse::store::StoreError> {
+        let uses_a_code = w.iter().any(|w| {
+            matches!(w, gatehouse::store::Write::Delete { key, .. } if key.sk.starts_with("MFA#RECOVERY#"))
+        });
+        let gate = if uses_a_code {
+            self.gate.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some((reached, release)) = gate {
+            reached.send(()).unwrap();
+            release.await.unwrap();
+        }
+        self.inner.transact(w).await
+    }
+}
+
+/// A sign-in with an old recovery code that read its state before a regeneration and
+/// writes after it must lose: the new code in that slot survives, and the old one is dead.
+async fn a_recovery_code_cannot_race_a_regeneration(kind: StoreKind) {
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+    let backend = Arc::new(HoldRecoveryCodeUse {
+        inner: gatehouse_tests::backend(kind).await,
+        gate: std::sync::Mutex::new(Some((reached_tx, release_rx))),
+    });
+    let a = Arc::new(TestApp::from_parts(
+        gatehouse::config::Config {
+            app_url: "https://app.example.test".into(),
+            ..gatehouse::config::Config::default()
+        },
+        backend,
+        None,
+    ));
+    let u = a.mfa_user("o@example.com").await;
+    let challenge = a.mfa_challenge(&u.email).await;
+    let a1 = Arc::clone(&a);
+    let rc = u.recovery_codes[0].clone();
+    let sign_in =
+        tokio::spawn(async move { a1.mfa_verify(&challenge, "recovery_code", &rc).await });
+    reached_rx.await.unwrap();
+
+    let r = a
+        .post_auth(
+            "/v1/mfa/recovery-codes",
+            json!({"code": a.code(&u.secret, 0)}),
+            &u.access_token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fresh = codes_of(&r);
+    release_tx.send(()).unwrap();
+    sign_in
+        .await
+        .unwrap()
+        .assert_problem(401, "invalid_mfa_code");
+
+    assert_eq!(
+        mfa_state_of(&a, &u.access_token).await.recovery_codes.len(),
+        10
+    );
+    let r = a
+        .mfa_verify(&a.mfa_challenge(&u.email).await, "recovery_code", &fresh[0])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the new code in slot 0 works: {}",
+        r.body
+    );
+}
+
+/// After a key rotation the seed moves to the new data key at the next sign-in, so the old
+/// key can be pruned without breaking the app's codes.
+async fn a_rotated_data_key_is_replaced_at_the_next_sign_in(kind: StoreKind) {
+    use gatehouse::keys::KeyRing;
+    let seed = |json: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["master_seed"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (old, new) = (
+        seed(&KeyRing::generate_json()),
+        seed(&KeyRing::generate_json()),
+    );
+    let ring = |master: &str, previous: &[&str]| {
+        KeyRing::from_json(
+            &json!({"format": "gatehouse-keys-v1", "master_seed": master,
+                    "previous_master_seeds": previous})
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let a = TestApp::new(kind).await;
+    a.state.keys.replace(ring(&old, &[]));
+    let u = a.mfa_user("o@example.com").await;
+    let old_key = mfa_state_of(&a, &u.access_token)
+        .await
+        .factor
+        .unwrap()
+        .value
+        .seed
+        .key_id;
+
+    a.state.keys.replace(ring(&new, &[&old]));
+    let r = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "code",
+            &a.code(&u.secret, 0),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let at = r.str("access_token");
+    let factor = mfa_state_of(&a, &at).await.factor.unwrap().value;
+    assert_ne!(factor.seed.key_id, old_key);
+    assert_eq!(factor.seed.key_id, a.state.keys.current().data_key().0);
+
+    a.state.keys.replace(ring(&new, &[]));
+    a.next_step();
+    let r = a
+        .mfa_verify(
+            &a.mfa_challenge(&u.email).await,
+            "code",
+            &a.code(&u.secret, 0),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 both_stores!(
     enrolling_shows_a_secret_uri_and_qr_code,
     confirming_turns_mfa_on_and_login_then_asks_for_a_code,
@@ -411,6 +756,10 @@ both_stores!(
     regenerating_recovery_codes_kills_the_old_set,
     the_mfa_budget_locks_the_account,
     every_mfa_change_is_audited,
+    a_lost_phone_is_handled_with_recovery_codes,
+    wrong_codes_while_signed_in_count_toward_the_mfa_budget,
+    a_recovery_code_cannot_race_a_regeneration,
+    a_rotated_data_key_is_replaced_at_the_next_sign_in,
 );
 
 #[tokio::test]
@@ -542,6 +891,26 @@ async fn mfa_endpoints_need_a_bearer_token() {
         "/v1/mfa/recovery-codes",
     ] {
         a.request(Method::POST, p, Some(json!({})), None)
+            .await
+            .assert_problem(401, "unauthenticated");
+    }
+    // A signed-out session's access token is refused too, though it has not expired.
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let r = a
+        .request(Method::POST, "/v1/auth/logout", None, Some(&at))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for (p, body) in [
+        ("/v1/mfa/totp/enroll", json!({})),
+        ("/v1/mfa/totp/confirm", json!({"code": "123456"})),
+        (
+            "/v1/mfa/totp/disable",
+            json!({"code": "123456", "password": PASSWORD}),
+        ),
+        ("/v1/mfa/recovery-codes", json!({"code": "123456"})),
+    ] {
+        a.request(Method::POST, p, Some(body), Some(&at))
             .await
             .assert_problem(401, "unauthenticated");
     }

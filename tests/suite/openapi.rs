@@ -59,3 +59,46 @@ async fn undocumented_paths_are_not_routed() {
         assert!(a.request(Method::GET, p, None, None).await.unrouted, "{p}");
     }
 }
+
+#[test]
+fn the_committed_deployed_document_is_current() {
+    let generated = serde_json::to_value(gatehouse::api::deployed_openapi()).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(gatehouse::api::DEPLOYED_OPENAPI).unwrap();
+    assert!(
+        committed == generated,
+        "docs/openapi.json is out of date: run `make openapi` and commit it"
+    );
+}
+
+#[tokio::test]
+async fn the_login_function_serves_the_deployed_document() {
+    use tower::ServiceExt;
+    let a = TestApp::new(StoreKind::Memory).await;
+    let app = gatehouse::api::app_with_document(
+        a.state.clone(),
+        vec![gatehouse::api::login::routes()],
+        gatehouse::api::DEPLOYED_OPENAPI,
+    );
+    let r = app
+        .oneshot(
+            http::Request::get("/openapi.json")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let ops = operations(&doc);
+    assert!(ops.contains(&(Method::POST, "/v1/auth/mfa/verify".to_owned())));
+    assert!(ops.contains(&(Method::POST, "/v1/orgs".to_owned())));
+    assert!(
+        !ops.iter().any(|(_, p)| p.starts_with("/_local")),
+        "local-only routes are not deployed"
+    );
+}

@@ -7,5 +7,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let config = Config::from_env()?;
     let state = AppState::for_lambda(config).await?;
-    runtime::run(api::app(state, vec![api::login::routes()])).await
+    // API Gateway sends `GET /openapi.json` here: serve the whole deployed API's document.
+    let app = api::app_with_document(state, vec![api::login::routes()], api::DEPLOYED_OPENAPI);
+    runtime::run(app).await
 }

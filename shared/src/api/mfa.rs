@@ -40,6 +40,45 @@ fn totp_code(check: &mut Check, raw: &str) -> Option<TotpCode> {
     check.field("/code", TotpCode::parse(raw), |e| e.0)
 }
 
+/// `code` or `recovery_code`, exactly one of the two.
+struct FactorFields {
+    code: Option<String>,
+    recovery_code: Option<SecretString>,
+}
+
+impl FactorFields {
+    fn read(f: &mut Fields) -> Self {
+        let code = f.optional_string("code");
+        let recovery_code = f.optional_string("recovery_code").map(SecretString::from);
+        match (&code, &recovery_code) {
+            (Some(_), Some(_)) => f.error(
+                "recovery_code",
+                "send either code or recovery_code, not both",
+            ),
+            (None, None) => f.error("code", "is required (or recovery_code)"),
+            _ => {}
+        }
+        Self {
+            code,
+            recovery_code,
+        }
+    }
+
+    fn parse(&self, check: &mut Check) -> Option<SecondFactor> {
+        match (&self.code, &self.recovery_code) {
+            (Some(c), _) => totp_code(check, c).map(SecondFactor::Totp),
+            (None, Some(r)) => check
+                .field(
+                    "/recovery_code",
+                    RecoveryCode::parse(r.expose_secret()),
+                    |e| e.0,
+                )
+                .map(SecondFactor::Recovery),
+            (None, None) => None,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct EnrollResponse {
     /// Base32 without padding: the code to type into an app by hand.
@@ -125,33 +164,38 @@ async fn confirm(
 pub struct DisableRequest {
     #[schema(format = Password)]
     password: String,
-    code: String,
+    /// A current code from the app…
+    code: Option<String>,
+    /// …or one of the recovery codes, when the phone is lost (exactly one of the two).
+    recovery_code: Option<String>,
 }
 
 struct DisableBody {
     password: SecretString,
-    code: String,
+    factor: FactorFields,
 }
 
 impl FromJson for DisableBody {
     fn from_fields(f: &mut Fields) -> Option<Self> {
-        let (password, code) = (f.secret("password"), f.string("code"));
+        let password = f.secret("password");
+        let factor = FactorFields::read(f);
         Some(Self {
             password: password?,
-            code: code?,
+            factor,
         })
     }
 }
 
-/// Turns MFA off. Needs the password and a current code; signs out the other sessions.
+/// Turns MFA off. Needs the password and a current code (or a recovery code, when the phone
+/// is lost); signs out the other sessions.
 #[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", security(("bearer" = [])), request_body = DisableRequest,
     responses(
         (status = 204),
-        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
+        (status = 400, body = Problem, description = "`invalid_mfa_code` (counted toward the MFA budget)"),
         (status = 401, body = Problem, description = "`invalid_credentials` (wrong password, counted toward lockout) or `unauthenticated`"),
         (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
         (status = 422, body = Problem, description = "`validation_failed`"),
-        (status = 423, body = Problem, description = "`account_locked`"),
+        (status = 423, body = Problem, description = "`account_locked`: too many wrong passwords or codes"),
     ))]
 async fn disable(
     State(st): State<AppState>,
@@ -165,38 +209,56 @@ async fn disable(
         LoginPassword::parse(body.password.expose_secret()),
         |e| e.0,
     );
-    let code = totp_code(&mut check, &body.code);
+    let factor = body.factor.parse(&mut check);
     check.finish()?;
-    let (Some(password), Some(code)) = (password, code) else {
+    let (Some(password), Some(factor)) = (password, factor) else {
         return Err(ApiError::Validation(Vec::new()));
     };
-    mfa::disable(&st, &who, &password, &code, &meta)
+    mfa::disable(&st, &who, &password, &factor, &meta)
         .await
         .map_err(signed_in)?;
     Ok(no_content())
 }
 
-/// Replaces the recovery codes (a current code is needed); the old ones stop working and the
-/// other sessions are signed out.
-#[utoipa::path(post, path = "/v1/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest,
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SecondFactorRequest {
+    /// A current code from the app…
+    code: Option<String>,
+    /// …or one of the recovery codes, when the phone is lost (exactly one of the two).
+    recovery_code: Option<String>,
+}
+
+struct SecondFactorBody(FactorFields);
+
+impl FromJson for SecondFactorBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        Some(Self(FactorFields::read(f)))
+    }
+}
+
+/// Replaces the recovery codes (a current code, or one of the old recovery codes, is needed);
+/// the old ones stop working and the other sessions are signed out.
+#[utoipa::path(post, path = "/v1/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = SecondFactorRequest,
     responses(
         (status = 200, body = RecoveryCodesResponse),
-        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
+        (status = 400, body = Problem, description = "`invalid_mfa_code` (counted toward the MFA budget)"),
         (status = 401, body = Problem, description = "`unauthenticated`"),
         (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
         (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 423, body = Problem, description = "`account_locked`: too many wrong codes"),
     ))]
 async fn regenerate_recovery_codes(
     State(st): State<AppState>,
     Principal(who): Principal,
     Meta(meta): Meta,
-    Json(body): Json<CodeBody>,
+    Json(body): Json<SecondFactorBody>,
 ) -> Result<Response, ApiError> {
     let mut check = Check::default();
-    let code = totp_code(&mut check, &body.0);
+    let factor = body.0.parse(&mut check);
     check.finish()?;
-    let code = code.ok_or_else(|| ApiError::Validation(Vec::new()))?;
-    let codes = mfa::regenerate_recovery_codes(&st, &who, &code, &meta)
+    let factor = factor.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let codes = mfa::regenerate_recovery_codes(&st, &who, &factor, &meta)
         .await
         .map_err(signed_in)?;
     Ok(no_store(axum::Json(RecoveryCodesResponse {
@@ -217,27 +279,16 @@ pub struct VerifyRequest {
 
 struct VerifyBody {
     mfa_token: SecretString,
-    code: Option<String>,
-    recovery_code: Option<SecretString>,
+    factor: FactorFields,
 }
 
 impl FromJson for VerifyBody {
     fn from_fields(f: &mut Fields) -> Option<Self> {
         let mfa_token = f.secret("mfa_token");
-        let code = f.optional_string("code");
-        let recovery_code = f.optional_string("recovery_code").map(SecretString::from);
-        match (&code, &recovery_code) {
-            (Some(_), Some(_)) => f.error(
-                "recovery_code",
-                "send either code or recovery_code, not both",
-            ),
-            (None, None) => f.error("code", "is required (or recovery_code)"),
-            _ => {}
-        }
+        let factor = FactorFields::read(f);
         Some(Self {
             mfa_token: mfa_token?,
-            code,
-            recovery_code,
+            factor,
         })
     }
 }
@@ -257,17 +308,7 @@ async fn verify(
     Json(body): Json<VerifyBody>,
 ) -> Result<Response, ApiError> {
     let mut check = Check::default();
-    let offered = match (&body.code, &body.recovery_code) {
-        (Some(c), _) => totp_code(&mut check, c).map(SecondFactor::Totp),
-        (None, Some(r)) => check
-            .field(
-                "/recovery_code",
-                RecoveryCode::parse(r.expose_secret()),
-                |e| e.0,
-            )
-            .map(SecondFactor::Recovery),
-        (None, None) => None,
-    };
+    let offered = body.factor.parse(&mut check);
     check.finish()?;
     let offered = offered.ok_or_else(|| ApiError::Validation(Vec::new()))?;
     let tokens = mfa::verify(&st, &body.mfa_token, &offered, &meta).await?;

@@ -78,13 +78,44 @@ fn document(
 /// problem+json fallbacks, the 64 KiB body limit and request ids.
 pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
     let (router, doc) = document(families);
-    let doc = std::sync::Arc::new(doc);
+    let json = serde_json::to_string(&doc).unwrap_or_default();
+    finish(state, router, json.into())
+}
+
+/// As [`app`], but `GET /openapi.json` serves `document` (JSON) instead of the families' own:
+/// the `login` function, which answers `/openapi.json` in a deployed stack, serves
+/// [`DEPLOYED_OPENAPI`] without linking the other families' code.
+pub fn app_with_document(
+    state: AppState,
+    families: Vec<OpenApiRouter<AppState>>,
+    document_json: &'static str,
+) -> Router {
+    let (router, _) = document(families);
+    finish(state, router, document_json.into())
+}
+
+/// The OpenAPI document of a deployed stack (every family behind API Gateway), as committed
+/// in `docs/openapi.json`; a test keeps it equal to [`deployed_openapi`].
+pub const DEPLOYED_OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Every family that a deployed stack routes, for [`DEPLOYED_OPENAPI`].
+pub fn deployed_openapi() -> utoipa::openapi::OpenApi {
+    document(vec![login::routes(), mfa::routes()]).1
+}
+
+fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) -> Router {
     router
         .route(
             "/openapi.json",
             axum::routing::get(move || {
-                let doc = std::sync::Arc::clone(&doc);
-                async move { axum::Json(doc.as_ref().clone()).into_response() }
+                let json = json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                        .into_response()
+                }
             }),
         )
         .fallback(http::not_found)

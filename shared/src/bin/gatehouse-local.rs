@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb]
-//! gatehouse-local --openapi      # print the OpenAPI document and exit
+//! gatehouse-local --openapi            # print the OpenAPI document (every route) and exit
+//! gatehouse-local --openapi-deployed   # the document of a deployed stack (docs/openapi.json)
 //! ```
 
 use std::net::SocketAddr;
@@ -16,8 +17,7 @@ use gatehouse::mail::LocalMailer;
 use gatehouse::store::{Backend, DynamoStore, MemoryStore};
 use gatehouse::{AppState, api, runtime, telemetry};
 
-const USAGE: &str =
-    "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi";
+const USAGE: &str = "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi | --openapi-deployed";
 
 struct Args {
     addr: SocketAddr,
@@ -45,6 +45,15 @@ fn parse_args() -> Result<Args, String> {
                 println!(
                     "{}",
                     api::openapi().to_pretty_json().map_err(|e| e.to_string())?
+                );
+                std::process::exit(0);
+            }
+            "--openapi-deployed" => {
+                println!(
+                    "{}",
+                    api::deployed_openapi()
+                        .to_pretty_json()
+                        .map_err(|e| e.to_string())?
                 );
                 std::process::exit(0);
             }

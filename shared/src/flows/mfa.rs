@@ -4,7 +4,11 @@
 //! Replay protection: the factor keeps the last accepted time step and every acceptance
 //! writes it with a version condition, in the same transaction as the session it opens, so a
 //! code (or an older one) is accepted once even when requests race. Recovery codes are
-//! consumed with a conditional delete the same way.
+//! consumed with a conditional delete the same way, and every acceptance also writes the
+//! factor under its version, so a consumption cannot race a regeneration or a disable.
+//!
+//! Wrong codes count toward the account's MFA budget wherever they are offered (sign-in,
+//! disable, new recovery codes), so a stolen access token cannot be used to guess codes.
 
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::domain::{ChallengeId, LoginPassword, RecoveryCode, TotpCode, UserId};
+use crate::domain::{ChallengeId, Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
@@ -57,6 +61,24 @@ fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u
     })?;
     crypto::open(key, user.as_str().as_bytes(), &f.seed)
         .ok_or_else(|| StoreError::Corrupt("TOTP seed does not decrypt".into()).into())
+}
+
+/// The factor as it is written back: its seed sealed again under the current data key when
+/// an older key sealed it, so that a rotated-out key stops being needed once users sign in.
+fn resealed(
+    st: &AppState,
+    user: &UserId,
+    f: &TotpFactorRecord,
+) -> Result<TotpFactorRecord, FlowError> {
+    let ring = st.keys.current();
+    let (key_id, key) = ring.data_key();
+    if f.seed.key_id == key_id {
+        return Ok(f.clone());
+    }
+    let seed = open_seed(st, user, f)?;
+    let seed = crypto::seal(key_id, key, user.as_str().as_bytes(), &seed)
+        .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
+    Ok(TotpFactorRecord { seed, ..f.clone() })
 }
 
 /// The step of `code` if it is valid now and newer than the last accepted one.
@@ -149,6 +171,7 @@ pub async fn enroll(
     who: &AccessClaims,
     meta: &RequestMeta,
 ) -> Result<Enrollment, FlowError> {
+    super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     let state = st.store.mfa_state(&who.sub).await?;
     if account.value.mfa_enabled
@@ -212,6 +235,7 @@ pub async fn confirm(
     code: &TotpCode,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, FlowError> {
+    super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     let state = st.store.mfa_state(&who.sub).await?;
     let factor = match state.factor {
@@ -328,8 +352,16 @@ pub async fn verify(
             .filter(|c| crypto::ct_eq(presented.as_bytes(), c.value.secret_hash.as_bytes()))
             .cloned()
             .ok_or(FlowError::MfaTokenInvalid)?;
-        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            let until = l.value.locked_until.unwrap_or(now);
+        let c = &challenge.value;
+        if let Some(until) = locked_until(&state, now) {
+            let mut tx = st.store.tx();
+            tx.audit(
+                &AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
+                    .org(&c.org_id)
+                    .target(&c.user_id)
+                    .reason("account_locked"),
+            );
+            st.store.commit(tx).await?;
             return Err(FlowError::Locked {
                 retry_after: now.until(until),
             });
@@ -339,7 +371,6 @@ pub async fn verify(
             .clone()
             .filter(|f| f.value.status == FactorStatus::Enabled)
             .ok_or(FlowError::MfaTokenInvalid)?;
-        let c = &challenge.value;
         let accepted = match offered {
             SecondFactor::Totp(code) => {
                 accept_totp(st, &user, &factor.value, code, now)?.map(Accepted::Step)
@@ -395,13 +426,10 @@ async fn succeed(
     };
     let mut tx = st.store.tx();
     tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::Version(challenge.ver));
+    let mut written = resealed(st, &c.user_id, &factor.value)?;
     let method = match how {
         Accepted::Step(step) => {
-            let used = TotpFactorRecord {
-                last_step: Some(step),
-                ..factor.value.clone()
-            };
-            tx.put_totp_factor(&c.user_id, &used, Some(factor.ver));
+            written.last_step = Some(step);
             "totp"
         }
         Accepted::Recovery(r) => {
@@ -411,6 +439,9 @@ async fn succeed(
             "recovery_code"
         }
     };
+    // Written under its version in both cases: a recovery code is consumed only while the
+    // factor it belongs to is unchanged (not regenerated, disabled or re-enrolled meanwhile).
+    tx.put_totp_factor(&c.user_id, &written, Some(factor.ver));
     if let Some(l) = &state.lockout {
         tx.delete_mfa_lockout(&c.user_id, l.ver);
     }
@@ -430,8 +461,85 @@ async fn succeed(
     Ok(super::issue(st, &session, &secret, now))
 }
 
-/// A wrong code: the challenge and the account's MFA budget both count it; the last allowed
-/// failure locks the account (sign-in and MFA) for the lockout duration.
+/// When the account's MFA budget ran out, the end of the lock.
+fn locked_until(state: &MfaState, now: Timestamp) -> Option<Timestamp> {
+    state
+        .lockout
+        .as_ref()
+        .filter(|l| l.value.is_locked(now))
+        .map(|l| l.value.locked_until.unwrap_or(now))
+}
+
+/// The account a wrong code is charged to.
+struct Charged<'a> {
+    user: &'a UserId,
+    org: &'a OrgId,
+    email: &'a Email,
+}
+
+/// Counts one wrong code against the account's MFA budget in `tx` (written under the
+/// budget's version). The last allowed failure locks the account, sign-in included so that
+/// no new challenges start, for the lockout duration. Returns the failures counted so far
+/// and whether this one locked the account.
+async fn charge_budget(
+    st: &AppState,
+    tx: &mut Tx,
+    state: &MfaState,
+    who: &Charged<'_>,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<(u32, bool), FlowError> {
+    let failures = state
+        .lockout
+        .as_ref()
+        .map_or(0, |l| l.value.live_failures(now))
+        + 1;
+    let locks = failures >= st.config.mfa_lockout_threshold;
+    let locked_until = locks.then(|| now.plus(st.config.lockout_duration));
+    let record = LockoutRecord {
+        failures,
+        locked_until,
+        last_failure_at: now,
+    };
+    tx.put_mfa_lockout(who.user, &record, state.lockout.as_ref().map(|l| l.ver));
+    if locks {
+        let password_lock = st.store.lockout(who.email).await?;
+        let lock = LockoutRecord {
+            failures: st.config.lockout_threshold,
+            locked_until,
+            last_failure_at: now,
+        };
+        tx.put_lockout(who.email, &lock, password_lock.map(|l| l.ver));
+        tx.audit(
+            &AuditEvent::new(EventType::AccountLocked, Outcome::Success, meta, now)
+                .org(who.org)
+                .target(who.user)
+                .email(who.email)
+                .reason("too_many_mfa_failures")
+                .detail("locked_until", locked_until.unwrap_or(now)),
+        );
+    }
+    Ok((failures, locks))
+}
+
+fn wrong_reason(offered: &SecondFactor) -> &'static str {
+    match offered {
+        SecondFactor::Totp(_) => "wrong_code",
+        SecondFactor::Recovery(_) => "wrong_recovery_code",
+    }
+}
+
+fn refused(st: &AppState, locked: bool) -> FlowError {
+    if locked {
+        FlowError::Locked {
+            retry_after: st.config.lockout_duration,
+        }
+    } else {
+        FlowError::InvalidMfaCode
+    }
+}
+
+/// A wrong code at sign-in: the challenge and the account's MFA budget both count it.
 async fn fail(
     st: &AppState,
     state: &MfaState,
@@ -454,134 +562,166 @@ async fn fail(
             Some(challenge.ver),
         );
     }
-    let budget = state
-        .lockout
-        .as_ref()
-        .map_or(0, |l| l.value.live_failures(now))
-        + 1;
-    let locks = budget >= st.config.mfa_lockout_threshold;
-    let locked_until = locks.then(|| now.plus(st.config.lockout_duration));
-    let record = LockoutRecord {
-        failures: budget,
-        locked_until,
-        last_failure_at: now,
+    let who = Charged {
+        user: &c.user_id,
+        org: &c.org_id,
+        email: &c.email,
     };
-    tx.put_mfa_lockout(&c.user_id, &record, state.lockout.as_ref().map(|l| l.ver));
-    let reason = match offered {
-        SecondFactor::Totp(_) => "wrong_code",
-        SecondFactor::Recovery(_) => "wrong_recovery_code",
-    };
+    let (budget, locks) = charge_budget(st, &mut tx, state, &who, meta, now).await?;
     tx.audit(
         &AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
             .org(&c.org_id)
             .target(&c.user_id)
-            .reason(reason)
+            .reason(wrong_reason(offered))
             .detail("failures", budget),
     );
-    if locks {
-        // Sign-in is locked too, so the first step cannot start new challenges meanwhile.
-        let password_lock = st.store.lockout(&c.email).await?;
-        let lock = LockoutRecord {
-            failures: st.config.lockout_threshold,
-            locked_until,
-            last_failure_at: now,
-        };
-        tx.put_lockout(&c.email, &lock, password_lock.map(|l| l.ver));
-        tx.audit(
-            &AuditEvent::new(EventType::AccountLocked, Outcome::Success, meta, now)
-                .org(&c.org_id)
-                .target(&c.user_id)
-                .email(&c.email)
-                .reason("too_many_mfa_failures")
-                .detail("locked_until", locked_until.unwrap_or(now)),
-        );
-    }
     st.store.commit(tx).await?;
-    if locks {
-        Err(FlowError::Locked {
-            retry_after: st.config.lockout_duration,
-        })
-    } else {
-        Err(FlowError::InvalidMfaCode)
-    }
+    Err(refused(st, locks))
 }
 
-/// Checks the caller's password and current code; a wrong password counts toward sign-in
-/// lockout, a wrong code is audited. Returns the account and the step the code used.
+/// A signed-in user who proved the second factor again.
+struct Reauthenticated {
+    account: Versioned<AccountRecord>,
+    factor: Versioned<TotpFactorRecord>,
+    state: MfaState,
+    how: Accepted,
+}
+
+/// Checks the caller's live session, password (when asked) and second factor (a current
+/// code or a recovery code). A wrong password counts toward sign-in lockout, a wrong code
+/// toward the MFA budget, as at sign-in.
 async fn reauthenticate(
     st: &AppState,
     who: &AccessClaims,
     password: Option<&LoginPassword>,
-    code: &TotpCode,
+    offered: &SecondFactor,
+    during: &'static str,
     meta: &RequestMeta,
-) -> Result<
-    (
-        Versioned<AccountRecord>,
-        Versioned<TotpFactorRecord>,
-        MfaState,
-        u64,
-    ),
-    FlowError,
-> {
+) -> Result<Reauthenticated, FlowError> {
     super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if let Some(pw) = password {
         super::login::reverify_password(st, &account, pw, meta).await?;
     }
-    let state = st.store.mfa_state(&who.sub).await?;
-    let factor = state
-        .factor
-        .clone()
-        .filter(|f| f.value.status == FactorStatus::Enabled)
-        .ok_or(FlowError::Conflict("MFA is not enabled."))?;
-    let now = st.clock.now();
-    match accept_totp(st, &who.sub, &factor.value, code, now)? {
-        Some(step) => Ok((account, factor, state, step)),
-        None => {
+    let a = &account.value;
+    for _ in 0..MAX_RACE_RETRIES {
+        let state = st.store.mfa_state(&who.sub).await?;
+        let factor = state
+            .factor
+            .clone()
+            .filter(|f| f.value.status == FactorStatus::Enabled)
+            .ok_or(FlowError::Conflict("MFA is not enabled."))?;
+        let now = st.clock.now();
+        if let Some(until) = locked_until(&state, now) {
             let mut tx = st.store.tx();
             tx.audit(
-                &event(
-                    EventType::MfaFailed,
-                    Outcome::Failure,
-                    &account.value,
-                    meta,
-                    now,
-                )
-                .reason("wrong_code"),
+                &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
+                    .reason("account_locked")
+                    .detail("during", during),
             );
             st.store.commit(tx).await?;
-            Err(FlowError::InvalidMfaCode)
+            return Err(FlowError::Locked {
+                retry_after: now.until(until),
+            });
         }
+        let accepted = match offered {
+            SecondFactor::Totp(code) => {
+                accept_totp(st, &who.sub, &factor.value, code, now)?.map(Accepted::Step)
+            }
+            SecondFactor::Recovery(code) => {
+                match_recovery(st, &who.sub, &state.recovery_codes, code).map(Accepted::Recovery)
+            }
+        };
+        if let Some(how) = accepted {
+            return Ok(Reauthenticated {
+                account,
+                factor,
+                state,
+                how,
+            });
+        }
+        let mut tx = st.store.tx();
+        let charged = Charged {
+            user: &a.user_id,
+            org: &a.org_id,
+            email: &a.email,
+        };
+        let (failures, locks) = charge_budget(st, &mut tx, &state, &charged, meta, now).await?;
+        tx.audit(
+            &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
+                .reason(wrong_reason(offered))
+                .detail("during", during)
+                .detail("failures", failures),
+        );
+        match st.store.commit(tx).await {
+            Ok(()) => return Err(refused(st, locks)),
+            Err(StoreError::ConditionFailed { .. }) => {
+                tracing::debug!("lost a race on the MFA budget; reading MFA state again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+/// Adds to `tx` what a successful re-authentication consumes: an audit event for a recovery
+/// code (the caller deletes or replaces the code itself), and the MFA budget, which a
+/// success clears as at sign-in.
+fn consume(
+    tx: &mut Tx,
+    r: &Reauthenticated,
+    during: &'static str,
+    meta: &RequestMeta,
+    now: Timestamp,
+) {
+    if let Accepted::Recovery(_) = r.how {
+        tx.audit(
+            &event(
+                EventType::MfaRecoveryCodeUsed,
+                Outcome::Success,
+                &r.account.value,
+                meta,
+                now,
+            )
+            .detail("during", during),
+        );
+    }
+    if let Some(l) = &r.state.lockout {
+        tx.delete_mfa_lockout(&r.account.value.user_id, l.ver);
     }
 }
 
-/// Turns MFA off (password and a current code required) and signs out the other sessions.
+/// Turns MFA off (the password and a current code or a recovery code required) and signs
+/// out the other sessions.
 #[tracing::instrument(skip_all, fields(user_id = %who.sub))]
 pub async fn disable(
     st: &AppState,
     who: &AccessClaims,
     password: &LoginPassword,
-    code: &TotpCode,
+    offered: &SecondFactor,
     meta: &RequestMeta,
 ) -> Result<(), FlowError> {
-    let (account, factor, state, _) = reauthenticate(st, who, Some(password), code, meta).await?;
+    let r = reauthenticate(st, who, Some(password), offered, "disable", meta).await?;
     let now = st.clock.now();
     let mut tx = st.store.tx();
-    tx.delete_totp_factor(&who.sub, Cond::Version(factor.ver));
-    for r in &state.recovery_codes {
-        tx.delete_recovery_code(&who.sub, r.value.slot, Cond::None);
+    tx.delete_totp_factor(&who.sub, Cond::Version(r.factor.ver));
+    // Every code goes; the factor's version condition settles races with a sign-in that
+    // consumes one of them.
+    for c in &r.state.recovery_codes {
+        tx.delete_recovery_code(&who.sub, c.value.slot, Cond::None);
     }
+    consume(&mut tx, &r, "disable", meta, now);
     tx.put_account(
         &AccountRecord {
             mfa_enabled: false,
-            ..account.value.clone()
+            ..r.account.value.clone()
         },
-        Some(account.ver),
+        Some(r.account.ver),
     );
     tx.audit(&event(
         EventType::MfaDisabled,
         Outcome::Success,
-        &account.value,
+        &r.account.value,
         meta,
         now,
     ));
@@ -596,34 +736,35 @@ pub async fn disable(
     Ok(())
 }
 
-/// New recovery codes (a current code required): the old ones die, the other sessions are
-/// signed out.
+/// New recovery codes (a current code or a recovery code required): the old ones die, the
+/// other sessions are signed out.
 #[tracing::instrument(skip_all, fields(user_id = %who.sub))]
 pub async fn regenerate_recovery_codes(
     st: &AppState,
     who: &AccessClaims,
-    code: &TotpCode,
+    offered: &SecondFactor,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, FlowError> {
-    let (account, factor, _, step) = reauthenticate(st, who, None, code, meta).await?;
+    let r = reauthenticate(st, who, None, offered, "recovery_codes", meta).await?;
     let now = st.clock.now();
     let (codes, records) = new_recovery_codes(st, &who.sub, now);
-    let mut tx = st.store.tx();
-    tx.put_totp_factor(
-        &who.sub,
-        &TotpFactorRecord {
-            last_step: Some(step),
-            ..factor.value.clone()
-        },
-        Some(factor.ver),
-    );
-    for r in &records {
-        tx.put_recovery_code(&who.sub, r);
+    let mut factor = resealed(st, &who.sub, &r.factor.value)?;
+    if let Accepted::Step(step) = r.how {
+        factor.last_step = Some(step);
     }
+    let mut tx = st.store.tx();
+    // Under its version: the code used here, or a recovery code consumed at sign-in
+    // meanwhile, makes one of the two lose.
+    tx.put_totp_factor(&who.sub, &factor, Some(r.factor.ver));
+    // All ten slots are overwritten, the one of a recovery code used here included.
+    for rec in &records {
+        tx.put_recovery_code(&who.sub, rec);
+    }
+    consume(&mut tx, &r, "recovery_codes", meta, now);
     tx.audit(&event(
         EventType::MfaRecoveryCodesRegenerated,
         Outcome::Success,
-        &account.value,
+        &r.account.value,
         meta,
         now,
     ));
