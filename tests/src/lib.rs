@@ -455,3 +455,112 @@ pub fn venv_python() -> std::path::PathBuf {
     );
     p
 }
+
+/// What an [`Intercept`] does with the first transaction its predicate matches.
+pub enum OnMatch {
+    /// Signals `reached`, then waits for `release` before committing: the request has read
+    /// its state, and the test decides what happens meanwhile.
+    Hold {
+        reached: tokio::sync::oneshot::Sender<()>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    },
+    /// Fails it as an unavailable DynamoDB would, writing nothing.
+    Fail,
+}
+
+type WritesPredicate = Box<dyn Fn(&[gatehouse::store::Write]) -> bool + Send + Sync>;
+
+/// A backend that holds back or fails the first transaction matching a predicate, and passes
+/// everything else to the real store: for races and failures at an exact point.
+pub struct Intercept {
+    inner: Arc<dyn Backend>,
+    matches: WritesPredicate,
+    action: std::sync::Mutex<Option<OnMatch>>,
+}
+
+impl Intercept {
+    pub fn new(
+        inner: Arc<dyn Backend>,
+        matches: impl Fn(&[gatehouse::store::Write]) -> bool + Send + Sync + 'static,
+        action: OnMatch,
+    ) -> Self {
+        Self {
+            inner,
+            matches: Box::new(matches),
+            action: std::sync::Mutex::new(Some(action)),
+        }
+    }
+}
+
+/// Whether a transaction writes, deletes or checks an item whose sort key starts with
+/// `prefix`.
+pub fn touches(writes: &[gatehouse::store::Write], prefix: &str) -> bool {
+    use gatehouse::store::Write;
+    writes.iter().any(|w| match w {
+        Write::Put { item, .. } => item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|sk| sk.starts_with(prefix)),
+        Write::Delete { key, .. } | Write::Check { key, .. } => key.sk.starts_with(prefix),
+    })
+}
+
+#[async_trait::async_trait]
+impl Backend for Intercept {
+    async fn get(
+        &self,
+        t: Table,
+        k: &gatehouse::store::Key,
+    ) -> Result<Option<gatehouse::store::Item>, gatehouse::store::StoreError> {
+        self.inner.get(t, k).await
+    }
+
+    async fn query(
+        &self,
+        q: &gatehouse::store::Query,
+    ) -> Result<gatehouse::store::Page, gatehouse::store::StoreError> {
+        self.inner.query(q).await
+    }
+
+    async fn transact(
+        &self,
+        w: Vec<gatehouse::store::Write>,
+    ) -> Result<(), gatehouse::store::StoreError> {
+        let action = if (self.matches)(&w) {
+            self.action.lock().unwrap().take()
+        } else {
+            None
+        };
+        match action {
+            Some(OnMatch::Hold { reached, release }) => {
+                reached.send(()).unwrap();
+                release.await.unwrap();
+            }
+            Some(OnMatch::Fail) => {
+                return Err(gatehouse::store::StoreError::Unavailable(
+                    "injected by the test".into(),
+                ));
+            }
+            None => {}
+        }
+        self.inner.transact(w).await
+    }
+}
+
+impl TestApp {
+    /// A test app over `kind` wrapped in an [`Intercept`].
+    pub async fn intercepted(
+        kind: StoreKind,
+        tweak: impl FnOnce(&mut Config),
+        matches: impl Fn(&[gatehouse::store::Write]) -> bool + Send + Sync + 'static,
+        action: OnMatch,
+    ) -> Self {
+        let mut config = Config {
+            app_url: "https://app.example.test".into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let backend = Arc::new(Intercept::new(backend(kind).await, matches, action));
+        Self::from_parts(config, backend, None)
+    }
+}

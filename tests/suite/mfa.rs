@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use gatehouse::store::Table;
-use gatehouse_tests::{PASSWORD, StoreKind, TestApp, both_stores};
+use gatehouse_tests::{OnMatch, PASSWORD, StoreKind, TestApp, both_stores, touches};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -583,70 +583,23 @@ async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
-/// Holds back the first transaction that deletes a recovery code until the test releases
-/// it: the sign-in has read its state, and the test decides what happens meanwhile.
-struct HoldRecoveryCodeUse {
-    inner: Arc<dyn gatehouse::store::Backend>,
-    gate: std::sync::Mutex<
-        Option<(
-            tokio::sync::oneshot::Sender<()>,
-            tokio::sync::oneshot::Receiver<()>,
-        )>,
-    >,
-}
-
-#[async_trait::async_trait]
-impl gatehouse::store::Backend for HoldRecoveryCodeUse {
-    async fn get(
-        &self,
-        t: gatehouse::store::Table,
-        k: &gatehouse::store::Key,
-    ) -> Result<Option<gatehouse::store::Item>, gatehouse::store::StoreError> {
-        self.inner.get(t, k).await
-    }
-    async fn query(
-        &self,
-        q: &gatehouse::store::Query,
-    ) -> Result<gatehouse::store::Page, gatehouse::store::StoreError> {
-        self.inner.query(q).await
-    }
-    async fn transact(
-        &self,
-        w: Vec<gatehouse::store::Write>,
-    ) -> Result<(), gatehouse::store::StoreError> {
-        let uses_a_code = w.iter().any(|w| {
-            matches!(w, gatehouse::store::Write::Delete { key, .. } if key.sk.starts_with("MFA#RECOVERY#"))
-        });
-        let gate = if uses_a_code {
-            self.gate.lock().unwrap().take()
-        } else {
-            None
-        };
-        if let Some((reached, release)) = gate {
-            reached.send(()).unwrap();
-            release.await.unwrap();
-        }
-        self.inner.transact(w).await
-    }
-}
-
 /// A sign-in with an old recovery code that read its state before a regeneration and
 /// writes after it must lose: the new code in that slot survives, and the old one is dead.
 async fn a_recovery_code_cannot_race_a_regeneration(kind: StoreKind) {
     let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel();
-    let backend = Arc::new(HoldRecoveryCodeUse {
-        inner: gatehouse_tests::backend(kind).await,
-        gate: std::sync::Mutex::new(Some((reached_tx, release_rx))),
-    });
-    let a = Arc::new(TestApp::from_parts(
-        gatehouse::config::Config {
-            app_url: "https://app.example.test".into(),
-            ..gatehouse::config::Config::default()
-        },
-        backend,
-        None,
-    ));
+    let a = Arc::new(
+        TestApp::intercepted(
+            kind,
+            |_| {},
+            |w| touches(w, "MFA#RECOVERY#") && touches(w, "SESSION#"),
+            OnMatch::Hold {
+                reached: reached_tx,
+                release: release_rx,
+            },
+        )
+        .await,
+    );
     let u = a.mfa_user("o@example.com").await;
     let challenge = a.mfa_challenge(&u.email).await;
     let a1 = Arc::clone(&a);
@@ -744,6 +697,92 @@ async fn a_rotated_data_key_is_replaced_at_the_next_sign_in(kind: StoreKind) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// Wrong guesses racing a right one on separate challenges: once they have used the budget
+/// up, the right one is refused too. The right guess is held at its commit while the budget
+/// runs out, so its transaction meets the budget it did not read.
+async fn a_right_guess_cannot_outrun_wrong_ones_that_used_the_budget_up(kind: StoreKind) {
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+    let a = Arc::new(
+        TestApp::intercepted(
+            kind,
+            |c| c.mfa_lockout_threshold = 3,
+            |w| touches(w, "SESSION#") && touches(w, "MFA#CHALLENGE#"),
+            OnMatch::Hold {
+                reached: reached_tx,
+                release: release_rx,
+            },
+        )
+        .await,
+    );
+    let u = a.mfa_user("o@example.com").await;
+    let mut challenges = Vec::new();
+    for _ in 0..4 {
+        challenges.push(a.mfa_challenge(&u.email).await);
+    }
+    let right = a.code(&u.secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let (a1, t) = (Arc::clone(&a), challenges.pop().unwrap());
+    let guess = tokio::spawn(async move { a1.mfa_verify(&t, "code", &right).await });
+    reached_rx.await.unwrap();
+    for (i, t) in challenges.iter().enumerate() {
+        let r = a.mfa_verify(t, "code", wrong).await;
+        let expected = if i == 2 { 423 } else { 401 };
+        assert_eq!(r.status.as_u16(), expected, "{}", r.body);
+    }
+    release_tx.send(()).unwrap();
+    guess.await.unwrap().assert_problem(423, "account_locked");
+}
+
+/// The other sessions are revoked before MFA is turned off: when turning it off then fails,
+/// no session that may be an intruder's is left behind, and MFA is still on for a retry.
+async fn a_failed_disable_still_signed_the_other_sessions_out(kind: StoreKind) {
+    // Deleting the factor is what turning MFA off does.
+    let deletes_the_factor = |w: &[gatehouse::store::Write]| {
+        w.iter().any(
+            |w| matches!(w, gatehouse::store::Write::Delete { key, .. } if key.sk == "MFA#TOTP"),
+        )
+    };
+    let a = TestApp::intercepted(kind, |_| {}, deletes_the_factor, OnMatch::Fail).await;
+    let u = a.mfa_user("o@example.com").await;
+    let t = a.mfa_challenge(&u.email).await;
+    let other = a.mfa_verify(&t, "code", &a.code(&u.secret, 0)).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    a.next_step();
+    a.post_auth(
+        "/v1/mfa/totp/disable",
+        json!({"password": PASSWORD, "code": a.code(&u.secret, 0)}),
+        &u.access_token,
+    )
+    .await
+    .assert_problem(503, "unavailable");
+    a.refresh(&other.str("refresh_token"))
+        .await
+        .assert_problem(401, "unauthenticated");
+    assert_eq!(
+        a.get("/v1/me", &u.access_token).await.body["mfa_enabled"],
+        true
+    );
+    a.next_step();
+    let r = a
+        .post_auth(
+            "/v1/mfa/totp/disable",
+            json!({"password": PASSWORD, "code": a.code(&u.secret, 0)}),
+            &u.access_token,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "the retry works: {}",
+        r.body
+    );
+}
+
 both_stores!(
     enrolling_shows_a_secret_uri_and_qr_code,
     confirming_turns_mfa_on_and_login_then_asks_for_a_code,
@@ -760,11 +799,13 @@ both_stores!(
     wrong_codes_while_signed_in_count_toward_the_mfa_budget,
     a_recovery_code_cannot_race_a_regeneration,
     a_rotated_data_key_is_replaced_at_the_next_sign_in,
+    a_right_guess_cannot_outrun_wrong_ones_that_used_the_budget_up,
+    a_failed_disable_still_signed_the_other_sessions_out,
+    codes_one_step_off_are_accepted_two_steps_off_refused,
 );
 
-#[tokio::test]
-async fn codes_one_step_off_are_accepted_two_steps_off_refused() {
-    let a = TestApp::new(StoreKind::Memory).await;
+async fn codes_one_step_off_are_accepted_two_steps_off_refused(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
     a.signup("o@example.com").await;
     let (at, _, _) = a.login_ok("o@example.com").await;
     let secret = a
@@ -931,6 +972,13 @@ async fn a_table_dump_cannot_produce_a_code() {
         "nor in base64"
     );
     assert!(!dump.contains(&base64::engine::general_purpose::STANDARD.encode(&seed)));
+    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!dump.to_lowercase().contains(&hex), "nor in hex");
+    let bytes = format!("{seed:?}");
+    assert!(
+        !dump.contains(&bytes[1..bytes.len() - 1]),
+        "nor as raw bytes"
+    );
     for code in &u.recovery_codes {
         assert!(
             !dump.contains(code.as_str()) && !dump.contains(&code.replace('-', "")),

@@ -138,7 +138,7 @@ pub struct RecoveryCodesResponse {
         (status = 200, body = RecoveryCodesResponse),
         (status = 400, body = Problem, description = "`invalid_mfa_code`"),
         (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`mfa_already_enabled`, or `conflict` without a pending enrollment"),
+        (status = 409, body = Problem, description = "`mfa_already_enabled`, or `conflict`: no pending enrollment, or it changed meanwhile (retry)"),
         (status = 422, body = Problem, description = "`validation_failed`"),
     ))]
 async fn confirm(
@@ -244,7 +244,7 @@ impl FromJson for SecondFactorBody {
         (status = 200, body = RecoveryCodesResponse),
         (status = 400, body = Problem, description = "`invalid_mfa_code` (counted toward the MFA budget)"),
         (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
+        (status = 409, body = Problem, description = "`conflict`: MFA is not on, or it changed meanwhile (retry)"),
         (status = 422, body = Problem, description = "`validation_failed`"),
         (status = 423, body = Problem, description = "`account_locked`: too many wrong codes"),
     ))]

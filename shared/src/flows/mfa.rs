@@ -292,8 +292,11 @@ pub async fn confirm(
     ));
     match st.store.commit(tx).await {
         Ok(()) => Ok(codes),
-        // The code was used, or the account or factor changed, meanwhile.
-        Err(StoreError::ConditionFailed { .. }) => Err(FlowError::InvalidMfaCode),
+        // The enrollment or the account changed meanwhile (a concurrent confirm or enroll, a
+        // password rehash at sign-in): the code was right, so this is a conflict to retry.
+        Err(StoreError::ConditionFailed { .. }) => {
+            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -442,9 +445,7 @@ async fn succeed(
     // Written under its version in both cases: a recovery code is consumed only while the
     // factor it belongs to is unchanged (not regenerated, disabled or re-enrolled meanwhile).
     tx.put_totp_factor(&c.user_id, &written, Some(factor.ver));
-    if let Some(l) = &state.lockout {
-        tx.delete_mfa_lockout(&c.user_id, l.ver);
-    }
+    tx.clear_mfa_lockout(&c.user_id, state.lockout.as_ref().map(|l| l.ver));
     tx.put_session(&session, None);
     tx.audit(
         &base(EventType::MfaVerified)
@@ -686,9 +687,10 @@ fn consume(
             .detail("during", during),
         );
     }
-    if let Some(l) = &r.state.lockout {
-        tx.delete_mfa_lockout(&r.account.value.user_id, l.ver);
-    }
+    tx.clear_mfa_lockout(
+        &r.account.value.user_id,
+        r.state.lockout.as_ref().map(|l| l.ver),
+    );
 }
 
 /// Turns MFA off (the password and a current code or a recovery code required) and signs
@@ -702,6 +704,9 @@ pub async fn disable(
     meta: &RequestMeta,
 ) -> Result<(), FlowError> {
     let r = reauthenticate(st, who, Some(password), offered, "disable", meta).await?;
+    // The other sessions go first: should the change below fail, the caller retries, but
+    // MFA is never off while a session that may be an intruder's lives on.
+    super::sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
     let mut tx = st.store.tx();
     tx.delete_totp_factor(&who.sub, Cond::Version(r.factor.ver));
@@ -732,7 +737,6 @@ pub async fn disable(
         }
         Err(e) => return Err(e.into()),
     }
-    super::sessions::revoke_others(st, who, meta).await?;
     Ok(())
 }
 
@@ -746,6 +750,8 @@ pub async fn regenerate_recovery_codes(
     meta: &RequestMeta,
 ) -> Result<Vec<String>, FlowError> {
     let r = reauthenticate(st, who, None, offered, "recovery_codes", meta).await?;
+    // As for disable: sessions first, so new codes never leave an intruder signed in.
+    super::sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
     let (codes, records) = new_recovery_codes(st, &who.sub, now);
     let mut factor = resealed(st, &who.sub, &r.factor.value)?;
@@ -769,10 +775,11 @@ pub async fn regenerate_recovery_codes(
         now,
     ));
     match st.store.commit(tx).await {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed { .. }) => return Err(FlowError::InvalidMfaCode),
-        Err(e) => return Err(e.into()),
+        Ok(()) => Ok(codes),
+        // The factor or the budget changed meanwhile (a sign-in elsewhere, a wrong guess).
+        Err(StoreError::ConditionFailed { .. }) => {
+            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
+        }
+        Err(e) => Err(e.into()),
     }
-    super::sessions::revoke_others(st, who, meta).await?;
-    Ok(codes)
 }

@@ -725,6 +725,21 @@ impl Tx {
         })
     }
 
+    /// Clears the MFA failure budget read at version `prev` on a success, on the condition
+    /// that it is unchanged; `None` (no budget was read) checks that none appeared meanwhile.
+    /// Either way a success commits only against the budget it saw, so concurrent wrong
+    /// guesses cannot be outrun by a right one once they have used the budget up.
+    pub fn clear_mfa_lockout(&mut self, user: &UserId, prev: Option<u64>) -> usize {
+        match prev {
+            Some(ver) => self.delete_mfa_lockout(user, ver),
+            None => self.push(Write::Check {
+                table: Table::Main,
+                key: keys::mfa_lockout(user),
+                cond: Cond::NotExists,
+            }),
+        }
+    }
+
     pub fn create_token(&mut self, hash: &str, t: &TokenRecord) -> usize {
         let extra = vec![
             (super::VERSION, n(1)),
