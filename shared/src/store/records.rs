@@ -576,6 +576,11 @@ impl Tx {
     /// It expires a failure window after the last failure or the end of the lock, whichever
     /// is later.
     pub fn put_lockout(&mut self, email: &Email, l: &LockoutRecord, prev: Option<u64>) -> usize {
+        self.put_counter(keys::lockout(email), l, prev)
+    }
+
+    /// A failure counter (sign-in lockout or MFA budget) at `key`, read at version `prev`.
+    fn put_counter(&mut self, key: Key, l: &LockoutRecord, prev: Option<u64>) -> usize {
         let keep_until = l
             .locked_until
             .unwrap_or(l.last_failure_at)
@@ -584,13 +589,7 @@ impl Tx {
             .plus(LockoutRecord::FAILURE_WINDOW)
             .unix_seconds();
         let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
-        self.put(
-            Table::Main,
-            keys::lockout(email),
-            l,
-            Cond::VersionOrAbsent(prev),
-            extra,
-        )
+        self.put(Table::Main, key, l, Cond::VersionOrAbsent(prev), extra)
     }
 
     pub fn delete_lockout(&mut self, email: &Email, ver: u64) -> usize {
@@ -700,21 +699,7 @@ impl Tx {
         l: &LockoutRecord,
         prev: Option<u64>,
     ) -> usize {
-        let keep_until = l
-            .locked_until
-            .unwrap_or(l.last_failure_at)
-            .max(l.last_failure_at);
-        let ttl = keep_until
-            .plus(LockoutRecord::FAILURE_WINDOW)
-            .unix_seconds();
-        let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
-        self.put(
-            Table::Main,
-            keys::mfa_lockout(user),
-            l,
-            Cond::VersionOrAbsent(prev),
-            extra,
-        )
+        self.put_counter(keys::mfa_lockout(user), l, prev)
     }
 
     pub fn delete_mfa_lockout(&mut self, user: &UserId, ver: u64) -> usize {
