@@ -290,15 +290,10 @@ pub async fn confirm(
         meta,
         now,
     ));
-    match st.store.commit(tx).await {
-        Ok(()) => Ok(codes),
-        // The enrollment or the account changed meanwhile (a concurrent confirm or enroll, a
-        // password rehash at sign-in): the code was right, so this is a conflict to retry.
-        Err(StoreError::ConditionFailed { .. }) => {
-            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
-        }
-        Err(e) => Err(e.into()),
-    }
+    // The enrollment or the account changed meanwhile (a concurrent confirm or enroll, a
+    // password rehash at sign-in): the code was right, so this is a conflict to retry.
+    commit_or_conflict(st, tx).await?;
+    Ok(codes)
 }
 
 /// Adds a challenge to the first step's transaction and returns its token,
@@ -580,6 +575,18 @@ async fn fail(
     Err(refused(st, locks))
 }
 
+/// Commits a change made by a signed-in user whose code was right: a lost race is a
+/// conflict the client retries (409), never a wrong code.
+async fn commit_or_conflict(st: &AppState, tx: Tx) -> Result<(), FlowError> {
+    match st.store.commit(tx).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed { .. }) => {
+            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A signed-in user who proved the second factor again.
 struct Reauthenticated {
     account: Versioned<AccountRecord>,
@@ -730,14 +737,7 @@ pub async fn disable(
         meta,
         now,
     ));
-    match st.store.commit(tx).await {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed { .. }) => {
-            return Err(FlowError::Conflict("MFA changed meanwhile; try again."));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    Ok(())
+    commit_or_conflict(st, tx).await
 }
 
 /// New recovery codes (a current code or a recovery code required): the old ones die, the
@@ -774,12 +774,7 @@ pub async fn regenerate_recovery_codes(
         meta,
         now,
     ));
-    match st.store.commit(tx).await {
-        Ok(()) => Ok(codes),
-        // The factor or the budget changed meanwhile (a sign-in elsewhere, a wrong guess).
-        Err(StoreError::ConditionFailed { .. }) => {
-            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
-        }
-        Err(e) => Err(e.into()),
-    }
+    // The factor or the budget changed meanwhile (a sign-in elsewhere, a wrong guess).
+    commit_or_conflict(st, tx).await?;
+    Ok(codes)
 }
