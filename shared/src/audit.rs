@@ -39,6 +39,14 @@ pub enum EventType {
     UserCreated,
     #[serde(rename = "email.verification_sent")]
     EmailVerificationSent,
+    #[serde(rename = "email.verified")]
+    EmailVerified,
+    #[serde(rename = "password.reset_requested")]
+    PasswordResetRequested,
+    #[serde(rename = "password.reset_completed")]
+    PasswordResetCompleted,
+    #[serde(rename = "password.changed")]
+    PasswordChanged,
     #[serde(rename = "login.succeeded")]
     LoginSucceeded,
     #[serde(rename = "login.failed")]

@@ -7,6 +7,16 @@ use aws_config::{BehaviorVersion, Region};
 /// How often a warm function re-reads the key secret.
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
+/// The HTTPS client every AWS SDK client uses: rustls with ring, the platform's roots.
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// Region from the standard environment (`AWS_REGION`, set by Lambda), else `us-east-1`;
 /// endpoint overrides (`AWS_ENDPOINT_URL`) are honored for DynamoDB-compatible servers.
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -15,6 +25,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .unwrap_or_else(|_| "us-east-1".to_owned());
     aws_config::defaults(BehaviorVersion::v2026_01_12())
         .region(Region::new(region))
+        .http_client(http_client())
         .load()
         .await
 }

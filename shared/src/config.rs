@@ -44,6 +44,14 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     pub session_lifetime: Duration,
     pub email_verification_ttl: Duration,
+    /// How long a password-reset link works.
+    pub reset_token_ttl: Duration,
+    /// `POST /v1/auth/password/forgot` answers no sooner than this after the request arrived,
+    /// so that whether a mail went out does not show in the response time.
+    pub forgot_min_duration: Duration,
+    /// The sender of every mail (`no-reply@example.com` or `Name <no-reply@example.com>`);
+    /// required where mail goes through SES.
+    pub mail_from: Option<String>,
     pub audit_retention: Duration,
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy the operator controls).
     pub trust_forwarded_for: bool,
@@ -78,6 +86,9 @@ impl Default for Config {
             session_idle_timeout: Duration::from_secs(24 * 3600),
             session_lifetime: Duration::from_secs(14 * 24 * 3600),
             email_verification_ttl: Duration::from_secs(24 * 3600),
+            reset_token_ttl: Duration::from_secs(30 * 60),
+            forgot_min_duration: Duration::from_millis(250),
+            mail_from: None,
             audit_retention: Duration::from_secs(400 * 24 * 3600),
             trust_forwarded_for: false,
         }
@@ -203,6 +214,30 @@ impl Config {
         if let Some(d) = seconds("GATEHOUSE_SESSION_LIFETIME_SECONDS", 300, 365 * 24 * 3600)? {
             c.session_lifetime = d;
         }
+        if let Some(d) = seconds("GATEHOUSE_EMAIL_VERIFICATION_SECONDS", 600, 7 * 24 * 3600)? {
+            c.email_verification_ttl = d;
+        }
+        if let Some(d) = seconds("GATEHOUSE_RESET_TOKEN_SECONDS", 300, 24 * 3600)? {
+            c.reset_token_ttl = d;
+        }
+        if let Some(ms) = number("GATEHOUSE_FORGOT_MIN_MILLIS")? {
+            if ms > 5_000 {
+                return Err(invalid(
+                    "GATEHOUSE_FORGOT_MIN_MILLIS",
+                    "must be at most 5000",
+                ));
+            }
+            c.forgot_min_duration = Duration::from_millis(ms);
+        }
+        if let Some(v) = text("GATEHOUSE_MAIL_FROM") {
+            if !mail_from_ok(&v) {
+                return Err(invalid(
+                    "GATEHOUSE_MAIL_FROM",
+                    "must be an address, or a name followed by an address in <>, on one line",
+                ));
+            }
+            c.mail_from = Some(v);
+        }
         if let Some(days) = number("GATEHOUSE_AUDIT_RETENTION_DAYS")? {
             if !(1..=3650).contains(&days) {
                 return Err(invalid(
@@ -224,6 +259,21 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// `addr@domain` or `Display Name <addr@domain>`, without line breaks (no header injection).
+fn mail_from_ok(v: &str) -> bool {
+    if v.chars().any(char::is_control) {
+        return false;
+    }
+    let addr = match v.rsplit_once('<') {
+        Some((_, rest)) => match rest.strip_suffix('>') {
+            Some(a) => a,
+            None => return false,
+        },
+        None => v,
+    };
+    crate::domain::Email::parse(addr).is_ok_and(|e| e.as_str().len() == addr.trim().len())
 }
 
 #[cfg(test)]
@@ -256,6 +306,21 @@ mod tests {
         assert!(e.is_some_and(|e| e.starts_with("GATEHOUSE_ACCESS_TOKEN_SECONDS")));
         assert!(cfg(&[("GATEHOUSE_PASSWORD_MIN_LENGTH", "6")]).is_err());
         assert!(cfg(&[("APP_URL", "javascript:alert(1)")]).is_err());
+        assert!(cfg(&[("GATEHOUSE_RESET_TOKEN_SECONDS", "10")]).is_err());
+    }
+
+    #[test]
+    fn the_sender_is_an_address_on_one_line() {
+        for ok in ["no-reply@example.com", "Gatehouse <no-reply@example.com>"] {
+            assert!(cfg(&[("GATEHOUSE_MAIL_FROM", ok)]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "no-reply",
+            "Gatehouse <no-reply@example.com",
+            "a@example.com\r\nBcc: x@evil.test",
+        ] {
+            assert!(cfg(&[("GATEHOUSE_MAIL_FROM", bad)]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

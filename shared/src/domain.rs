@@ -67,8 +67,8 @@ impl fmt::Display for Email {
     }
 }
 
-/// The password rules of DESIGN.md (NIST SP 800-63B §5.1.1.2): length only, no composition
-/// rules, never trimmed or truncated. The common-password list arrives with the reset family.
+/// The password rules of DESIGN.md (NIST SP 800-63B §5.1.1.2): a length range, no composition
+/// rules, not a common password, not the email's local part; never trimmed or truncated.
 #[derive(Debug, Clone, Copy)]
 pub struct PasswordPolicy {
     pub min_len: usize,
@@ -116,6 +116,9 @@ impl NewPassword {
                 max: PasswordPolicy::MAX,
             });
         }
+        if is_common(raw) {
+            failed.push(PolicyViolation::Common);
+        }
         let local = email.local_part();
         if local.chars().count() >= 3 && raw.to_lowercase().contains(local) {
             failed.push(PolicyViolation::ContainsEmail);
@@ -132,10 +135,25 @@ impl NewPassword {
     }
 }
 
+/// The common passwords refused: 19,640 entries from the list Django ships, compiled by
+/// Royce Williams (source and licence in `shared/data/README.md`). Lower-case, sorted by bytes,
+/// one per line.
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+
+/// Whether `password`, compared without regard to case, is on the bundled list. The list is
+/// indexed on first use, not at cold start.
+pub fn is_common(password: &str) -> bool {
+    static LIST: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
+    LIST.binary_search(&password.to_lowercase().as_str())
+        .is_ok()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyViolation {
     TooShort { min: usize },
     TooLong { max: usize },
+    Common,
     ContainsEmail,
 }
 
@@ -144,6 +162,7 @@ impl PolicyViolation {
         match self {
             Self::TooShort { .. } => "min_length",
             Self::TooLong { .. } => "max_length",
+            Self::Common => "common_password",
             Self::ContainsEmail => "contains_email",
         }
     }
@@ -152,6 +171,9 @@ impl PolicyViolation {
         match self {
             Self::TooShort { min } => format!("must be at least {min} characters"),
             Self::TooLong { max } => format!("must be at most {max} characters"),
+            Self::Common => {
+                "is too common: it is on a list of passwords attackers try first".into()
+            }
             Self::ContainsEmail => "must not contain your email address".into(),
         }
     }
@@ -389,12 +411,39 @@ mod tests {
             err,
             Some(vec![
                 PolicyViolation::TooShort { min: 12 },
+                PolicyViolation::Common,
                 PolicyViolation::ContainsEmail
             ])
         );
         let long = "x".repeat(129);
         let err = NewPassword::parse(&long, PasswordPolicy::default(), &email()).err();
         assert_eq!(err, Some(vec![PolicyViolation::TooLong { max: 128 }]));
+    }
+
+    #[test]
+    fn the_common_password_list_is_sorted_lower_case_and_large() {
+        let entries: Vec<&str> = COMMON_PASSWORDS.lines().collect();
+        assert!(entries.len() >= 10_000, "{}", entries.len());
+        assert!(
+            entries.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|e| !e.is_empty() && *e == e.to_lowercase())
+        );
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_their_case() {
+        for common in ["1qaz2wsx3edc", "Administrator", "CHRISTOPHER1", "password"] {
+            assert!(is_common(common), "{common}");
+        }
+        assert!(!is_common("correct horse battery staple"));
+        let policy = PasswordPolicy::new(8);
+        let err = NewPassword::parse("Password1", policy, &email()).err();
+        assert_eq!(err, Some(vec![PolicyViolation::Common]));
     }
 
     #[test]

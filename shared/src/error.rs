@@ -74,6 +74,11 @@ pub enum ApiError {
     MfaTokenInvalid,
     #[error("MFA already enabled")]
     MfaAlreadyEnabled,
+    /// A password-reset or email-verification token that is unknown, expired or used.
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
     #[error("conflict")]
     Conflict(&'static str),
     #[error("payload too large")]
@@ -96,7 +101,8 @@ fn retry_secs(d: Duration) -> u64 {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::InvalidToken => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation(_) | Self::PasswordPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::Unauthenticated | Self::RefreshTokenReused => {
                 StatusCode::UNAUTHORIZED
@@ -134,6 +140,8 @@ impl ApiError {
             Self::InvalidMfaCode { .. } => "invalid_mfa_code",
             Self::MfaTokenInvalid => "mfa_token_invalid",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::InvalidToken => "invalid_token",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -166,6 +174,13 @@ impl ApiError {
                 "This sign-in attempt has expired or ended; sign in again.".into()
             }
             Self::MfaAlreadyEnabled => "Two-factor authentication is already on.".into(),
+            Self::InvalidToken => {
+                "This link is unknown, has expired or was already used; ask for a new one.".into()
+            }
+            Self::RateLimited { retry_after } => {
+                let mins = retry_secs(*retry_after).div_ceil(60);
+                format!("Too many requests of this kind; try again in {mins} minute(s).")
+            }
             Self::Conflict(why) => (*why).into(),
             Self::PayloadTooLarge => "The request body is larger than 64 KiB.".into(),
             Self::UnsupportedMediaType => "The request body must be application/json.".into(),
@@ -205,7 +220,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::AccountLocked { retry_after } => Some((*retry_after).max(Duration::from_secs(1))),
+            Self::AccountLocked { retry_after } | Self::RateLimited { retry_after } => {
+                Some((*retry_after).max(Duration::from_secs(1)))
+            }
             Self::Unavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }

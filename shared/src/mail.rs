@@ -1,5 +1,5 @@
-//! Outgoing mail. The local mailer keeps messages for `GET /_local/mail`; SES arrives with the
-//! reset family. Message bodies carry one-time links, so they are never logged.
+//! Outgoing mail: SES (aws-sdk-sesv2) in Lambda, the local mailer (kept for `GET /_local/mail`)
+//! in the local server. Message bodies carry one-time links, so they are never logged.
 
 use std::sync::Mutex;
 
@@ -66,5 +66,60 @@ impl Mailer for NoMailer {
     async fn send(&self, mail: Mail, _now: Timestamp) -> Result<(), MailError> {
         tracing::warn!(subject = %mail.subject, "no mail transport configured; message dropped");
         Err(MailError("no mail transport configured".into()))
+    }
+}
+
+/// Sends through Amazon SES (API v2) from one configured address. The function's role may
+/// send only from that identity (see `infra/template.yaml`).
+#[derive(Debug, Clone)]
+pub struct SesMailer {
+    client: aws_sdk_sesv2::Client,
+    from: String,
+}
+
+impl SesMailer {
+    pub fn new(client: aws_sdk_sesv2::Client, from: impl Into<String>) -> Self {
+        Self {
+            client,
+            from: from.into(),
+        }
+    }
+}
+
+fn utf8(data: String) -> Result<aws_sdk_sesv2::types::Content, MailError> {
+    aws_sdk_sesv2::types::Content::builder()
+        .data(data)
+        .charset("UTF-8")
+        .build()
+        .map_err(|e| MailError(e.to_string()))
+}
+
+#[async_trait]
+impl Mailer for SesMailer {
+    async fn send(&self, mail: Mail, _now: Timestamp) -> Result<(), MailError> {
+        use aws_sdk_sesv2::types::{Body, Destination, EmailContent, Message};
+        let message = Message::builder()
+            .subject(utf8(mail.subject)?)
+            .body(Body::builder().text(utf8(mail.text)?).build())
+            .build();
+        let sent = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(
+                Destination::builder()
+                    .to_addresses(mail.to.as_str())
+                    .build(),
+            )
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await
+            // The error names the operation and SES's reason, never the message.
+            .map_err(|e| MailError(aws_sdk_sesv2::error::DisplayErrorContext(e).to_string()))?;
+        tracing::info!(
+            message_id = sent.message_id().unwrap_or_default(),
+            "mail sent through SES"
+        );
+        Ok(())
     }
 }

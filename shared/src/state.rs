@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, KeySource};
 use crate::keys::{KeyError, KeyRing, Keys};
-use crate::mail::{Mailer, NoMailer};
+use crate::mail::{Mailer, NoMailer, SesMailer};
 use crate::store::{Backend, DynamoStore, Store};
 
 #[derive(Clone)]
@@ -51,9 +51,31 @@ impl AppState {
         }))
     }
 
-    /// The state of a Lambda function: DynamoDB and Secrets Manager clients built once, keys
-    /// loaded once and refreshed in the background.
+    /// The state of a Lambda function that sends no mail: DynamoDB and Secrets Manager
+    /// clients built once, keys loaded once and refreshed in the background.
     pub async fn for_lambda(config: Config) -> Result<Self, InitError> {
+        Self::lambda(config, |_, _| Ok(Arc::new(NoMailer))).await
+    }
+
+    /// As [`AppState::for_lambda`], for a function that mails: through SES, from
+    /// `GATEHOUSE_MAIL_FROM`. Separate so that functions without mail do not link SES.
+    pub async fn for_lambda_with_mail(config: Config) -> Result<Self, InitError> {
+        Self::lambda(config, |aws, config| {
+            let from = config.mail_from.clone().ok_or_else(|| {
+                InitError::Other("GATEHOUSE_MAIL_FROM must be set: this function sends mail".into())
+            })?;
+            Ok(Arc::new(SesMailer::new(
+                aws_sdk_sesv2::Client::new(aws),
+                from,
+            )))
+        })
+        .await
+    }
+
+    async fn lambda(
+        config: Config,
+        mailer: impl FnOnce(&aws_config::SdkConfig, &Config) -> Result<Arc<dyn Mailer>, InitError>,
+    ) -> Result<Self, InitError> {
         let aws = crate::aws::sdk_config().await;
         let dynamo = DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
@@ -69,11 +91,12 @@ impl AppState {
             }
             KeySource::File(path) => Keys::new(KeyRing::load_or_create_file(path)?),
         };
+        let mailer = mailer(&aws, &config)?;
         Ok(Self::new(
             config,
             Arc::new(dynamo),
             keys,
-            Arc::new(NoMailer),
+            mailer,
             Arc::new(SystemClock),
         ))
     }

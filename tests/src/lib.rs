@@ -51,6 +51,7 @@ pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
         .endpoint_url(aws_endpoint())
         .credentials_provider(credentials())
+        .http_client(gatehouse::aws::http_client())
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
@@ -61,8 +62,51 @@ pub fn secrets_client() -> aws_sdk_secretsmanager::Client {
         .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
         .endpoint_url(aws_endpoint())
         .credentials_provider(credentials())
+        .http_client(gatehouse::aws::http_client())
         .build();
     aws_sdk_secretsmanager::Client::from_conf(conf)
+}
+
+pub fn ses_client() -> aws_sdk_sesv2::Client {
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .endpoint_url(aws_endpoint())
+        .credentials_provider(credentials())
+        .http_client(gatehouse::aws::http_client())
+        .build();
+    aws_sdk_sesv2::Client::from_conf(conf)
+}
+
+/// What moto's SES kept of the messages sent to `to`: (from, subject, body), oldest first.
+/// Read from moto's model dump, `GET /moto-api/data.json`.
+pub async fn moto_sent_mail(to: &str) -> Vec<(String, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endpoint = aws_endpoint();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+    let data: Value = serde_json::from_str(body).unwrap();
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == to))
+        })
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (s("source"), s("subject"), s("body"))
+        })
+        .collect()
 }
 
 /// A `DynamoStore` on fresh, uniquely named tables.
@@ -143,10 +187,7 @@ impl TestApp {
     }
 
     pub async fn with_config(kind: StoreKind, tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config {
-            app_url: "https://app.example.test".into(),
-            ..Config::default()
-        };
+        let mut config = test_config();
         tweak(&mut config);
         let (backend, memory): (Arc<dyn Backend>, _) = match kind {
             StoreKind::Memory => {
@@ -178,6 +219,7 @@ impl TestApp {
             vec![
                 api::login::routes(),
                 api::mfa::routes(),
+                api::reset::routes(),
                 api::local::routes(),
             ],
         )
@@ -275,7 +317,12 @@ impl TestApp {
 
     /// Signs in and returns (access token, refresh token, session id).
     pub async fn login_ok(&self, email: &str) -> (String, String, String) {
-        let r = self.login(email, PASSWORD).await;
+        self.login_ok_with(email, PASSWORD).await
+    }
+
+    /// As [`TestApp::login_ok`], with another password.
+    pub async fn login_ok_with(&self, email: &str, password: &str) -> (String, String, String) {
+        let r = self.login(email, password).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         (
             r.str("access_token"),
@@ -326,6 +373,16 @@ impl TestApp {
 
     pub fn memory_dump(&self, table: Table) -> Vec<gatehouse::store::Item> {
         self.memory.as_ref().expect("memory store").dump(table)
+    }
+}
+
+/// The configuration every test app starts from: links to `https://app.example.test`, and no
+/// floor under the forgot-password response time (one test checks the floor).
+pub fn test_config() -> Config {
+    Config {
+        app_url: "https://app.example.test".into(),
+        forgot_min_duration: std::time::Duration::ZERO,
+        ..Config::default()
     }
 }
 
@@ -555,12 +612,73 @@ impl TestApp {
         matches: impl Fn(&[gatehouse::store::Write]) -> bool + Send + Sync + 'static,
         action: OnMatch,
     ) -> Self {
-        let mut config = Config {
-            app_url: "https://app.example.test".into(),
-            ..Config::default()
-        };
+        let mut config = test_config();
         tweak(&mut config);
         let backend = Arc::new(Intercept::new(backend(kind).await, matches, action));
         Self::from_parts(config, backend, None)
     }
+}
+
+impl TestApp {
+    /// The mails the local mailer kept for `to`, oldest first: (subject, text).
+    pub fn mails_to(&self, to: &str) -> Vec<(String, String)> {
+        self.mailer
+            .messages()
+            .into_iter()
+            .filter(|m| m.mail.to.as_str() == to)
+            .map(|m| (m.mail.subject, m.mail.text))
+            .collect()
+    }
+
+    /// The token of the newest link to `{APP_URL}/{path}` mailed to `to`.
+    pub fn mailed_token(&self, to: &str, path: &str) -> String {
+        let prefix = format!("https://app.example.test/{path}?token=");
+        self.mails_to(to)
+            .iter()
+            .rev()
+            .find_map(|(_, text)| link_token(text, &prefix))
+            .unwrap_or_else(|| panic!("no {path} link mailed to {to}"))
+    }
+
+    /// Signs up `email` and verifies its address through the mailed link.
+    pub async fn verified_user(&self, email: &str) -> (String, String) {
+        let ids = self.signup(email).await;
+        let token = self.mailed_token(email, "verify-email");
+        let r = self
+            .post("/v1/auth/email/verify", json!({"token": token}))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        ids
+    }
+
+    pub async fn forgot(&self, email: &str) -> TestResponse {
+        self.post("/v1/auth/password/forgot", json!({"email": email}))
+            .await
+    }
+
+    /// Asks for a reset link for `email` and returns its token.
+    pub async fn reset_token(&self, email: &str) -> String {
+        let r = self.forgot(email).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        self.mailed_token(email, "reset-password")
+    }
+
+    pub async fn reset(&self, token: &str, new_password: &str) -> TestResponse {
+        self.post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": new_password}),
+        )
+        .await
+    }
+}
+
+/// The token of a link starting with `prefix` in a mail's text.
+pub fn link_token(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)? + prefix.len();
+    Some(
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect(),
+    )
 }

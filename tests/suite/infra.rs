@@ -150,10 +150,17 @@ fn no_wildcards_in_function_policies() {
     }
 }
 
+/// Every function of the template and its binary crate.
+const FUNCTIONS: [(&str, &str); 3] = [
+    ("LoginFunction", "login"),
+    ("MfaFunction", "mfa"),
+    ("ResetFunction", "reset"),
+];
+
 #[test]
 fn each_function_is_built_with_cargo_lambda_from_its_own_binary() {
     let t = template();
-    for (resource, binary) in [("LoginFunction", "login"), ("MfaFunction", "mfa")] {
+    for (resource, binary) in FUNCTIONS {
         let f = &t["Resources"][resource];
         assert_eq!(
             f["Metadata"]["BuildMethod"], "rust-cargolambda",
@@ -179,6 +186,7 @@ fn every_routed_operation_has_an_api_gateway_route_to_its_function() {
     let families = [
         ("LoginFunction", gatehouse::api::login::routes()),
         ("MfaFunction", gatehouse::api::mfa::routes()),
+        ("ResetFunction", gatehouse::api::reset::routes()),
     ];
     for (resource, routes) in families {
         let (_, doc) = routes.split_for_parts();
@@ -232,4 +240,49 @@ fn the_deployed_openapi_document_lists_exactly_the_api_gateway_routes() {
     declared.sort();
     documented.sort();
     assert_eq!(declared, documented);
+}
+
+/// Exactly the functions whose code mails may send mail, and only from the configured
+/// identity and address.
+#[test]
+fn only_functions_that_mail_may_send_and_only_from_the_configured_identity() {
+    let t = template();
+    let all = statements(&t);
+    for (resource, binary) in FUNCTIONS {
+        let main = std::fs::read_to_string(format!(
+            "{}/../functions/{binary}/src/main.rs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mails = main.contains("for_lambda_with_mail");
+        let ses: Vec<&Value> = all
+            .iter()
+            .filter(|(r, st)| r == resource && actions(st).iter().any(|a| a.starts_with("ses:")))
+            .map(|(_, st)| st)
+            .collect();
+        assert_eq!(ses.len(), usize::from(mails), "{resource}");
+        for st in ses {
+            assert_eq!(actions(st), ["ses:SendEmail"], "{resource}");
+            let resources =
+                serde_json::to_string(&serde_json::to_value(&st["Resource"]).unwrap()).unwrap();
+            assert!(
+                resources.contains(":identity/${Identity}"),
+                "{resource}: {resources}"
+            );
+            assert!(
+                resources.contains("MailIdentity"),
+                "{resource}: {resources}"
+            );
+            assert_eq!(
+                st["Condition"]["StringEquals"]["ses:FromAddress"]["Ref"], "MailFromAddress",
+                "{resource}"
+            );
+        }
+    }
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"]["GATEHOUSE_MAIL_FROM"];
+    assert!(
+        env["Fn::Sub"]
+            .as_str()
+            .is_some_and(|s| s.contains("<${MailFromAddress}>"))
+    );
 }

@@ -1,5 +1,5 @@
-//! Secrets never reach the logs: passwords, access and refresh tokens, verification tokens,
-//! TOTP secrets and codes, recovery codes and MFA challenge tokens.
+//! Secrets never reach the logs: passwords, access and refresh tokens, verification and reset
+//! tokens, TOTP secrets and codes, recovery codes and MFA challenge tokens.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -78,6 +78,21 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
     a.mfa_verify(&a.mfa_challenge(&u.email).await, "code", &code)
         .await;
 
+    // The reset family: a verified address, a reset link, a new password, a change.
+    a.post("/v1/auth/email/verify", json!({"token": verification}))
+        .await;
+    let reset = a.reset_token("o@example.com").await;
+    a.reset(&reset, "a new password set by reset").await;
+    let (access, _, _) = a
+        .login_ok_with("o@example.com", "a new password set by reset")
+        .await;
+    a.post_auth(
+        "/v1/auth/password/change",
+        json!({"current_password": "a new password set by reset", "new_password": "a new password set by change"}),
+        &access,
+    )
+    .await;
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("organization created"),
@@ -90,6 +105,9 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         &refresh,
         &rotated,
         &verification,
+        &reset,
+        "a new password set by reset",
+        "a new password set by change",
         &u.secret,
         &challenge,
     ] {

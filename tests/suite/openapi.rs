@@ -28,7 +28,7 @@ async fn every_documented_operation_is_routed() {
 }
 
 #[tokio::test]
-async fn the_document_lists_the_login_family_of_api_md() {
+async fn the_document_lists_the_login_and_reset_families_of_api_md() {
     let a = TestApp::new(StoreKind::Memory).await;
     let doc = a.request(Method::GET, "/openapi.json", None, None).await;
     let ops = operations(&doc.body);
@@ -42,6 +42,11 @@ async fn the_document_lists_the_login_family_of_api_md() {
         (Method::DELETE, "/v1/sessions/{id}"),
         (Method::POST, "/v1/sessions/revoke-others"),
         (Method::GET, "/.well-known/jwks.json"),
+        (Method::POST, "/v1/auth/password/forgot"),
+        (Method::POST, "/v1/auth/password/reset"),
+        (Method::POST, "/v1/auth/password/change"),
+        (Method::POST, "/v1/auth/email/verify"),
+        (Method::POST, "/v1/auth/email/verify/resend"),
         (Method::GET, "/_local/mail"),
         (Method::GET, "/openapi.json"),
     ] {

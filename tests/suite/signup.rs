@@ -75,7 +75,7 @@ async fn the_password_policy_lists_each_failed_rule() {
         .iter()
         .map(|e| e["rule"].as_str().unwrap())
         .collect();
-    assert_eq!(rules, ["min_length", "contains_email"]);
+    assert_eq!(rules, ["min_length", "common_password", "contains_email"]);
     let r = a
         .post(
             "/v1/orgs",

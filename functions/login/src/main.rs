@@ -1,4 +1,5 @@
-//! Lambda `login`: organizations, sign-in, refresh, logout, `me`, sessions, JWKS.
+//! Lambda `login`: organizations, sign-in, refresh, logout, `me`, sessions, JWKS. Mails the
+//! verification link at sign-up through SES.
 
 use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 
@@ -6,7 +7,7 @@ use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let config = Config::from_env()?;
-    let state = AppState::for_lambda(config).await?;
+    let state = AppState::for_lambda_with_mail(config).await?;
     // API Gateway sends `GET /openapi.json` here: serve the whole deployed API's document.
     let app = api::app_with_document(state, vec![api::login::routes()], api::DEPLOYED_OPENAPI);
     runtime::run(app).await

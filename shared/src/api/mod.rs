@@ -4,6 +4,7 @@
 pub mod local;
 pub mod login;
 pub mod mfa;
+pub mod reset;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -100,7 +101,7 @@ pub const DEPLOYED_OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// Every family that a deployed stack routes, for [`DEPLOYED_OPENAPI`].
 pub fn deployed_openapi() -> utoipa::openapi::OpenApi {
-    document(vec![login::routes(), mfa::routes()]).1
+    document(vec![login::routes(), mfa::routes(), reset::routes()]).1
 }
 
 fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) -> Router {
@@ -127,5 +128,11 @@ fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) ->
 
 /// The OpenAPI document of the whole API (every family and the local-only routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    document(vec![login::routes(), mfa::routes(), local::routes()]).1
+    document(vec![
+        login::routes(),
+        mfa::routes(),
+        reset::routes(),
+        local::routes(),
+    ])
+    .1
 }

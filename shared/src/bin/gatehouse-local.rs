@@ -101,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         vec![
             api::login::routes(),
             api::mfa::routes(),
+            api::reset::routes(),
             api::local::routes(),
         ],
     )

@@ -140,22 +140,24 @@ pub enum LoginOutcome {
 }
 
 /// Opens a session (or, with MFA on, a challenge), clears the failure count and upgrades an
-/// outdated hash, all in one transaction with the audit event.
+/// outdated hash, all in one transaction with the audit event. The transaction holds only
+/// while the account is unchanged, so a sign-in with a password that a reset or change has
+/// just replaced cannot open a session after that change committed.
 async fn succeed(
     st: &AppState,
-    account: Versioned<AccountRecord>,
+    mut account: Versioned<AccountRecord>,
     mut lockout: Option<Versioned<LockoutRecord>>,
     pw: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, FlowError> {
-    let a = &account.value;
-    let mut rehashed = if password::needs_rehash(&a.password_hash) {
+    let mut rehashed = if password::needs_rehash(&account.value.password_hash) {
         Some(password::rehash(pw).await?)
     } else {
         None
     };
     let (secret, refresh_hash) = super::new_refresh_secret();
     for _ in 0..MAX_RACE_RETRIES {
+        let a = &account.value;
         let now = st.clock.now();
         if let Some(l) = lockout.as_ref().filter(|l| l.value.is_locked(now)) {
             return refuse_locked(st, &a.email, Some(&account), &l.value, meta, now).await;
@@ -172,9 +174,7 @@ async fn succeed(
         } else {
             let session = new_session(
                 st,
-                &a.user_id,
-                &a.org_id,
-                a.role,
+                SessionOwner::of(a),
                 vec!["pwd".into()],
                 refresh_hash.clone(),
                 meta,
@@ -192,20 +192,21 @@ async fn succeed(
             Ok(session)
         };
         let lockout_write = lockout.as_ref().map(|l| tx.delete_lockout(&a.email, l.ver));
-        let account_write = rehashed.as_ref().map(|hash| {
-            let updated = AccountRecord {
-                password_hash: hash.clone(),
-                ..a.clone()
-            };
-            tx.put_account(&updated, Some(account.ver))
-        });
-        if account_write.is_some() {
-            tx.audit(
-                &AuditEvent::new(EventType::PasswordRehashed, Outcome::Success, meta, now)
-                    .org(&a.org_id)
-                    .user(&a.user_id),
-            );
-        }
+        let account_write = match &rehashed {
+            Some(hash) => {
+                let updated = AccountRecord {
+                    password_hash: hash.clone(),
+                    ..a.clone()
+                };
+                tx.audit(
+                    &AuditEvent::new(EventType::PasswordRehashed, Outcome::Success, meta, now)
+                        .org(&a.org_id)
+                        .user(&a.user_id),
+                );
+                tx.put_account(&updated, Some(account.ver))
+            }
+            None => tx.check_account(&a.email, account.ver),
+        };
         match st.store.commit(tx).await {
             Ok(()) => {
                 return Ok(match opened {
@@ -218,9 +219,22 @@ async fn succeed(
             Err(StoreError::ConditionFailed { index }) if Some(index) == lockout_write => {
                 lockout = st.store.lockout(&a.email).await?;
             }
-            // The account changed meanwhile: sign in now, upgrade the hash next time.
-            Err(StoreError::ConditionFailed { index }) if Some(index) == account_write => {
-                rehashed = None
+            Err(StoreError::ConditionFailed { index }) if index == account_write => {
+                // Changed meanwhile. Go on only if the password verified above is still the
+                // account's: every reset or change moves the epoch; an MFA change, a
+                // verification or a concurrent rehash of the same password do not.
+                let epoch = a.password_epoch;
+                account = match st.store.account(&a.email).await? {
+                    Some(fresh)
+                        if fresh.value.password_epoch == epoch
+                            && fresh.value.status == AccountStatus::Active =>
+                    {
+                        // A concurrent sign-in may have rehashed: upgrade next time.
+                        rehashed = None;
+                        fresh
+                    }
+                    _ => return Err(FlowError::InvalidCredentials),
+                };
             }
             Err(e) => return Err(e.into()),
         }
@@ -250,12 +264,29 @@ pub(crate) async fn reverify_password(
         .map(|_| ())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Whose session a sign-in opens.
+pub(crate) struct SessionOwner<'a> {
+    pub user: &'a crate::domain::UserId,
+    pub org: &'a crate::domain::OrgId,
+    pub role: crate::domain::Role,
+    /// The account's password epoch when the password was verified.
+    pub password_epoch: u64,
+}
+
+impl<'a> SessionOwner<'a> {
+    pub fn of(a: &'a AccountRecord) -> Self {
+        Self {
+            user: &a.user_id,
+            org: &a.org_id,
+            role: a.role,
+            password_epoch: a.password_epoch,
+        }
+    }
+}
+
 pub(crate) fn new_session(
     st: &AppState,
-    user: &crate::domain::UserId,
-    org: &crate::domain::OrgId,
-    role: crate::domain::Role,
+    owner: SessionOwner<'_>,
     amr: Vec<String>,
     refresh_hash: String,
     meta: &RequestMeta,
@@ -264,9 +295,9 @@ pub(crate) fn new_session(
     let expires_at = now.plus(st.config.session_lifetime);
     SessionRecord {
         session_id: SessionId::new(),
-        user_id: user.clone(),
-        org_id: org.clone(),
-        role,
+        user_id: owner.user.clone(),
+        org_id: owner.org.clone(),
+        role: owner.role,
         amr,
         created_at: now,
         last_used_at: now,
@@ -274,6 +305,7 @@ pub(crate) fn new_session(
         user_agent: meta.user_agent.clone(),
         refresh_hash,
         previous_refresh_hashes: Vec::new(),
+        password_epoch: owner.password_epoch,
         idle_expires_at: now.plus(st.config.session_idle_timeout).min(expires_at),
         expires_at,
     }

@@ -308,6 +308,7 @@ pub(crate) fn add_challenge(tx: &mut Tx, a: &AccountRecord, now: Timestamp) -> C
         role: a.role,
         secret_hash,
         failures: 0,
+        password_epoch: a.password_epoch,
         created_at: now,
         expires_at: now.plus(CHALLENGE_TTL),
     };
@@ -409,9 +410,12 @@ async fn succeed(
     let (secret, refresh_hash) = super::new_refresh_secret();
     let session = super::login::new_session(
         st,
-        &c.user_id,
-        &c.org_id,
-        c.role,
+        super::login::SessionOwner {
+            user: &c.user_id,
+            org: &c.org_id,
+            role: c.role,
+            password_epoch: c.password_epoch,
+        },
         vec!["pwd".into(), "otp".into()],
         refresh_hash,
         meta,

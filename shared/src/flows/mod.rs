@@ -1,8 +1,11 @@
 //! The use cases, one module each, named for what the user does. Flows take the store, keys,
 //! clock and mailer from the state; they hold no HTTP types.
 
+pub mod email;
+pub mod links;
 pub mod login;
 pub mod mfa;
+pub mod password;
 pub mod refresh;
 pub mod sessions;
 pub mod signup;
@@ -41,12 +44,19 @@ pub enum FlowError {
     NotFound,
     #[error("password policy")]
     PasswordPolicy(Vec<PolicyViolation>),
+    /// As `PasswordPolicy`, for the `new_password` field of a reset or change.
+    #[error("password policy")]
+    NewPasswordPolicy(Vec<PolicyViolation>),
     #[error("invalid MFA code")]
     InvalidMfaCode,
     #[error("MFA challenge invalid")]
     MfaTokenInvalid,
     #[error("MFA already enabled")]
     MfaAlreadyEnabled,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
     #[error("conflict: {0}")]
     Conflict(&'static str),
     #[error("gave up after {MAX_RACE_RETRIES} concurrent-update retries")]
@@ -68,9 +78,14 @@ impl From<FlowError> for ApiError {
             FlowError::Forbidden(why) => Self::Forbidden(why),
             FlowError::NotFound => Self::NotFound,
             FlowError::PasswordPolicy(v) => Self::PasswordPolicy(policy_errors("/password", &v)),
+            FlowError::NewPasswordPolicy(v) => {
+                Self::PasswordPolicy(policy_errors("/new_password", &v))
+            }
             FlowError::InvalidMfaCode => Self::InvalidMfaCode { unauthorized: true },
             FlowError::MfaTokenInvalid => Self::MfaTokenInvalid,
             FlowError::MfaAlreadyEnabled => Self::MfaAlreadyEnabled,
+            FlowError::InvalidToken => Self::InvalidToken,
+            FlowError::RateLimited { retry_after } => Self::RateLimited { retry_after },
             FlowError::Conflict(why) => Self::Conflict(why),
             FlowError::Contended => Self::Unavailable("too many concurrent updates".into()),
             FlowError::Store(StoreError::Unavailable(why)) => Self::Unavailable(why),

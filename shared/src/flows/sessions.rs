@@ -6,10 +6,10 @@ use crate::clock::Timestamp;
 use crate::domain::{SessionId, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
-use crate::store::{Cond, SessionRecord, StoreError};
+use crate::store::{ChallengeRecord, Cond, SessionRecord, StoreError, Tx};
 
 /// Sessions revoked per transaction: a delete and an audit event each, within DynamoDB's 100.
-const REVOKE_BATCH: usize = 50;
+pub(crate) const REVOKE_BATCH: usize = 50;
 
 fn revoked_event(
     s: &SessionRecord,
@@ -118,4 +118,103 @@ pub async fn revoke_others(
         st.store.commit(tx).await?;
     }
     Ok(others.len())
+}
+
+/// What a password reset or change signs out: the sessions and pending MFA challenges opened
+/// with an older password.
+#[derive(Debug, Default)]
+pub(crate) struct Stale {
+    pub sessions: Vec<SessionRecord>,
+    pub challenges: Vec<ChallengeRecord>,
+}
+
+impl Stale {
+    /// Items [`Stale::add_to`] writes: a delete and an event per session, a delete per challenge.
+    pub fn items(&self) -> usize {
+        2 * self.sessions.len() + self.challenges.len()
+    }
+
+    /// Deletes every stale session (with a `session.revoked` event) and challenge in `tx`.
+    /// Unconditional: a session refreshed meanwhile is still to go.
+    pub fn add_to(
+        &self,
+        tx: &mut Tx,
+        by: &UserId,
+        reason: &str,
+        meta: &RequestMeta,
+        now: Timestamp,
+    ) {
+        for s in &self.sessions {
+            tx.delete_session(&s.user_id, &s.session_id, Cond::None);
+            tx.audit(&revoked_event(s, by, reason, meta, now));
+        }
+        for c in &self.challenges {
+            tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::None);
+        }
+    }
+}
+
+/// The sessions and MFA challenges of `user` opened before password epoch `epoch`, but
+/// `keep` (two queries).
+pub(crate) async fn stale(
+    st: &AppState,
+    user: &UserId,
+    epoch: u64,
+    keep: Option<&SessionId>,
+) -> Result<Stale, FlowError> {
+    let sessions = st
+        .store
+        .sessions(user)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|s| s.password_epoch < epoch && Some(&s.session_id) != keep)
+        .collect();
+    let challenges = st
+        .store
+        .mfa_state(user)
+        .await?
+        .challenges
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|c| c.password_epoch < epoch)
+        .collect();
+    Ok(Stale {
+        sessions,
+        challenges,
+    })
+}
+
+/// Revokes, in batches, what [`stale`] finds. Runs after a password reset or change has
+/// committed, for what was opened while it was under way; and before, when there is more
+/// than one transaction can hold. Returns how many sessions it revoked.
+pub(crate) async fn sweep(
+    st: &AppState,
+    user: &UserId,
+    epoch: u64,
+    keep: Option<&SessionId>,
+    reason: &str,
+    meta: &RequestMeta,
+) -> Result<usize, FlowError> {
+    let found = stale(st, user, epoch, keep).await?;
+    let now = st.clock.now();
+    for batch in found.sessions.chunks(REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        Stale {
+            sessions: batch.to_vec(),
+            challenges: Vec::new(),
+        }
+        .add_to(&mut tx, user, reason, meta, now);
+        st.store.commit(tx).await?;
+    }
+    for batch in found.challenges.chunks(2 * REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        Stale {
+            sessions: Vec::new(),
+            challenges: batch.to_vec(),
+        }
+        .add_to(&mut tx, user, reason, meta, now);
+        st.store.commit(tx).await?;
+    }
+    Ok(found.sessions.len())
 }

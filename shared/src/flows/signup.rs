@@ -7,10 +7,9 @@ use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::config::SignupMode;
 use crate::crypto;
 use crate::domain::{AccountStatus, Email, NewPassword, OrgId, OrgName, Role, UserId};
-use crate::mail::Mail;
 use crate::password;
 use crate::state::AppState;
-use crate::store::{AccountRecord, OrgRecord, StoreError, TokenKind, TokenRecord};
+use crate::store::{AccountRecord, OrgRecord, StoreError, TokenKind};
 
 #[derive(Debug)]
 pub struct Signup {
@@ -69,21 +68,22 @@ pub async fn create_org(
         email_verified: false,
         mfa_enabled: false,
         password_hash,
+        password_epoch: 0,
         created_at: now,
-    };
-    let token = crypto::random_token();
-    let verification = TokenRecord {
-        kind: TokenKind::EmailVerification,
-        user_id: owner.user_id.clone(),
-        email: owner.email.clone(),
-        created_at: now,
-        expires_at: now.plus(st.config.email_verification_ttl),
     };
 
     let mut tx = st.store.tx();
     tx.create_org(&org);
     let account_write = tx.create_account(&owner);
-    tx.create_token(&crypto::token_hash(&token), &verification);
+    let link = super::links::issue(
+        &mut tx,
+        TokenKind::EmailVerification,
+        &owner,
+        None,
+        st.config.email_verification_ttl,
+        now,
+    )
+    .map_err(|retry_after| FlowError::RateLimited { retry_after })?;
     tx.audit(
         &AuditEvent::new(EventType::OrgCreated, Outcome::Success, meta, now)
             .org(&org.org_id)
@@ -106,39 +106,6 @@ pub async fn create_org(
     }
     tracing::info!(org_id = %org.org_id, user_id = %owner.user_id, "organization created");
 
-    let link = format!("{}/verify-email?token={token}", st.config.app_url);
-    let mail = Mail {
-        to: owner.email.clone(),
-        subject: "Verify your email address".into(),
-        text: format!(
-            "Welcome to {name} on Gatehouse.\n\nConfirm that this address is yours by opening this link \
-             within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.\n",
-            name = org.name
-        ),
-    };
-    // The account exists either way; a lost mail can be sent again from the account. The
-    // event records a mail that went out, so it is written after the send, on its own.
-    match st.mailer.send(mail, now).await {
-        Ok(()) => {
-            let mut tx = st.store.tx();
-            tx.audit(
-                &AuditEvent::new(
-                    EventType::EmailVerificationSent,
-                    Outcome::Success,
-                    meta,
-                    now,
-                )
-                .org(&org.org_id)
-                .user(&owner.user_id)
-                .email(&owner.email),
-            );
-            if let Err(e) = st.store.commit(tx).await {
-                tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail sent but not audited");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(user_id = %owner.user_id, error = %e, "verification mail not sent")
-        }
-    }
+    super::email::send_verification(st, &owner, Some(&org.name), &link, meta, now).await;
     Ok(Created { org, owner })
 }

@@ -34,6 +34,10 @@ pub struct AccountRecord {
     pub mfa_enabled: bool,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// Counts password resets and changes. Sessions and MFA challenges carry the epoch they
+    /// were opened in; those of an older one are revoked (see `flows::sessions::sweep`).
+    #[serde(default)]
+    pub password_epoch: u64,
     pub created_at: Timestamp,
 }
 
@@ -102,6 +106,9 @@ pub struct SessionRecord {
     /// SHA-256 of recently rotated secrets, newest first: presenting one is token reuse.
     #[serde(default)]
     pub previous_refresh_hashes: Vec<String>,
+    /// The account's password epoch when the session was opened.
+    #[serde(default)]
+    pub password_epoch: u64,
     /// The session ends when unused until then (idle timeout) …
     pub idle_expires_at: Timestamp,
     /// … and at the latest then (absolute lifetime).
@@ -158,6 +165,9 @@ pub struct ChallengeRecord {
     /// SHA-256 of the challenge token's secret.
     pub secret_hash: String,
     pub failures: u32,
+    /// The account's password epoch at the first step.
+    #[serde(default)]
+    pub password_epoch: u64,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
@@ -167,6 +177,30 @@ pub struct ChallengeRecord {
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     EmailVerification,
+    PasswordReset,
+}
+
+impl TokenKind {
+    /// The sort key of the [`MailLinkState`] of this kind, under the email's partition.
+    pub fn state_sk(self) -> &'static str {
+        match self {
+            Self::EmailVerification => "MAIL#VERIFY",
+            Self::PasswordReset => "MAIL#RESET",
+        }
+    }
+}
+
+/// The mailed links of one kind for an email: the newest token (issuing one deletes the one
+/// before) and when recent mails went out (for the hourly limit).
+/// `EMAIL#{email}` / `MAIL#RESET` or `MAIL#VERIFY`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MailLinkState {
+    /// Hash of the newest token, which may have been used or have expired since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_hash: Option<String>,
+    /// When mails of this kind went out within the last hour, oldest first.
+    #[serde(default)]
+    pub sent_at: Vec<Timestamp>,
 }
 
 /// A one-time token, stored as the SHA-256 of its value. `TOKEN#{hash}` / `TOKEN`.
@@ -224,6 +258,9 @@ pub mod keys {
     }
     /// Every MFA item of a user sorts under this prefix, so one query reads them all.
     pub const MFA_PREFIX: &str = "MFA#";
+    pub fn mail_link(email: &Email, kind: super::TokenKind) -> Key {
+        Key::new(format!("EMAIL#{email}"), kind.state_sk())
+    }
     pub fn token(hash: &str) -> Key {
         Key::new(format!("TOKEN#{hash}"), "TOKEN")
     }
@@ -286,11 +323,14 @@ pub struct MfaState {
     pub lockout: Option<Versioned<LockoutRecord>>,
 }
 
-/// The sign-in state of an email: its account and its failure count, in one read.
+/// Everything under an email: its account, its failure count and its mailed links, in one
+/// read.
 #[derive(Debug, Default)]
 pub struct LoginState {
     pub account: Option<Versioned<AccountRecord>>,
     pub lockout: Option<Versioned<LockoutRecord>>,
+    pub reset_link: Option<Versioned<MailLinkState>>,
+    pub verify_link: Option<Versioned<MailLinkState>>,
 }
 
 impl Store {
@@ -343,6 +383,8 @@ impl Store {
             match super::attr_str(&item, super::SK) {
                 Some("ACCOUNT") => state.account = Some(versioned(item)?),
                 Some("LOCKOUT") => state.lockout = Some(versioned(item)?),
+                Some("MAIL#RESET") => state.reset_link = Some(versioned(item)?),
+                Some("MAIL#VERIFY") => state.verify_link = Some(versioned(item)?),
                 _ => {}
             }
         }
@@ -449,6 +491,14 @@ impl Store {
             .get(Table::Main, &keys::token(hash))
             .await?
             .map(|v| v.value))
+    }
+
+    pub async fn mail_link(
+        &self,
+        email: &Email,
+        kind: TokenKind,
+    ) -> Result<Option<Versioned<MailLinkState>>, StoreError> {
+        self.get(Table::Main, &keys::mail_link(email, kind)).await
     }
 
     /// Audit events of an org (or of one user in it), newest first, one page at a time.
@@ -723,6 +773,61 @@ impl Tx {
                 cond: Cond::NotExists,
             }),
         }
+    }
+
+    /// Fails the transaction unless the account is still at version `ver`: for writes that
+    /// are valid only as long as the account (its password above all) is unchanged.
+    pub fn check_account(&mut self, email: &Email, ver: u64) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::account(email),
+            cond: Cond::Version(ver),
+        })
+    }
+
+    /// Clears a lockout counter whatever its state (a password reset does).
+    pub fn remove_lockout(&mut self, email: &Email) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::lockout(email),
+            cond: Cond::None,
+        })
+    }
+
+    /// Writes the mailed-link state read at version `prev` (`None`: it must not exist yet).
+    pub fn put_mail_link(
+        &mut self,
+        email: &Email,
+        kind: TokenKind,
+        state: &MailLinkState,
+        prev: Option<u64>,
+    ) -> usize {
+        self.put(
+            Table::Main,
+            keys::mail_link(email, kind),
+            state,
+            prev.map_or(Cond::NotExists, Cond::Version),
+            vec![(super::VERSION, Self::bump(prev))],
+        )
+    }
+
+    /// Uses up a one-time token: fails the transaction when it is gone (used already, or
+    /// replaced by a newer one), so a token works once however many requests race for it.
+    pub fn consume_token(&mut self, hash: &str) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::token(hash),
+            cond: Cond::Exists,
+        })
+    }
+
+    /// Deletes a token that may or may not still exist (an older link being replaced).
+    pub fn delete_token(&mut self, hash: &str) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::token(hash),
+            cond: Cond::None,
+        })
     }
 
     pub fn create_token(&mut self, hash: &str, t: &TokenRecord) -> usize {

@@ -1,0 +1,11 @@
+//! Lambda `reset`: forgotten and changed passwords, email verification. Mails through SES.
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda_with_mail(config).await?;
+    runtime::run(api::app(state, vec![api::reset::routes()])).await
+}

@@ -1,0 +1,93 @@
+//! Links mailed to an address: password-reset and email-verification tokens. A token is 256
+//! bits from the OS's CSPRNG, stored only as its SHA-256 under `TOKEN#{hash}`, used up by a
+//! conditional delete in the transaction of its effect. Issuing one deletes the previous token
+//! of its kind for that address, and at most [`MAILS_PER_HOUR`] go out per address and kind.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::store::{AccountRecord, MailLinkState, TokenKind, TokenRecord, Tx, Versioned};
+
+/// Mails of one kind an address gets per hour, at most.
+pub const MAILS_PER_HOUR: usize = 3;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A link's token, to mail; only its hash was stored.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: SecretString,
+    pub expires_at: Timestamp,
+}
+
+/// Adds a new token of `kind` for `account` to `tx`: the token, the deletion of the previous
+/// one, and the link state under the version it was read at (concurrent issuers retry).
+/// `Err` carries how long until the hourly limit allows another mail.
+pub fn issue(
+    tx: &mut Tx,
+    kind: TokenKind,
+    account: &AccountRecord,
+    state: Option<&Versioned<MailLinkState>>,
+    ttl: Duration,
+    now: Timestamp,
+) -> Result<Issued, Duration> {
+    let mut sent_at: Vec<Timestamp> = state
+        .map(|s| s.value.sent_at.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.plus(HOUR) > now)
+        .collect();
+    if sent_at.len() >= MAILS_PER_HOUR {
+        let oldest = sent_at.iter().min().copied().unwrap_or(now);
+        return Err(now.until(oldest.plus(HOUR)));
+    }
+    sent_at.push(now);
+    let token = crypto::random_token();
+    let hash = crypto::token_hash(&token);
+    let expires_at = now.plus(ttl);
+    tx.create_token(
+        &hash,
+        &TokenRecord {
+            kind,
+            user_id: account.user_id.clone(),
+            email: account.email.clone(),
+            created_at: now,
+            expires_at,
+        },
+    );
+    if let Some(previous) = state.and_then(|s| s.value.current_hash.as_deref()) {
+        tx.delete_token(previous);
+    }
+    tx.put_mail_link(
+        &account.email,
+        kind,
+        &MailLinkState {
+            current_hash: Some(hash),
+            sent_at,
+        },
+        state.map(|s| s.ver),
+    );
+    Ok(Issued {
+        token: SecretString::from(token),
+        expires_at,
+    })
+}
+
+/// The link a mail carries: always from the configured `APP_URL`, never from a request.
+pub fn url(app_url: &str, path: &str, token: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    format!("{app_url}/{path}?token={}", token.expose_secret())
+}
+
+/// A token as presented, hashed for lookup. Tokens are base64url: anything else (or an
+/// absurd length) is no token of ours and needs no read.
+pub fn presented_hash(token: &SecretString) -> Option<String> {
+    use secrecy::ExposeSecret;
+    let t = token.expose_secret();
+    let ok = (20..=200).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| crypto::token_hash(t))
+}

@@ -1,0 +1,353 @@
+//! Forgotten and changed passwords.
+//!
+//! `forgot` answers the same whoever asks: it reads the email's partition and writes one audit
+//! event in every case, and only for an active account with a verified address also a reset
+//! token (and then a mail). `reset` and `change` set a new password under the account's
+//! version, move its password epoch on, and sign out what the old password opened: in the
+//! same transaction what they read, and right after it whatever opened meanwhile.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::links::{self, Issued};
+use super::sessions::{self, Stale};
+use super::{FlowError, MAX_RACE_RETRIES};
+use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::clock::Timestamp;
+use crate::domain::{AccountStatus, Email, LoginPassword, NewPassword, SessionId};
+use crate::jwt::AccessClaims;
+use crate::mail::Mail;
+use crate::password;
+use crate::state::AppState;
+use crate::store::{AccountRecord, StoreError, TokenKind, Versioned};
+
+/// DynamoDB's limit on the items of one transaction.
+const MAX_TX_ITEMS: usize = 100;
+
+/// Why no reset mail went out, as the audit event records it (never the caller).
+fn not_eligible(account: Option<&Versioned<AccountRecord>>) -> Option<&'static str> {
+    match account.map(|a| &a.value) {
+        None => Some("unknown_email"),
+        Some(a) if a.status != AccountStatus::Active => Some("account_disabled"),
+        Some(a) if !a.email_verified => Some("email_unverified"),
+        Some(_) => None,
+    }
+}
+
+/// Asks for a reset link. Never tells the caller anything: the outcome is in the audit trail.
+#[tracing::instrument(skip_all)]
+pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<(), FlowError> {
+    for _ in 0..MAX_RACE_RETRIES {
+        let state = st.store.login_state(email).await?;
+        let now = st.clock.now();
+        let mut event = AuditEvent::new(
+            EventType::PasswordResetRequested,
+            Outcome::Success,
+            meta,
+            now,
+        )
+        .email(email);
+        if let Some(a) = &state.account {
+            event = event.org(&a.value.org_id).target(&a.value.user_id);
+        }
+        let mut tx = st.store.tx();
+        let mut issued = None;
+        match (not_eligible(state.account.as_ref()), &state.account) {
+            (None, Some(a)) => match links::issue(
+                &mut tx,
+                TokenKind::PasswordReset,
+                &a.value,
+                state.reset_link.as_ref(),
+                st.config.reset_token_ttl,
+                now,
+            ) {
+                Ok(i) => issued = Some((a.value.clone(), i)),
+                Err(_) => {
+                    event.outcome = Outcome::Failure;
+                    event = event.reason("rate_limited");
+                }
+            },
+            (reason, _) => {
+                event.outcome = Outcome::Failure;
+                event = event.reason(reason.unwrap_or("unknown_email"));
+            }
+        }
+        tx.audit(&event);
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                if let Some((account, link)) = issued {
+                    send_reset_mail(st, &account, &link, now).await;
+                }
+                return Ok(());
+            }
+            // Another request issued a link meanwhile: read again, count it.
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+async fn send_reset_mail(st: &AppState, account: &AccountRecord, link: &Issued, now: Timestamp) {
+    let minutes = st.config.reset_token_ttl.as_secs().div_ceil(60);
+    let url = links::url(&st.config.app_url, "reset-password", &link.token);
+    let mail = Mail {
+        to: account.email.clone(),
+        subject: "Reset your password".into(),
+        text: format!(
+            "Someone (hopefully you) asked to reset the password of the account {email}.\n\n\
+             To choose a new password, open this link within {minutes} minutes:\n\n{url}\n\n\
+             The link works once. If you did not ask for it, ignore this message: your password \
+             stays as it is.\n",
+            email = account.email,
+        ),
+    };
+    if let Err(e) = st.mailer.send(mail, now).await {
+        tracing::warn!(user_id = %account.user_id, error = %e, "password reset mail not sent");
+    }
+}
+
+/// Tells the owner of an account that its password was just set, in case it was not them.
+async fn send_changed_mail(
+    st: &AppState,
+    account: &AccountRecord,
+    meta: &RequestMeta,
+    now: Timestamp,
+) {
+    let mail = Mail {
+        to: account.email.clone(),
+        subject: "Your password was changed".into(),
+        text: format!(
+            "The password of the account {email} was changed at {now} from the IP address \
+             {ip}. Every other device was signed out.\n\nIf this was not you, reset your password \
+             now at {app}/forgot-password and tell your administrator.\n",
+            email = account.email,
+            ip = meta.ip,
+            app = st.config.app_url,
+        ),
+    };
+    if let Err(e) = st.mailer.send(mail, now).await {
+        tracing::warn!(user_id = %account.user_id, error = %e, "password-changed mail not sent");
+    }
+}
+
+/// The account a presented token belongs to, when it is a live token of `kind` and its
+/// account still has the email and the user id it was issued for.
+pub(crate) async fn token_account(
+    st: &AppState,
+    token: &SecretString,
+    kind: TokenKind,
+) -> Result<(String, Versioned<AccountRecord>), FlowError> {
+    let hash = links::presented_hash(token).ok_or(FlowError::InvalidToken)?;
+    let now = st.clock.now();
+    let record = st
+        .store
+        .token(&hash)
+        .await?
+        .filter(|t| t.kind == kind && now < t.expires_at)
+        .ok_or(FlowError::InvalidToken)?;
+    let account = st
+        .store
+        .account(&record.email)
+        .await?
+        .filter(|a| a.value.user_id == record.user_id)
+        .ok_or(FlowError::InvalidToken)?;
+    Ok((hash, account))
+}
+
+/// Sets a new password with a reset token: the token is used up, every session and pending
+/// MFA challenge of the user is revoked and the lockout cleared, in one transaction. MFA stays
+/// as it is.
+#[tracing::instrument(skip_all)]
+pub async fn reset(
+    st: &AppState,
+    token: &SecretString,
+    new_password: &SecretString,
+    meta: &RequestMeta,
+) -> Result<(), FlowError> {
+    let (hash, mut account) = token_account(st, token, TokenKind::PasswordReset).await?;
+    if account.value.status != AccountStatus::Active {
+        return Err(FlowError::InvalidToken);
+    }
+    let password = NewPassword::parse(
+        new_password.expose_secret(),
+        st.config.password_policy,
+        &account.value.email,
+    )
+    .map_err(FlowError::NewPasswordPolicy)?;
+    let password_hash = password::hash(&password).await?;
+    for _ in 0..MAX_RACE_RETRIES {
+        let a = &account.value;
+        let epoch = a.password_epoch + 1;
+        let stale = prepare(st, a, epoch, None, "password_reset", meta).await?;
+        let now = st.clock.now();
+        let updated = AccountRecord {
+            password_hash: password_hash.clone(),
+            password_epoch: epoch,
+            ..a.clone()
+        };
+        let mut tx = st.store.tx();
+        let token_write = tx.consume_token(&hash);
+        let account_write = tx.put_account(&updated, Some(account.ver));
+        tx.remove_lockout(&a.email);
+        stale.add_to(&mut tx, &a.user_id, "password_reset", meta, now);
+        tx.audit(
+            &AuditEvent::new(
+                EventType::PasswordResetCompleted,
+                Outcome::Success,
+                meta,
+                now,
+            )
+            .org(&a.org_id)
+            .user(&a.user_id)
+            .email(&a.email)
+            .detail("sessions_revoked", stale.sessions.len()),
+        );
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                finish(st, &updated, None, "password_reset", meta).await;
+                send_changed_mail(st, &updated, meta, now).await;
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed { index }) if index == token_write => {
+                return Err(FlowError::InvalidToken);
+            }
+            // The account changed meanwhile (a sign-in's rehash, MFA, …): read it again.
+            Err(StoreError::ConditionFailed { index }) if index == account_write => {
+                account = st
+                    .store
+                    .account(&a.email)
+                    .await?
+                    .filter(|f| f.value.user_id == a.user_id)
+                    .filter(|f| f.value.status == AccountStatus::Active)
+                    .ok_or(FlowError::InvalidToken)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+/// What the password change's transaction revokes: the stale sessions and challenges, when
+/// they fit beside the change; else they are revoked first, in batches, and none are left.
+async fn prepare(
+    st: &AppState,
+    a: &AccountRecord,
+    epoch: u64,
+    keep: Option<&SessionId>,
+    reason: &str,
+    meta: &RequestMeta,
+) -> Result<Stale, FlowError> {
+    let stale = sessions::stale(st, &a.user_id, epoch, keep).await?;
+    // The change itself: the account, the token or own session, the lockout, one event.
+    if stale.items() + 4 <= MAX_TX_ITEMS {
+        return Ok(stale);
+    }
+    sessions::sweep(st, &a.user_id, epoch, keep, reason, meta).await?;
+    sessions::stale(st, &a.user_id, epoch, keep).await
+}
+
+/// After the change committed: revokes what an old password opened while it was under way.
+/// Sign-ins that verified the old password commit only against the account they read, so
+/// nothing can open with it after this.
+async fn finish(
+    st: &AppState,
+    account: &AccountRecord,
+    keep: Option<&SessionId>,
+    reason: &str,
+    meta: &RequestMeta,
+) {
+    if let Err(e) = sessions::sweep(
+        st,
+        &account.user_id,
+        account.password_epoch,
+        keep,
+        reason,
+        meta,
+    )
+    .await
+    {
+        tracing::error!(user_id = %account.user_id, error = %e, "sessions opened during a password change were not revoked");
+    }
+}
+
+/// Changes the password of a signed-in user, who gives the current one (a wrong one counts
+/// toward lockout). The other sessions are signed out; this one stays.
+#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+pub async fn change(
+    st: &AppState,
+    who: &AccessClaims,
+    current: &LoginPassword,
+    new_password: &SecretString,
+    meta: &RequestMeta,
+) -> Result<(), FlowError> {
+    sessions::require_live_session(st, who).await?;
+    let mut account = st
+        .store
+        .account_by_user(&who.sub)
+        .await?
+        .ok_or(FlowError::Unauthenticated)?;
+    super::login::reverify_password(st, &account, current, meta).await?;
+    let password = NewPassword::parse(
+        new_password.expose_secret(),
+        st.config.password_policy,
+        &account.value.email,
+    )
+    .map_err(FlowError::NewPasswordPolicy)?;
+    let password_hash = password::hash(&password).await?;
+    for _ in 0..MAX_RACE_RETRIES {
+        let a = &account.value;
+        let epoch = a.password_epoch + 1;
+        let now = st.clock.now();
+        let own = st
+            .store
+            .session(&who.sub, &who.sid)
+            .await?
+            .filter(|s| s.value.is_live(now))
+            .ok_or(FlowError::Unauthenticated)?;
+        let stale = prepare(st, a, epoch, Some(&who.sid), "password_changed", meta).await?;
+        let updated = AccountRecord {
+            password_hash: password_hash.clone(),
+            password_epoch: epoch,
+            ..a.clone()
+        };
+        let mut tx = st.store.tx();
+        let account_write = tx.put_account(&updated, Some(account.ver));
+        // This session carries on under the new password.
+        let mut kept = own.value.clone();
+        kept.password_epoch = epoch;
+        tx.put_session(&kept, Some(own.ver));
+        stale.add_to(&mut tx, &a.user_id, "password_changed", meta, now);
+        tx.audit(
+            &AuditEvent::new(EventType::PasswordChanged, Outcome::Success, meta, now)
+                .org(&a.org_id)
+                .user(&a.user_id)
+                .session(&who.sid)
+                .detail("sessions_revoked", stale.sessions.len()),
+        );
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                finish(st, &updated, Some(&who.sid), "password_changed", meta).await;
+                send_changed_mail(st, &updated, meta, now).await;
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed { index }) if index == account_write => {
+                let epoch_read = a.password_epoch;
+                account = st
+                    .store
+                    .account_by_user(&who.sub)
+                    .await?
+                    .ok_or(FlowError::Unauthenticated)?;
+                // The current password was checked against a password that is gone.
+                if account.value.password_epoch != epoch_read {
+                    return Err(FlowError::Conflict(
+                        "The password was changed meanwhile; nothing was changed now.",
+                    ));
+                }
+            }
+            // This session was refreshed (read it again) or signed out (then 401).
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
