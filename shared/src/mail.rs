@@ -9,11 +9,22 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 use crate::domain::Email;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct Mail {
     pub to: Email,
     pub subject: String,
+    /// Carries one-time links: never in `Debug` output, never logged.
     pub text: String,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("text", &"…")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -344,7 +344,43 @@ async fn index_queries_group_by_the_index_key(kind: StoreKind) {
     assert_eq!(sks(&b.query(&q).await.unwrap().items), ["t3", "t1"]);
 }
 
+/// `NumberIs`: the item exists and the number equals; an absent attribute counts as 0.
+async fn number_conditions_compare_an_attribute(kind: StoreKind) {
+    let b = backend(kind).await;
+    let mut with = versioned("N", "1", 1);
+    with.insert("epoch".into(), AttributeValue::N("2".into()));
+    b.transact(vec![
+        put(Table::Main, with, Cond::None),
+        put(Table::Main, versioned("N", "2", 1), Cond::None),
+    ])
+    .await
+    .unwrap();
+    let check = |sk: &str, value: u64| Write::Check {
+        table: Table::Main,
+        key: Key::new("N", sk),
+        cond: Cond::NumberIs {
+            attr: "epoch",
+            value,
+        },
+    };
+    for (sk, value, holds) in [
+        ("1", 2, true),
+        ("1", 1, false),
+        ("1", 0, false),
+        ("2", 0, true),
+        ("2", 1, false),
+        ("3", 0, false),
+    ] {
+        let r = b.transact(vec![check(sk, value)]).await;
+        assert_eq!(r.is_ok(), holds, "{sk} = {value}: {r:?}");
+        if !holds {
+            assert!(matches!(r, Err(StoreError::ConditionFailed { index: 0 })));
+        }
+    }
+}
+
 both_stores!(
+    number_conditions_compare_an_attribute,
     get_returns_what_put_wrote_and_none_for_missing,
     not_exists_refuses_a_second_put,
     version_conditions_detect_lost_updates,

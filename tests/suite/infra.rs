@@ -273,6 +273,11 @@ fn only_functions_that_mail_may_send_and_only_from_the_configured_identity() {
                 resources.contains("MailIdentity"),
                 "{resource}: {resources}"
             );
+            assert!(
+                resources.contains(":identity/${MailFromAddress}"),
+                "{resource}: {resources}"
+            );
+            assert!(!resources.contains('*'), "{resource}: {resources}");
             assert_eq!(
                 st["Condition"]["StringEquals"]["ses:FromAddress"]["Ref"], "MailFromAddress",
                 "{resource}"

@@ -598,7 +598,125 @@ async fn reset_mails_are_limited_to_three_an_hour(kind: StoreKind) {
     assert_eq!(resets(&a), 4);
 }
 
+/// The epoch checks hold even where the sweep after a change missed something: a session or
+/// an MFA challenge of an older password can neither refresh nor complete.
+async fn sessions_and_challenges_of_an_older_password_are_refused(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.signup("o@example.com").await;
+    let (_, refresh, _) = a.login_ok("o@example.com").await;
+    let u = a.mfa_user("m@example.com").await;
+    let challenge = a.mfa_challenge(&u.email).await;
+    for email in ["o@example.com", "m@example.com"] {
+        let email = gatehouse::domain::Email::parse(email).unwrap();
+        let acc = a.state.store.account(&email).await.unwrap().unwrap();
+        let mut tx = a.state.store.tx();
+        tx.put_account(
+            &AccountRecord {
+                password_epoch: acc.value.password_epoch + 1,
+                ..acc.value.clone()
+            },
+            Some(acc.ver),
+        );
+        a.state.store.commit(tx).await.unwrap();
+    }
+    a.refresh(&refresh)
+        .await
+        .assert_problem(401, "unauthenticated");
+    a.mfa_verify(&challenge, "code", &a.code(&u.secret, 0))
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+}
+
+/// A challenge from before a reset is gone after it; so is a reset link after a change.
+async fn a_reset_ends_pending_challenges_and_a_change_ends_reset_links(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let u = a.mfa_user("m@example.com").await;
+    let token = a.mailed_token("m@example.com", "verify-email");
+    a.post("/v1/auth/email/verify", json!({"token": token}))
+        .await;
+    let challenge = a.mfa_challenge(&u.email).await;
+    let reset = a.reset_token("m@example.com").await;
+    assert_eq!(
+        a.reset(&reset, NEW_PASSWORD).await.status,
+        StatusCode::NO_CONTENT
+    );
+    a.mfa_verify(&challenge, "code", &a.code(&u.secret, 0))
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+
+    a.verified_user("o@example.com").await;
+    let pending = a.reset_token("o@example.com").await;
+    let (access, _, _) = a.login_ok("o@example.com").await;
+    let r = a
+        .post_auth(
+            "/v1/auth/password/change",
+            json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+            &access,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    a.reset(&pending, "yet another passphrase")
+        .await
+        .assert_problem(400, "invalid_token");
+}
+
+/// More sessions than one transaction holds: all of them go.
+async fn a_reset_revokes_more_sessions_than_one_transaction_holds(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.verified_user("o@example.com").await;
+    let mut refresh = Vec::new();
+    for _ in 0..55 {
+        refresh.push(a.login_ok("o@example.com").await.1);
+    }
+    let token = a.reset_token("o@example.com").await;
+    assert_eq!(
+        a.reset(&token, NEW_PASSWORD).await.status,
+        StatusCode::NO_CONTENT
+    );
+    for r in [&refresh[0], &refresh[27], &refresh[54]] {
+        a.refresh(r).await.assert_problem(401, "unauthenticated");
+    }
+    let user = a
+        .state
+        .store
+        .account(&gatehouse::domain::Email::parse("o@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .user_id;
+    assert!(a.state.store.sessions(&user).await.unwrap().is_empty());
+}
+
+/// 10 requests race with one verification token: exactly one uses it.
+async fn a_verification_token_works_once_under_racing_uses(kind: StoreKind) {
+    let a = Arc::new(TestApp::new(kind).await);
+    a.signup("o@example.com").await;
+    let token = a.mailed_token("o@example.com", "verify-email");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (a, token) = (Arc::clone(&a), token.clone());
+            tokio::spawn(async move {
+                a.post("/v1/auth/email/verify", json!({"token": token}))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(matches!(status.as_u16(), 204 | 400), "{status}");
+        ok += usize::from(status == StatusCode::NO_CONTENT);
+    }
+    assert_eq!(ok, 1);
+}
+
 both_stores!(
+    sessions_and_challenges_of_an_older_password_are_refused,
+    a_reset_ends_pending_challenges_and_a_change_ends_reset_links,
+    a_reset_revokes_more_sessions_than_one_transaction_holds,
+    a_verification_token_works_once_under_racing_uses,
     forgot_answers_alike_and_mails_only_a_verified_active_address,
     links_in_mail_ignore_host_headers,
     a_reset_token_works_once_under_twenty_racing_uses,

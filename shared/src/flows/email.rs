@@ -92,7 +92,12 @@ pub async fn verify(
             Err(StoreError::ConditionFailed { index }) if index == token_write => {
                 return Err(FlowError::InvalidToken);
             }
-            Err(StoreError::ConditionFailed { index }) if Some(index) == account_write => {
+            // The account changed meanwhile, or a conflict on another item: read again.
+            Err(StoreError::ConditionFailed { index }) if index != token_write => {
+                tracing::debug!(
+                    account = Some(index) == account_write,
+                    "verification lost a race; reading again"
+                );
                 account = st
                     .store
                     .account(&a.email)

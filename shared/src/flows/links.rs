@@ -68,6 +68,8 @@ pub fn issue(
             sent_at,
         },
         state.map(|s| s.ver),
+        // Needed while the token may be used or the hour's count matters.
+        expires_at.max(now.plus(HOUR)),
     );
     Ok(Issued {
         token: SecretString::from(token),

@@ -269,6 +269,7 @@ pub(crate) struct SessionOwner<'a> {
     pub user: &'a crate::domain::UserId,
     pub org: &'a crate::domain::OrgId,
     pub role: crate::domain::Role,
+    pub email: &'a Email,
     /// The account's password epoch when the password was verified.
     pub password_epoch: u64,
 }
@@ -279,6 +280,7 @@ impl<'a> SessionOwner<'a> {
             user: &a.user_id,
             org: &a.org_id,
             role: a.role,
+            email: &a.email,
             password_epoch: a.password_epoch,
         }
     }
@@ -306,6 +308,7 @@ pub(crate) fn new_session(
         refresh_hash,
         previous_refresh_hashes: Vec::new(),
         password_epoch: owner.password_epoch,
+        email: Some(owner.email.clone()),
         idle_expires_at: now.plus(st.config.session_idle_timeout).min(expires_at),
         expires_at,
     }

@@ -414,6 +414,7 @@ async fn succeed(
             user: &c.user_id,
             org: &c.org_id,
             role: c.role,
+            email: &c.email,
             password_epoch: c.password_epoch,
         },
         vec!["pwd".into(), "otp".into()],
@@ -446,6 +447,9 @@ async fn succeed(
     tx.put_totp_factor(&c.user_id, &written, Some(factor.ver));
     tx.clear_mfa_lockout(&c.user_id, state.lockout.as_ref().map(|l| l.ver));
     tx.put_session(&session, None);
+    // Only while the password that passed the first step is still the account's: a reset
+    // or change meanwhile ends the challenge.
+    let epoch_check = tx.check_password_epoch(&c.email, c.password_epoch);
     tx.audit(
         &base(EventType::MfaVerified)
             .session(&session.session_id)
@@ -457,8 +461,13 @@ async fn succeed(
             .session(&session.session_id)
             .detail("amr", session.amr.join(" ")),
     );
-    st.store.commit(tx).await?;
-    Ok(super::issue(st, &session, &secret, now))
+    match st.store.commit(tx).await {
+        Ok(()) => Ok(super::issue(st, &session, &secret, now)),
+        Err(StoreError::ConditionFailed { index }) if index == epoch_check => {
+            Err(FlowError::MfaTokenInvalid)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// When the account's MFA budget ran out, the end of the lock.

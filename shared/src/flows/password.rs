@@ -22,6 +22,9 @@ use crate::store::{AccountRecord, StoreError, TokenKind, Versioned};
 
 /// DynamoDB's limit on the items of one transaction.
 const MAX_TX_ITEMS: usize = 100;
+/// Items of a reset's or change's transaction besides the revocations: the account, the token
+/// or own session, the lockout or the outstanding reset link, the event, and one spare.
+const CHANGE_ITEMS: usize = 5;
 
 /// Why no reset mail went out, as the audit event records it (never the caller).
 fn not_eligible(account: Option<&Versioned<AccountRecord>>) -> Option<&'static str> {
@@ -211,8 +214,13 @@ pub async fn reset(
             Err(StoreError::ConditionFailed { index }) if index == token_write => {
                 return Err(FlowError::InvalidToken);
             }
-            // The account changed meanwhile (a sign-in's rehash, MFA, …): read it again.
-            Err(StoreError::ConditionFailed { index }) if index == account_write => {
+            // The account changed meanwhile (a sign-in's rehash, MFA, …), or DynamoDB
+            // cancelled for a conflict on another item: read again.
+            Err(StoreError::ConditionFailed { index }) if index != token_write => {
+                tracing::debug!(
+                    account = index == account_write,
+                    "reset lost a race; reading again"
+                );
                 account = st
                     .store
                     .account(&a.email)
@@ -238,12 +246,16 @@ async fn prepare(
     meta: &RequestMeta,
 ) -> Result<Stale, FlowError> {
     let stale = sessions::stale(st, &a.user_id, epoch, keep).await?;
-    // The change itself: the account, the token or own session, the lockout, one event.
-    if stale.items() + 4 <= MAX_TX_ITEMS {
+    if stale.items() + CHANGE_ITEMS <= MAX_TX_ITEMS {
         return Ok(stale);
     }
     sessions::sweep(st, &a.user_id, epoch, keep, reason, meta).await?;
-    sessions::stale(st, &a.user_id, epoch, keep).await
+    let mut stale = sessions::stale(st, &a.user_id, epoch, keep).await?;
+    // Still too many (someone signing in as fast as they are revoked): the rest goes in the
+    // sweep after the commit. Until then the epoch checks at refresh and at the MFA step
+    // already hold them.
+    stale.truncate(MAX_TX_ITEMS - CHANGE_ITEMS);
+    Ok(stale)
 }
 
 /// After the change committed: revokes what an old password opened while it was under way.
@@ -305,6 +317,12 @@ pub async fn change(
             .filter(|s| s.value.is_live(now))
             .ok_or(FlowError::Unauthenticated)?;
         let stale = prepare(st, a, epoch, Some(&who.sid), "password_changed", meta).await?;
+        // A reset link mailed earlier stops working: the password it would replace is gone.
+        let reset_link = st
+            .store
+            .mail_link(&a.email, TokenKind::PasswordReset)
+            .await?
+            .and_then(|l| l.value.current_hash);
         let updated = AccountRecord {
             password_hash: password_hash.clone(),
             password_epoch: epoch,
@@ -316,6 +334,9 @@ pub async fn change(
         let mut kept = own.value.clone();
         kept.password_epoch = epoch;
         tx.put_session(&kept, Some(own.ver));
+        if let Some(hash) = &reset_link {
+            tx.delete_token(hash);
+        }
         stale.add_to(&mut tx, &a.user_id, "password_changed", meta, now);
         tx.audit(
             &AuditEvent::new(EventType::PasswordChanged, Outcome::Success, meta, now)

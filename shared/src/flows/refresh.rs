@@ -55,6 +55,12 @@ pub async fn refresh(
         };
         let mut tx = st.store.tx();
         tx.put_session(&rotated, Some(session.ver));
+        // A session opened with a password since reset or changed is over, even should the
+        // sweep after that change have missed it.
+        let epoch_check = s
+            .email
+            .as_ref()
+            .map(|e| tx.check_password_epoch(e, s.password_epoch));
         tx.audit(
             &AuditEvent::new(EventType::SessionRefreshed, Outcome::Success, meta, now)
                 .org(&s.org_id)
@@ -63,6 +69,9 @@ pub async fn refresh(
         );
         return match st.store.commit(tx).await {
             Ok(()) => Ok(super::issue(st, &rotated, &new_secret, now)),
+            Err(StoreError::ConditionFailed { index }) if Some(index) == epoch_check => {
+                Err(FlowError::Unauthenticated)
+            }
             // The session changed since we read it: a concurrent refresh with the same token
             // (reuse), or a sign-out (the token is simply dead now).
             Err(StoreError::ConditionFailed { .. }) => match st.store.session(&user, &sid).await? {

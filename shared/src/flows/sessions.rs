@@ -134,6 +134,13 @@ impl Stale {
         2 * self.sessions.len() + self.challenges.len()
     }
 
+    /// Keeps what fits in `items` transaction items: sessions first, then challenges.
+    pub fn truncate(&mut self, items: usize) {
+        self.sessions.truncate(items / 2);
+        self.challenges
+            .truncate(items.saturating_sub(2 * self.sessions.len()));
+    }
+
     /// Deletes every stale session (with a `session.revoked` event) and challenge in `tx`.
     /// Unconditional: a session refreshed meanwhile is still to go.
     pub fn add_to(
@@ -162,14 +169,7 @@ pub(crate) async fn stale(
     epoch: u64,
     keep: Option<&SessionId>,
 ) -> Result<Stale, FlowError> {
-    let sessions = st
-        .store
-        .sessions(user)
-        .await?
-        .into_iter()
-        .map(|v| v.value)
-        .filter(|s| s.password_epoch < epoch && Some(&s.session_id) != keep)
-        .collect();
+    // Challenges first: one completed between the two reads shows up as a session.
     let challenges = st
         .store
         .mfa_state(user)
@@ -178,6 +178,14 @@ pub(crate) async fn stale(
         .into_iter()
         .map(|v| v.value)
         .filter(|c| c.password_epoch < epoch)
+        .collect();
+    let sessions = st
+        .store
+        .sessions(user)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|s| s.password_epoch < epoch && Some(&s.session_id) != keep)
         .collect();
     Ok(Stale {
         sessions,

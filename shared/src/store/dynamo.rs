@@ -191,6 +191,24 @@ fn expression(cond: &Cond) -> Option<Expr> {
             ]),
             values: ver(*v),
         }),
+        Cond::NumberIs { attr, value } => {
+            let mut names = HashMap::from([("#a".to_owned(), (*attr).to_owned())]);
+            // DynamoDB refuses names an expression does not use.
+            let text = if *value == 0 {
+                names.insert("#pk".to_owned(), super::PK.to_owned());
+                "attribute_exists(#pk) AND (attribute_not_exists(#a) OR #a = :a)"
+            } else {
+                "#a = :a"
+            };
+            Some(Expr {
+                text,
+                names,
+                values: Some(HashMap::from([(
+                    ":a".to_owned(),
+                    AttributeValue::N(value.to_string()),
+                )])),
+            })
+        }
     }
 }
 

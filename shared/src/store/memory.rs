@@ -95,6 +95,9 @@ fn holds(cond: &Cond, current: Option<&Item>) -> bool {
         Cond::VersionOrAbsent(Some(v)) => {
             current.is_none_or(|i| attr_u64(i, super::VERSION) == Some(*v))
         }
+        Cond::NumberIs { attr, value } => {
+            current.is_some_and(|i| attr_u64(i, attr).unwrap_or(0) == *value)
+        }
     }
 }
 

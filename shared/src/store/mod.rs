@@ -93,6 +93,12 @@ pub enum Cond {
     Version(u64),
     /// The item does not exist, or exists with this `ver`: `None` means "must not exist".
     VersionOrAbsent(Option<u64>),
+    /// The item exists and its number attribute `attr` equals `value`; an absent attribute
+    /// reads as 0 (as serde's `default` does for the records).
+    NumberIs {
+        attr: &'static str,
+        value: u64,
+    },
 }
 
 #[derive(Clone, Debug)]

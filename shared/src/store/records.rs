@@ -106,9 +106,13 @@ pub struct SessionRecord {
     /// SHA-256 of recently rotated secrets, newest first: presenting one is token reuse.
     #[serde(default)]
     pub previous_refresh_hashes: Vec<String>,
-    /// The account's password epoch when the session was opened.
+    /// The account's password epoch when the session was opened …
     #[serde(default)]
     pub password_epoch: u64,
+    /// … and the account's email, which keys it: a refresh commits only while the account
+    /// is still at that epoch (absent in sessions from before epochs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
     /// The session ends when unused until then (idle timeout) …
     pub idle_expires_at: Timestamp,
     /// … and at the latest then (absolute lifetime).
@@ -785,6 +789,19 @@ impl Tx {
         })
     }
 
+    /// Fails the transaction unless the account's password is still of epoch `epoch`: what a
+    /// session or challenge opened with that password may do only while it is current.
+    pub fn check_password_epoch(&mut self, email: &Email, epoch: u64) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::account(email),
+            cond: Cond::NumberIs {
+                attr: "password_epoch",
+                value: epoch,
+            },
+        })
+    }
+
     /// Clears a lockout counter whatever its state (a password reset does).
     pub fn remove_lockout(&mut self, email: &Email) -> usize {
         self.push(Write::Delete {
@@ -801,13 +818,17 @@ impl Tx {
         kind: TokenKind,
         state: &MailLinkState,
         prev: Option<u64>,
+        keep_until: Timestamp,
     ) -> usize {
         self.put(
             Table::Main,
             keys::mail_link(email, kind),
             state,
             prev.map_or(Cond::NotExists, Cond::Version),
-            vec![(super::VERSION, Self::bump(prev))],
+            vec![
+                (super::VERSION, Self::bump(prev)),
+                (super::TTL, n(keep_until.unix_seconds())),
+            ],
         )
     }
 
