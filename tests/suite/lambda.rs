@@ -107,3 +107,49 @@ async fn errors_through_the_adapter_are_problem_json() {
     let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["code"], "validation_failed");
 }
+
+/// The reset family through the adapter: forgot answers 202 `{}`, the mail's link comes from
+/// `APP_URL` (not the execute-api host), and the audit event has API Gateway's source IP.
+#[tokio::test]
+async fn forgot_password_through_api_gateway_mails_an_app_url_link() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let (org, _) = a.verified_user("o@example.com").await;
+    let r = invoke(
+        &a,
+        apigw_v2_event(
+            "POST",
+            "/v1/auth/password/forgot",
+            Some(json!({"email": "o@example.com"})),
+            "192.0.2.44",
+        ),
+    )
+    .await;
+    assert_eq!(r["statusCode"], 202, "{r}");
+    assert_eq!(r["body"], "{}");
+    let (_, text) = a.mails_to("o@example.com").pop().unwrap();
+    assert!(
+        text.contains("https://app.example.test/reset-password?token="),
+        "{text}"
+    );
+    assert!(!text.contains("execute-api"), "{text}");
+    let requested: Vec<_> = a
+        .audit(Some(&org))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == gatehouse::audit::EventType::PasswordResetRequested)
+        .collect();
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0].ip, "192.0.2.44");
+    let token = a.mailed_token("o@example.com", "reset-password");
+    let done = invoke(
+        &a,
+        apigw_v2_event(
+            "POST",
+            "/v1/auth/password/reset",
+            Some(json!({"token": token, "new_password": "a brand new passphrase"})),
+            "192.0.2.44",
+        ),
+    )
+    .await;
+    assert_eq!(done["statusCode"], 204, "{done}");
+}
