@@ -157,6 +157,21 @@ pub(crate) async fn token_account(
     Ok((hash, account))
 }
 
+/// The argon2id hash of a new password that passed the policy (`new_password` rules).
+async fn policy_then_hash(
+    st: &AppState,
+    new_password: &SecretString,
+    email: &Email,
+) -> Result<String, FlowError> {
+    let password = NewPassword::parse(
+        new_password.expose_secret(),
+        st.config.password_policy,
+        email,
+    )
+    .map_err(FlowError::NewPasswordPolicy)?;
+    Ok(password::hash(&password).await?)
+}
+
 /// Sets a new password with a reset token: the token is used up, every session and pending
 /// MFA challenge of the user is revoked and the lockout cleared, in one transaction. MFA stays
 /// as it is.
@@ -171,13 +186,7 @@ pub async fn reset(
     if account.value.status != AccountStatus::Active {
         return Err(FlowError::InvalidToken);
     }
-    let password = NewPassword::parse(
-        new_password.expose_secret(),
-        st.config.password_policy,
-        &account.value.email,
-    )
-    .map_err(FlowError::NewPasswordPolicy)?;
-    let password_hash = password::hash(&password).await?;
+    let password_hash = policy_then_hash(st, new_password, &account.value.email).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
@@ -299,13 +308,7 @@ pub async fn change(
         .await?
         .ok_or(FlowError::Unauthenticated)?;
     super::login::reverify_password(st, &account, current, meta).await?;
-    let password = NewPassword::parse(
-        new_password.expose_secret(),
-        st.config.password_policy,
-        &account.value.email,
-    )
-    .map_err(FlowError::NewPasswordPolicy)?;
-    let password_hash = password::hash(&password).await?;
+    let password_hash = policy_then_hash(st, new_password, &account.value.email).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
