@@ -323,6 +323,18 @@ async fn a_session_opened_during_a_reset_is_revoked(kind: StoreKind) {
     a.refresh(&raced)
         .await
         .assert_problem(401, "unauthenticated");
+    // Revoked by the sweep after the commit, not only refused by the epoch check.
+    let email = gatehouse::domain::Email::parse("o@example.com").unwrap();
+    let user = a
+        .state
+        .store
+        .account(&email)
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .user_id;
+    assert!(a.state.store.sessions(&user).await.unwrap().is_empty());
 }
 
 /// A sign-in that verified the old password but commits after the reset is refused.
