@@ -15,6 +15,17 @@ use serde_json::json;
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
+/// Changes the account of `email` in the store directly, as wave 2 or a missed sweep would.
+async fn update_account(a: &TestApp, email: &str, change: impl FnOnce(&mut AccountRecord)) {
+    let email = gatehouse::domain::Email::parse(email).unwrap();
+    let acc = a.state.store.account(&email).await.unwrap().unwrap();
+    let mut updated = acc.value.clone();
+    change(&mut updated);
+    let mut tx = a.state.store.tx();
+    tx.put_account(&updated, Some(acc.ver));
+    a.state.store.commit(tx).await.unwrap();
+}
+
 /// Unknown, unverified, disabled and verified addresses: the same status, body and headers;
 /// a mail only for the verified one; the audit trail says which was which.
 async fn forgot_answers_alike_and_mails_only_a_verified_active_address(kind: StoreKind) {
@@ -22,17 +33,10 @@ async fn forgot_answers_alike_and_mails_only_a_verified_active_address(kind: Sto
     let (org, _) = a.verified_user("verified@example.com").await;
     a.signup("unverified@example.com").await;
     let (_, disabled_id) = a.verified_user("disabled@example.com").await;
-    let email = gatehouse::domain::Email::parse("disabled@example.com").unwrap();
-    let acc = a.state.store.account(&email).await.unwrap().unwrap();
-    let mut tx = a.state.store.tx();
-    tx.put_account(
-        &AccountRecord {
-            status: AccountStatus::Disabled,
-            ..acc.value.clone()
-        },
-        Some(acc.ver),
-    );
-    a.state.store.commit(tx).await.unwrap();
+    update_account(&a, "disabled@example.com", |acc| {
+        acc.status = AccountStatus::Disabled
+    })
+    .await;
     let mails_before = a.mailer.messages().len();
 
     let mut answers = Vec::new();
@@ -619,17 +623,7 @@ async fn sessions_and_challenges_of_an_older_password_are_refused(kind: StoreKin
     let u = a.mfa_user("m@example.com").await;
     let challenge = a.mfa_challenge(&u.email).await;
     for email in ["o@example.com", "m@example.com"] {
-        let email = gatehouse::domain::Email::parse(email).unwrap();
-        let acc = a.state.store.account(&email).await.unwrap().unwrap();
-        let mut tx = a.state.store.tx();
-        tx.put_account(
-            &AccountRecord {
-                password_epoch: acc.value.password_epoch + 1,
-                ..acc.value.clone()
-            },
-            Some(acc.ver),
-        );
-        a.state.store.commit(tx).await.unwrap();
+        update_account(&a, email, |acc| acc.password_epoch += 1).await;
     }
     a.refresh(&refresh)
         .await

@@ -301,7 +301,7 @@ pub async fn change(
     new_password: &SecretString,
     meta: &RequestMeta,
 ) -> Result<(), FlowError> {
-    sessions::require_live_session(st, who).await?;
+    let mut own = sessions::own_live_session(st, who).await?;
     let mut account = st
         .store
         .account_by_user(&who.sub)
@@ -313,12 +313,6 @@ pub async fn change(
         let a = &account.value;
         let epoch = a.password_epoch + 1;
         let now = st.clock.now();
-        let own = st
-            .store
-            .session(&who.sub, &who.sid)
-            .await?
-            .filter(|s| s.value.is_live(now))
-            .ok_or(FlowError::Unauthenticated)?;
         let stale = prepare(st, a, epoch, Some(&who.sid), "password_changed", meta).await?;
         // A reset link mailed earlier stops working: the password it would replace is gone.
         let reset_link = st
@@ -369,7 +363,9 @@ pub async fn change(
                 }
             }
             // This session was refreshed (read it again) or signed out (then 401).
-            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(StoreError::ConditionFailed { .. }) => {
+                own = sessions::own_live_session(st, who).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -6,7 +6,7 @@ use crate::clock::Timestamp;
 use crate::domain::{SessionId, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
-use crate::store::{ChallengeRecord, Cond, SessionRecord, StoreError, Tx};
+use crate::store::{ChallengeRecord, Cond, SessionRecord, StoreError, Tx, Versioned};
 
 /// Sessions revoked per transaction: a delete and an audit event each, within DynamoDB's 100.
 pub(crate) const REVOKE_BATCH: usize = 50;
@@ -39,8 +39,17 @@ fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), FlowE
 
 /// Fails unless the caller's own session is live (one read).
 pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), FlowError> {
+    own_live_session(st, who).await.map(|_| ())
+}
+
+/// The caller's own session, when it is live (one read).
+pub(crate) async fn own_live_session(
+    st: &AppState,
+    who: &AccessClaims,
+) -> Result<Versioned<SessionRecord>, FlowError> {
     let own = st.store.session(&who.sub, &who.sid).await?;
-    require_live(own.as_ref().map(|v| &v.value), st.clock.now())
+    require_live(own.as_ref().map(|v| &v.value), st.clock.now())?;
+    own.ok_or(FlowError::Unauthenticated)
 }
 
 /// The live sessions of the caller, newest first.
