@@ -32,7 +32,7 @@ impl Backend for Counting {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.query(q).await
     }
-    async fn transact(&self, w: Vec<Write>) -> Result<(), StoreError> {
+    async fn transact(&self, w: &[Write]) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.inner.transact(w).await
     }

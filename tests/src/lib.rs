@@ -523,6 +523,9 @@ pub enum OnMatch {
     },
     /// Fails it as an unavailable DynamoDB would, writing nothing.
     Fail,
+    /// Cancels it, and the next `times - 1` matching ones, as DynamoDB cancels a transaction
+    /// that collides with another in flight (`TransactionConflict`), writing nothing.
+    Conflict { times: usize },
 }
 
 type WritesPredicate = Box<dyn Fn(&[gatehouse::store::Write]) -> bool + Send + Sync>;
@@ -581,10 +584,17 @@ impl Backend for Intercept {
 
     async fn transact(
         &self,
-        w: Vec<gatehouse::store::Write>,
+        w: &[gatehouse::store::Write],
     ) -> Result<(), gatehouse::store::StoreError> {
-        let action = if (self.matches)(&w) {
-            self.action.lock().unwrap().take()
+        let action = if (self.matches)(w) {
+            let mut slot = self.action.lock().unwrap();
+            match slot.take() {
+                Some(OnMatch::Conflict { times }) if times > 1 => {
+                    *slot = Some(OnMatch::Conflict { times: times - 1 });
+                    Some(OnMatch::Conflict { times })
+                }
+                other => other,
+            }
         } else {
             None
         };
@@ -598,6 +608,7 @@ impl Backend for Intercept {
                     "injected by the test".into(),
                 ));
             }
+            Some(OnMatch::Conflict { .. }) => return Err(gatehouse::store::StoreError::Conflict),
             None => {}
         }
         self.inner.transact(w).await

@@ -36,13 +36,9 @@ fn sks(items: &[Item]) -> Vec<String> {
 
 async fn get_returns_what_put_wrote_and_none_for_missing(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![put(
-        Table::Main,
-        item("A", "1", &[("x", "y")]),
-        Cond::None,
-    )])
-    .await
-    .unwrap();
+    b.transact(&[put(Table::Main, item("A", "1", &[("x", "y")]), Cond::None)])
+        .await
+        .unwrap();
     let got = b
         .get(Table::Main, &Key::new("A", "1"))
         .await
@@ -66,7 +62,7 @@ async fn get_returns_what_put_wrote_and_none_for_missing(kind: StoreKind) {
 
 async fn not_exists_refuses_a_second_put(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![put(
+    b.transact(&[put(
         Table::Main,
         item("A", "1", &[("v", "first")]),
         Cond::NotExists,
@@ -74,7 +70,7 @@ async fn not_exists_refuses_a_second_put(kind: StoreKind) {
     .await
     .unwrap();
     let err = b
-        .transact(vec![put(
+        .transact(&[put(
             Table::Main,
             item("A", "1", &[("v", "second")]),
             Cond::NotExists,
@@ -94,33 +90,25 @@ async fn not_exists_refuses_a_second_put(kind: StoreKind) {
 
 async fn version_conditions_detect_lost_updates(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![put(
+    b.transact(&[put(
         Table::Main,
         versioned("A", "1", 1),
         Cond::VersionOrAbsent(None),
     )])
     .await
     .unwrap();
-    b.transact(vec![put(
-        Table::Main,
-        versioned("A", "1", 2),
-        Cond::Version(1),
-    )])
-    .await
-    .unwrap();
+    b.transact(&[put(Table::Main, versioned("A", "1", 2), Cond::Version(1))])
+        .await
+        .unwrap();
     let stale = b
-        .transact(vec![put(
-            Table::Main,
-            versioned("A", "1", 2),
-            Cond::Version(1),
-        )])
+        .transact(&[put(Table::Main, versioned("A", "1", 2), Cond::Version(1))])
         .await;
     assert!(matches!(
         stale,
         Err(StoreError::ConditionFailed { index: 0 })
     ));
     let stale = b
-        .transact(vec![put(
+        .transact(&[put(
             Table::Main,
             versioned("A", "1", 9),
             Cond::VersionOrAbsent(Some(1)),
@@ -130,7 +118,7 @@ async fn version_conditions_detect_lost_updates(kind: StoreKind) {
         stale,
         Err(StoreError::ConditionFailed { index: 0 })
     ));
-    b.transact(vec![put(
+    b.transact(&[put(
         Table::Main,
         versioned("A", "1", 3),
         Cond::VersionOrAbsent(Some(2)),
@@ -138,7 +126,7 @@ async fn version_conditions_detect_lost_updates(kind: StoreKind) {
     .await
     .unwrap();
     // Absent items satisfy VersionOrAbsent(Some) but not Version.
-    b.transact(vec![put(
+    b.transact(&[put(
         Table::Main,
         versioned("B", "1", 1),
         Cond::VersionOrAbsent(Some(7)),
@@ -146,11 +134,7 @@ async fn version_conditions_detect_lost_updates(kind: StoreKind) {
     .await
     .unwrap();
     let missing = b
-        .transact(vec![put(
-            Table::Main,
-            versioned("C", "1", 1),
-            Cond::Version(0),
-        )])
+        .transact(&[put(Table::Main, versioned("C", "1", 1), Cond::Version(0))])
         .await;
     assert!(matches!(
         missing,
@@ -160,11 +144,11 @@ async fn version_conditions_detect_lost_updates(kind: StoreKind) {
 
 async fn a_failed_condition_cancels_the_whole_transaction(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![put(Table::Main, item("A", "taken", &[]), Cond::None)])
+    b.transact(&[put(Table::Main, item("A", "taken", &[]), Cond::None)])
         .await
         .unwrap();
     let err = b
-        .transact(vec![
+        .transact(&[
             put(Table::Main, item("A", "new", &[]), Cond::NotExists),
             put(Table::Audit, item("E", "1", &[]), Cond::NotExists),
             Write::Delete {
@@ -205,18 +189,18 @@ async fn a_failed_condition_cancels_the_whole_transaction(kind: StoreKind) {
 
 async fn deletes_honor_their_conditions(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![put(Table::Main, versioned("A", "1", 4), Cond::None)])
+    b.transact(&[put(Table::Main, versioned("A", "1", 4), Cond::None)])
         .await
         .unwrap();
     let err = b
-        .transact(vec![Write::Delete {
+        .transact(&[Write::Delete {
             table: Table::Main,
             key: Key::new("A", "1"),
             cond: Cond::Version(3),
         }])
         .await;
     assert!(matches!(err, Err(StoreError::ConditionFailed { index: 0 })));
-    b.transact(vec![Write::Delete {
+    b.transact(&[Write::Delete {
         table: Table::Main,
         key: Key::new("A", "1"),
         cond: Cond::Version(4),
@@ -230,7 +214,7 @@ async fn deletes_honor_their_conditions(kind: StoreKind) {
             .is_none()
     );
     let err = b
-        .transact(vec![Write::Delete {
+        .transact(&[Write::Delete {
             table: Table::Main,
             key: Key::new("A", "1"),
             cond: Cond::Exists,
@@ -242,7 +226,7 @@ async fn deletes_honor_their_conditions(kind: StoreKind) {
 async fn two_writes_to_one_item_are_refused(kind: StoreKind) {
     let b = backend(kind).await;
     let err = b
-        .transact(vec![
+        .transact(&[
             put(Table::Main, item("A", "1", &[]), Cond::None),
             put(Table::Main, item("A", "1", &[]), Cond::None),
         ])
@@ -263,7 +247,7 @@ async fn queries_return_one_partition_in_sort_key_order(kind: StoreKind) {
         writes.push(put(Table::Main, item("U#1", sk, &[]), Cond::None));
     }
     writes.push(put(Table::Main, item("U#2", "SESSION#z", &[]), Cond::None));
-    b.transact(writes).await.unwrap();
+    b.transact(&writes).await.unwrap();
 
     let all = b.query(&Query::new(Table::Main, "U#1")).await.unwrap();
     assert_eq!(
@@ -298,8 +282,8 @@ async fn pages_resume_after_the_last_key(kind: StoreKind) {
                 Cond::None,
             )
         })
-        .collect();
-    b.transact(writes).await.unwrap();
+        .collect::<Vec<_>>();
+    b.transact(&writes).await.unwrap();
     let mut q = Query::new(Table::Audit, "ORG#1");
     q.newest_first = true;
     q.limit = Some(3);
@@ -318,7 +302,7 @@ async fn pages_resume_after_the_last_key(kind: StoreKind) {
 
 async fn index_queries_group_by_the_index_key(kind: StoreKind) {
     let b = backend(kind).await;
-    b.transact(vec![
+    b.transact(&[
         put(
             Table::Audit,
             item("ORG#1", "t1", &[("user_pk", "ORG#1#USER#u")]),
@@ -349,7 +333,7 @@ async fn number_conditions_compare_an_attribute(kind: StoreKind) {
     let b = backend(kind).await;
     let mut with = versioned("N", "1", 1);
     with.insert("epoch".into(), AttributeValue::N("2".into()));
-    b.transact(vec![
+    b.transact(&[
         put(Table::Main, with, Cond::None),
         put(Table::Main, versioned("N", "2", 1), Cond::None),
     ])
@@ -371,7 +355,7 @@ async fn number_conditions_compare_an_attribute(kind: StoreKind) {
         ("2", 1, false),
         ("3", 0, false),
     ] {
-        let r = b.transact(vec![check(sk, value)]).await;
+        let r = b.transact(&[check(sk, value)]).await;
         assert_eq!(r.is_ok(), holds, "{sk} = {value}: {r:?}");
         if !holds {
             assert!(matches!(r, Err(StoreError::ConditionFailed { index: 0 })));

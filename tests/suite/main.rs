@@ -4,6 +4,7 @@
 mod api_errors;
 mod audit;
 mod concurrency;
+mod conflicts;
 mod conformance;
 mod e2e;
 mod infra;

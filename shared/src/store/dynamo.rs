@@ -268,15 +268,20 @@ impl Backend for DynamoStore {
         })
     }
 
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        // One write alone needs no transaction: PutItem and DeleteItem apply the same condition
+        // at half the write cost.
+        if let [single @ (Write::Put { .. } | Write::Delete { .. })] = writes {
+            return self.write_one(single).await;
+        }
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {
             let built = match w {
                 Write::Put { table, item, cond } => {
-                    let e = expression(&cond);
+                    let e = expression(cond);
                     let put = Put::builder()
-                        .table_name(self.table_name(table))
-                        .set_item(Some(item))
+                        .table_name(self.table_name(*table))
+                        .set_item(Some(item.clone()))
                         .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
                         .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
                         .set_expression_attribute_values(e.and_then(|e| e.values))
@@ -285,10 +290,10 @@ impl Backend for DynamoStore {
                     TransactWriteItem::builder().put(put).build()
                 }
                 Write::Delete { table, key, cond } => {
-                    let e = expression(&cond);
+                    let e = expression(cond);
                     let del = Delete::builder()
-                        .table_name(self.table_name(table))
-                        .set_key(Some(Self::key_item(&key)))
+                        .table_name(self.table_name(*table))
+                        .set_key(Some(Self::key_item(key)))
                         .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
                         .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
                         .set_expression_attribute_values(e.and_then(|e| e.values))
@@ -297,12 +302,12 @@ impl Backend for DynamoStore {
                     TransactWriteItem::builder().delete(del).build()
                 }
                 Write::Check { table, key, cond } => {
-                    let e = expression(&cond).ok_or_else(|| {
+                    let e = expression(cond).ok_or_else(|| {
                         StoreError::Invalid("a condition check needs a condition".into())
                     })?;
                     let check = ConditionCheck::builder()
-                        .table_name(self.table_name(table))
-                        .set_key(Some(Self::key_item(&key)))
+                        .table_name(self.table_name(*table))
+                        .set_key(Some(Self::key_item(key)))
                         .condition_expression(e.text)
                         .set_expression_attribute_names(Some(e.names))
                         .set_expression_attribute_values(e.values)
@@ -325,15 +330,14 @@ impl Backend for DynamoStore {
                 if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
                     e.as_service_error()
                 {
-                    let lost = c.cancellation_reasons().iter().position(|r| {
-                        matches!(
-                            r.code(),
-                            Some("ConditionalCheckFailed" | "TransactionConflict")
-                        )
-                    });
-                    if let Some(index) = lost {
-                        return Err(StoreError::ConditionFailed { index });
+                    let codes: Vec<Option<&str>> =
+                        c.cancellation_reasons().iter().map(|r| r.code()).collect();
+                    if let Some(err) = cancelled(&codes) {
+                        return Err(err);
                     }
+                }
+                if e.code() == Some("TransactionConflictException") {
+                    return Err(StoreError::Conflict);
                 }
                 if e.code() == Some("ValidationException") {
                     tracing::error!(error = %DisplayErrorContext(&e), "DynamoDB refused a transaction");
@@ -342,5 +346,104 @@ impl Backend for DynamoStore {
                 Err(unavailable("TransactWriteItems", &e))
             }
         }
+    }
+}
+
+impl DynamoStore {
+    /// A single conditional PutItem or DeleteItem.
+    async fn write_one(&self, w: &Write) -> Result<(), StoreError> {
+        match w {
+            Write::Put { table, item, cond } => {
+                let e = expression(cond);
+                self.client
+                    .put_item()
+                    .table_name(self.table_name(*table))
+                    .set_item(Some(item.clone()))
+                    .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
+                    .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
+                    .set_expression_attribute_values(e.and_then(|e| e.values))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| single_write_error("PutItem", &e))
+            }
+            Write::Delete { table, key, cond } => {
+                let e = expression(cond);
+                self.client
+                    .delete_item()
+                    .table_name(self.table_name(*table))
+                    .set_key(Some(Self::key_item(key)))
+                    .set_condition_expression(e.as_ref().map(|e| e.text.to_owned()))
+                    .set_expression_attribute_names(e.as_ref().map(|e| e.names.clone()))
+                    .set_expression_attribute_values(e.and_then(|e| e.values))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| single_write_error("DeleteItem", &e))
+            }
+            Write::Check { .. } => Err(StoreError::Invalid(
+                "a condition check alone writes nothing".into(),
+            )),
+        }
+    }
+}
+
+/// The error of a single PutItem or DeleteItem, in the terms of a one-write transaction.
+fn single_write_error<E, R>(op: &str, e: &SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match e.code() {
+        Some("ConditionalCheckFailedException") => StoreError::ConditionFailed { index: 0 },
+        Some("TransactionConflictException") => StoreError::Conflict,
+        Some("ValidationException") => {
+            tracing::error!(operation = op, error = %DisplayErrorContext(e), "DynamoDB refused a write");
+            StoreError::Invalid("ValidationException".into())
+        }
+        _ => unavailable(op, e),
+    }
+}
+
+/// What a cancelled transaction means, from its cancellation reason codes (one per write, in
+/// order). A false condition anywhere is a lost condition, named by its index; only when no
+/// condition was false, a `TransactionConflict` is a conflict to retry. `None` for reasons
+/// that are neither (throttling, validation): the caller reports the error as it is.
+pub(crate) fn cancelled(codes: &[Option<&str>]) -> Option<StoreError> {
+    if let Some(index) = codes
+        .iter()
+        .position(|c| *c == Some("ConditionalCheckFailed"))
+    {
+        return Some(StoreError::ConditionFailed { index });
+    }
+    codes
+        .contains(&Some("TransactionConflict"))
+        .then_some(StoreError::Conflict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_false_condition_is_a_lost_condition() {
+        assert!(matches!(
+            cancelled(&[Some("None"), Some("ConditionalCheckFailed")]),
+            Some(StoreError::ConditionFailed { index: 1 })
+        ));
+        assert!(matches!(
+            cancelled(&[Some("TransactionConflict"), Some("None")]),
+            Some(StoreError::Conflict)
+        ));
+        // A false condition wins over a conflict elsewhere: the condition is what decides.
+        assert!(matches!(
+            cancelled(&[
+                Some("TransactionConflict"),
+                Some("None"),
+                Some("ConditionalCheckFailed")
+            ]),
+            Some(StoreError::ConditionFailed { index: 2 })
+        ));
+        assert!(cancelled(&[Some("None"), Some("ThrottlingError")]).is_none());
     }
 }

@@ -38,6 +38,9 @@ impl Tables {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     failing: Mutex<HashSet<Table>>,
+    /// Transactions still to be cancelled as DynamoDB cancels one that collides with another
+    /// in flight.
+    conflicts: Mutex<usize>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -60,6 +63,13 @@ impl MemoryStore {
         } else {
             f.remove(&table);
         }
+    }
+
+    /// Fault injection for tests: the next `n` transactions are cancelled with
+    /// [`StoreError::Conflict`], as DynamoDB cancels one that collides with another
+    /// transaction on one of its items (`TransactionConflict`), writing nothing.
+    pub fn inject_conflicts(&self, n: usize) {
+        *lock(&self.conflicts) = n;
     }
 
     /// Every item of a table, in key order: for tests that inspect what was written.
@@ -181,7 +191,7 @@ impl Backend for MemoryStore {
         Ok(Page { items, last_key })
     }
 
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
         tokio::task::yield_now().await;
         if writes.is_empty() || writes.len() > super::MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Invalid(format!(
@@ -193,6 +203,13 @@ impl Backend for MemoryStore {
             let failing = lock(&self.failing);
             if writes.iter().any(|w| failing.contains(&w.table())) {
                 return Err(StoreError::Unavailable("injected failure".into()));
+            }
+        }
+        {
+            let mut conflicts = lock(&self.conflicts);
+            if *conflicts > 0 {
+                *conflicts -= 1;
+                return Err(StoreError::Conflict);
             }
         }
         let mut tables = lock(&self.tables);
@@ -221,11 +238,11 @@ impl Backend for MemoryStore {
         for w in writes {
             match w {
                 Write::Put { table, item, .. } => {
-                    let key = item_key(&item)?;
-                    tables.rows_mut(table).insert(key, item);
+                    let key = item_key(item)?;
+                    tables.rows_mut(*table).insert(key, item.clone());
                 }
                 Write::Delete { table, key, .. } => {
-                    tables.rows_mut(table).remove(&row_key(&key));
+                    tables.rows_mut(*table).remove(&row_key(key));
                 }
                 Write::Check { .. } => {}
             }

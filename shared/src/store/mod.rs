@@ -174,10 +174,16 @@ pub struct Page {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Write `index` of the transaction found its condition false (or lost a race to a
-    /// concurrent transaction on the same item). Nothing was written.
+    /// Write `index` of the transaction found its condition false. Nothing was written.
+    /// Only a false condition is reported so: a collision with another transaction in flight
+    /// is [`StoreError::Conflict`], which says nothing about the state of any item.
     #[error("condition failed on write {index} of the transaction")]
     ConditionFailed { index: usize },
+    /// DynamoDB cancelled the transaction because another one was changing one of its items
+    /// at the same moment (`TransactionConflict`). Nothing was written and no condition was
+    /// found false: the same transaction may simply be sent again. [`Store::commit`] does so.
+    #[error("transaction conflict")]
+    Conflict,
     /// The store could not be reached or refused the request. Nothing was written.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -201,7 +207,7 @@ pub trait Backend: Send + Sync {
     /// Strongly consistent on tables, eventually consistent on indexes.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
     /// All writes or none; a false condition cancels the whole transaction.
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError>;
 }
 
 /// Reads attribute `name` of an item as a string.

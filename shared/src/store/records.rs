@@ -305,6 +305,24 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// How often [`Store::commit`] sends a transaction again after a `TransactionConflict`.
+pub const CONFLICT_RETRIES: u32 = 8;
+
+/// A random pause before the `attempt`-th resend (0-based): up to 2, 4, 8 … 100 ms, so that
+/// colliding writers spread out (full jitter).
+fn conflict_pause(attempt: u32) -> Duration {
+    let cap_ms = (2u64 << attempt.min(6)).min(100);
+    let r = u64::from_le_bytes(crate::crypto::random_bytes::<8>());
+    Duration::from_micros(r % (cap_ms * 1000 + 1))
+}
+
+/// The version a new item starts at: random (below 2^53, so every JSON reader keeps it
+/// exact), so that an item deleted and created again never repeats a version a stale
+/// writer may hold. Versions then go up by one per write.
+fn initial_version() -> u64 {
+    u64::from_le_bytes(crate::crypto::random_bytes::<8>()) % ((1 << 53) - 1) + 1
+}
+
 /// The repository every flow reads and writes through.
 #[derive(Clone)]
 pub struct Store {
@@ -357,11 +375,30 @@ impl Store {
         }
     }
 
+    /// Writes the transaction: all of it or nothing. A transaction DynamoDB cancelled for a
+    /// collision with another one in flight ([`StoreError::Conflict`]) found no condition
+    /// false, so it is sent again, after a short random pause, up to [`CONFLICT_RETRIES`]
+    /// times; then the store counts as unavailable (503). Flows only ever see
+    /// `ConditionFailed` for a condition that was really false.
     pub async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
         if let Some(e) = tx.error {
             return Err(e);
         }
-        self.backend.transact(tx.writes).await
+        let mut attempt = 0;
+        loop {
+            match self.backend.transact(&tx.writes).await {
+                Err(StoreError::Conflict) if attempt < CONFLICT_RETRIES => {
+                    tokio::time::sleep(conflict_pause(attempt)).await;
+                    attempt += 1;
+                }
+                Err(StoreError::Conflict) => {
+                    return Err(StoreError::Unavailable(
+                        "transaction conflicts persisted".into(),
+                    ));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn get<T: DeserializeOwned>(
@@ -581,9 +618,10 @@ impl Tx {
         self.push(Write::Put { table, item, cond })
     }
 
-    /// The next version for a record last read at `prev` (absent: first version).
+    /// The next version for a record last read at `prev` (absent: a new item, whose first
+    /// version is random: see [`initial_version`]).
     fn bump(prev: Option<u64>) -> AttributeValue {
-        n(prev.map_or(1, |v| v + 1))
+        n(prev.map_or_else(initial_version, |v| v + 1))
     }
 
     pub fn create_org(&mut self, org: &OrgRecord) -> usize {
@@ -592,7 +630,7 @@ impl Tx {
             keys::org(&org.org_id),
             org,
             Cond::NotExists,
-            vec![(super::VERSION, n(1))],
+            vec![(super::VERSION, Self::bump(None))],
         )
     }
 
@@ -610,7 +648,7 @@ impl Tx {
             keys::user_ref(&a.user_id),
             &r,
             Cond::NotExists,
-            vec![(super::VERSION, n(1))],
+            vec![(super::VERSION, Self::bump(None))],
         );
         idx
     }
@@ -710,7 +748,7 @@ impl Tx {
             keys::recovery_code(user, r.slot),
             r,
             Cond::None,
-            vec![(super::VERSION, n(1))],
+            vec![(super::VERSION, Self::bump(None))],
         )
     }
 
@@ -853,7 +891,7 @@ impl Tx {
 
     pub fn create_token(&mut self, hash: &str, t: &TokenRecord) -> usize {
         let extra = vec![
-            (super::VERSION, n(1)),
+            (super::VERSION, Self::bump(None)),
             (super::TTL, n(t.expires_at.unix_seconds())),
         ];
         self.put(Table::Main, keys::token(hash), t, Cond::NotExists, extra)
