@@ -55,6 +55,13 @@ pub struct Config {
     pub audit_retention: Duration,
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy the operator controls).
     pub trust_forwarded_for: bool,
+    /// Password hashes run at once, each with 19 MiB of working memory; more sign-ins queue.
+    pub hash_concurrency: usize,
+}
+
+/// The default of [`Config::hash_concurrency`]: one hash per CPU the process may use.
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +98,7 @@ impl Default for Config {
             mail_from: None,
             audit_retention: Duration::from_secs(400 * 24 * 3600),
             trust_forwarded_for: false,
+            hash_concurrency: default_hash_concurrency(),
         }
     }
 }
@@ -246,6 +254,15 @@ impl Config {
                 ));
             }
             c.audit_retention = Duration::from_secs(days * 24 * 3600);
+        }
+        if let Some(v) = number("GATEHOUSE_HASH_CONCURRENCY")? {
+            if !(1..=64).contains(&v) {
+                return Err(invalid(
+                    "GATEHOUSE_HASH_CONCURRENCY",
+                    "must be between 1 and 64",
+                ));
+            }
+            c.hash_concurrency = v as usize;
         }
         match text("GATEHOUSE_TRUST_X_FORWARDED_FOR").as_deref() {
             None | Some("false") => {}

@@ -42,6 +42,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// For `account_locked`: only a password reset by mail lifts this lock; waiting does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_required: Option<bool>,
     pub request_id: String,
 }
 
@@ -53,8 +56,12 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("password policy")]
     PasswordPolicy(Vec<FieldError>),
+    /// 401 at sign-in, 400 where a signed-in caller re-authenticates (a 401 there would read
+    /// as "your session is gone").
     #[error("invalid credentials")]
-    InvalidCredentials,
+    InvalidCredentials { unauthorized: bool },
+    #[error("email not verified")]
+    EmailNotVerified,
     #[error("unauthenticated")]
     Unauthenticated,
     #[error("refresh token reused")]
@@ -85,8 +92,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// `retry_after` `None`: only a password reset lifts the lock.
     #[error("account locked")]
-    AccountLocked { retry_after: Duration },
+    AccountLocked { retry_after: Option<Duration> },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -104,10 +112,13 @@ impl ApiError {
             Self::Malformed(_) | Self::InvalidToken => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation(_) | Self::PasswordPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InvalidCredentials | Self::Unauthenticated | Self::RefreshTokenReused => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::InvalidCredentials { unauthorized: true }
+            | Self::Unauthenticated
+            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials {
+                unauthorized: false,
+            } => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken | Self::MfaAlreadyEnabled | Self::Conflict(_) => StatusCode::CONFLICT,
@@ -130,7 +141,8 @@ impl ApiError {
             Self::Malformed(_) => "malformed_request",
             Self::Validation(_) => "validation_failed",
             Self::PasswordPolicy(_) => "password_policy",
-            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidCredentials { .. } => "invalid_credentials",
+            Self::EmailNotVerified => "email_not_verified",
             Self::Unauthenticated => "unauthenticated",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::Forbidden(_) => "forbidden",
@@ -156,7 +168,17 @@ impl ApiError {
             Self::Malformed(why) => why.clone(),
             Self::Validation(_) => "One or more fields are invalid.".into(),
             Self::PasswordPolicy(_) => "The password does not meet the password policy.".into(),
-            Self::InvalidCredentials => "The email or password is incorrect.".into(),
+            Self::InvalidCredentials { unauthorized: true } => {
+                "The email or password is incorrect.".into()
+            }
+            Self::InvalidCredentials {
+                unauthorized: false,
+            } => "The password is incorrect.".into(),
+            Self::EmailNotVerified => {
+                "Confirm your email address first: follow the link in the mail we sent (it was \
+                 sent again, at most 3 times an hour)."
+                    .into()
+            }
             Self::Unauthenticated => "A valid bearer token is required.".into(),
             Self::RefreshTokenReused => {
                 "This refresh token was already used; the session has been signed out.".into()
@@ -184,11 +206,18 @@ impl ApiError {
             Self::Conflict(why) => (*why).into(),
             Self::PayloadTooLarge => "The request body is larger than 64 KiB.".into(),
             Self::UnsupportedMediaType => "The request body must be application/json.".into(),
-            Self::AccountLocked { retry_after } => {
+            Self::AccountLocked {
+                retry_after: Some(retry_after),
+            } => {
                 let mins = retry_secs(*retry_after).div_ceil(60);
                 format!(
                     "Too many failed attempts. The account is locked; try again in {mins} minute(s)."
                 )
+            }
+            Self::AccountLocked { retry_after: None } => {
+                "Too many failed attempts: sign-in is blocked until the password is reset. Use \
+                 \"forgot password\" to get a reset link by mail."
+                    .into()
             }
             Self::Unavailable(_) => {
                 "A dependency is unavailable; nothing was changed. Try again shortly.".into()
@@ -214,15 +243,18 @@ impl ApiError {
             code: self.code().into(),
             errors,
             retry_after: self.retry_after().map(retry_secs),
+            reset_required: matches!(self, Self::AccountLocked { retry_after: None })
+                .then_some(true),
             request_id: String::new(),
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::AccountLocked { retry_after } | Self::RateLimited { retry_after } => {
-                Some((*retry_after).max(Duration::from_secs(1)))
+            Self::AccountLocked {
+                retry_after: Some(retry_after),
             }
+            | Self::RateLimited { retry_after } => Some((*retry_after).max(Duration::from_secs(1))),
             Self::Unavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }

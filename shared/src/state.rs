@@ -7,6 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, KeySource};
 use crate::keys::{KeyError, KeyRing, Keys};
 use crate::mail::{Mailer, NoMailer, SesMailer};
+use crate::password::Hasher;
 use crate::store::{Backend, DynamoStore, Store};
 
 #[derive(Clone)]
@@ -15,6 +16,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Store,
+    /// argon2id with pooled memory and bounded concurrency.
+    pub hasher: Hasher,
     pub keys: Arc<Keys>,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
@@ -42,9 +45,11 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let store = Store::new(backend, config.audit_retention);
+        let hasher = Hasher::new(config.hash_concurrency);
         Self(Arc::new(Inner {
             config,
             store,
+            hasher,
             keys,
             mailer,
             clock,

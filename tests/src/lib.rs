@@ -292,8 +292,21 @@ impl TestApp {
         self.request(Method::GET, path, None, Some(token)).await
     }
 
-    /// Creates an org whose owner has `email` and [`PASSWORD`]; returns (org id, user id).
+    /// Creates an org whose owner has `email` and [`PASSWORD`], and verifies the address
+    /// through the mailed link (no session before that); returns (org id, user id).
     pub async fn signup(&self, email: &str) -> (String, String) {
+        let ids = self.signup_unverified(email).await;
+        let token = self.mailed_token(email, "verify-email");
+        let r = self
+            .post("/v1/auth/email/verify", json!({"token": token}))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        ids
+    }
+
+    /// Creates an org whose owner has `email` and [`PASSWORD`], leaving the address
+    /// unverified; returns (org id, user id).
+    pub async fn signup_unverified(&self, email: &str) -> (String, String) {
         let r = self
             .post(
                 "/v1/orgs",
@@ -457,7 +470,11 @@ impl TestApp {
         self.signup(email).await;
         let (access_token, _, _) = self.login_ok(email).await;
         let e = self
-            .post_auth("/v1/mfa/totp/enroll", json!({}), &access_token)
+            .post_auth(
+                "/v1/mfa/totp/enroll",
+                json!({"password": PASSWORD}),
+                &access_token,
+            )
             .await;
         assert_eq!(e.status, StatusCode::OK, "{}", e.body);
         let secret = e.str("secret");
@@ -561,7 +578,9 @@ pub fn touches(writes: &[gatehouse::store::Write], prefix: &str) -> bool {
             .get("sk")
             .and_then(|v| v.as_s().ok())
             .is_some_and(|sk| sk.starts_with(prefix)),
-        Write::Delete { key, .. } | Write::Check { key, .. } => key.sk.starts_with(prefix),
+        Write::Delete { key, .. } | Write::Check { key, .. } | Write::Count { key, .. } => {
+            key.sk.starts_with(prefix)
+        }
     })
 }
 
@@ -653,13 +672,7 @@ impl TestApp {
 
     /// Signs up `email` and verifies its address through the mailed link.
     pub async fn verified_user(&self, email: &str) -> (String, String) {
-        let ids = self.signup(email).await;
-        let token = self.mailed_token(email, "verify-email");
-        let r = self
-            .post("/v1/auth/email/verify", json!({"token": token}))
-            .await;
-        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
-        ids
+        self.signup(email).await
     }
 
     pub async fn forgot(&self, email: &str) -> TestResponse {

@@ -26,18 +26,33 @@ async fn parallel_wrong_passwords_lock_exactly_at_the_threshold(kind: StoreKind)
     assert_eq!(locked, 16, "{statuses:?}");
 
     let email = gatehouse::domain::Email::parse("o@example.com").unwrap();
-    let counter = a.state.store.lockout(&email).await.unwrap().unwrap();
+    let budget = gatehouse::store::Budget::Password(&email);
+    let counter = a.state.store.budget(budget).await.unwrap().unwrap();
     assert_eq!(
         counter.value.failures, 5,
         "every counted failure is in the count, none twice"
     );
+    assert_eq!(counter.value.refused, 15, "every refusal is counted");
     let events = TestApp::audit_types(&a.audit(Some(&org)).await);
     assert_eq!(events.iter().filter(|t| *t == "account.locked").count(), 1);
     assert_eq!(
         events.iter().filter(|t| *t == "login.failed").count(),
-        20,
-        "every attempt is audited"
+        5,
+        "each counted attempt is audited; the refusals are not, one by one"
     );
+
+    // The next attempt after the lock writes their summary: one event with the count.
+    a.clock.advance(std::time::Duration::from_secs(15 * 60));
+    a.login("o@example.com", "wrong password here")
+        .await
+        .assert_problem(401, "invalid_credentials");
+    let events = a.audit(Some(&org)).await;
+    let summaries: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].details["refused"], "15");
 }
 
 async fn parallel_refreshes_with_one_token_let_exactly_one_through(kind: StoreKind) {

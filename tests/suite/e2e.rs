@@ -50,6 +50,9 @@ async fn the_local_server_answers_over_tcp_and_sees_the_peer_address() {
     )
     .await;
     assert_eq!(status, 201);
+    let verify = json!({"token": app.mailed_token("o@example.com", "verify-email")});
+    let (status, _) = http(addr, "POST", "/v1/auth/email/verify", None, Some(verify)).await;
+    assert_eq!(status, 204);
     let (status, tokens) = http(
         addr,
         "POST",

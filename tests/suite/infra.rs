@@ -137,6 +137,36 @@ fn no_function_may_change_or_delete_audit_events() {
     }
 }
 
+/// UpdateItem exists only to count refusals while locked: it may change nothing but the
+/// tally attributes of a failure budget, on the main table.
+#[test]
+fn update_item_may_only_count_refusals() {
+    let t = template();
+    let mut seen = 0;
+    for (function, st) in statements(&t) {
+        if !actions(&st).iter().any(|a| a == "dynamodb:UpdateItem") {
+            continue;
+        }
+        seen += 1;
+        assert_eq!(actions(&st), ["dynamodb:UpdateItem"], "{function}");
+        assert!(mentions(&st["Resource"], "MainTable"), "{function}");
+        assert!(!mentions(&st["Resource"], "AuditTable"), "{function}");
+        let allowed: Vec<&str> =
+            st["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{function}: UpdateItem without an attribute condition"))
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+        assert_eq!(
+            allowed,
+            ["pk", "sk", "refused", "first_refused_at", "last_refused_at"],
+            "{function}"
+        );
+    }
+    assert_eq!(seen, 3, "login, mfa and reset count refusals");
+}
+
 #[test]
 fn no_wildcards_in_function_policies() {
     for (function, st) in statements(&template()) {

@@ -56,6 +56,18 @@ async fn an_api_gateway_v2_event_signs_in_and_the_client_ip_comes_from_the_reque
     let a = TestApp::new(StoreKind::Memory).await;
     let org = invoke(&a, apigw_v2_event("POST", "/v1/orgs", Some(json!({"org_name": "Acme", "email": "o@example.com", "password": gatehouse_tests::PASSWORD})), "192.0.2.10")).await;
     assert_eq!(org["statusCode"], 201, "{org}");
+    let token = a.mailed_token("o@example.com", "verify-email");
+    let verified = invoke(
+        &a,
+        apigw_v2_event(
+            "POST",
+            "/v1/auth/email/verify",
+            Some(json!({ "token": token })),
+            "192.0.2.10",
+        ),
+    )
+    .await;
+    assert_eq!(verified["statusCode"], 204, "{verified}");
 
     let login = invoke(
         &a,

@@ -53,6 +53,9 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         json!({"org_name": "Acme", "email": "o@example.com", "password": PASSWORD}),
     )
     .await;
+    let token = a.mailed_token("o@example.com", "verify-email");
+    a.post("/v1/auth/email/verify", json!({ "token": token }))
+        .await;
     a.login("o@example.com", "a wrong password typed").await;
     let (access, refresh, _) = a.login_ok("o@example.com").await;
     let rotated = a.refresh(&refresh).await.str("refresh_token");

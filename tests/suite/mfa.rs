@@ -24,7 +24,9 @@ async fn enrolling_shows_a_secret_uri_and_qr_code(kind: StoreKind) {
     let a = TestApp::new(kind).await;
     a.signup("alice+mfa@example.com").await;
     let (at, _, _) = a.login_ok("alice+mfa@example.com").await;
-    let r = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let r = a
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let secret = r.str("secret");
@@ -243,7 +245,7 @@ async fn disabling_needs_the_password_and_a_code(kind: StoreKind) {
         &u.access_token,
     )
     .await
-    .assert_problem(401, "invalid_credentials");
+    .assert_problem(400, "invalid_credentials");
     a.post_auth(
         "/v1/mfa/totp/disable",
         json!({"password": PASSWORD, "code": a.code(&u.secret, 3)}),
@@ -480,7 +482,9 @@ async fn a_lost_phone_is_handled_with_recovery_codes(kind: StoreKind) {
     assert_eq!(a.get("/v1/me", &at).await.body["mfa_enabled"], false);
     let state = mfa_state_of(&a, &at).await;
     assert!(state.factor.is_none() && state.recovery_codes.is_empty());
-    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let e = a
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
+        .await;
     assert_eq!(e.status, StatusCode::OK, "a new phone can be enrolled");
 
     let org = a.get("/v1/me", &at).await.str("org_id");
@@ -557,11 +561,12 @@ async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind
             ("mfa.failed".into(), "wrong_recovery_code".into()),
             ("account.locked".into(), "too_many_mfa_failures".into()),
             ("mfa.failed".into(), "wrong_code".into()),
-            ("mfa.failed".into(), "account_locked".into()),
-        ]
+        ],
+        "a refusal while locked is counted, not audited one by one"
     );
 
-    // Once the lock is over (and the access token with it), a new sign-in may.
+    // Once the lock is over (and the access token with it), a new sign-in may; its success
+    // writes the summary of the refusal.
     a.clock.advance(Duration::from_secs(15 * 60));
     let r = a
         .mfa_verify(
@@ -571,6 +576,13 @@ async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let events = a.audit(Some(&org)).await;
+    let summary: Vec<_> = events
+        .iter()
+        .filter(|e| type_of(e) == "mfa.failed" && e.reason.as_deref() == Some("account_locked"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert_eq!(summary[0].details["refused"], "1");
     a.next_step();
     let r = a
         .post_auth(
@@ -808,7 +820,7 @@ async fn codes_one_step_off_are_accepted_two_steps_off_refused(kind: StoreKind) 
     a.signup("o@example.com").await;
     let (at, _, _) = a.login_ok("o@example.com").await;
     let secret = a
-        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
         .await
         .str("secret");
     for steps in [-2, 2] {
@@ -844,11 +856,11 @@ async fn enrolling_again_replaces_a_pending_secret_and_is_refused_once_enabled()
     a.signup("o@example.com").await;
     let (at, _, _) = a.login_ok("o@example.com").await;
     let first = a
-        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
         .await
         .str("secret");
     let second = a
-        .post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
         .await
         .str("secret");
     assert_ne!(first, second);
@@ -869,7 +881,7 @@ async fn enrolling_again_replaces_a_pending_secret_and_is_refused_once_enabled()
         .status,
         StatusCode::OK
     );
-    a.post_auth("/v1/mfa/totp/enroll", json!({}), &at)
+    a.post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
         .await
         .assert_problem(409, "mfa_already_enabled");
     a.next_step();
@@ -942,7 +954,7 @@ async fn mfa_endpoints_need_a_bearer_token() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     for (p, body) in [
-        ("/v1/mfa/totp/enroll", json!({})),
+        ("/v1/mfa/totp/enroll", json!({"password": PASSWORD})),
         ("/v1/mfa/totp/confirm", json!({"code": "123456"})),
         (
             "/v1/mfa/totp/disable",
@@ -992,7 +1004,9 @@ async fn codes_from_an_independent_totp_implementation_are_accepted() {
     let a = TestApp::new(StoreKind::Memory).await;
     a.signup("o@example.com").await;
     let (at, _, _) = a.login_ok("o@example.com").await;
-    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let e = a
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
+        .await;
     let (secret, uri) = (e.str("secret"), e.str("otpauth_uri"));
     let now = a.clock_now();
     let script = "import sys, pyotp\n\
@@ -1028,7 +1042,9 @@ async fn the_qr_code_decodes_to_exactly_the_otpauth_uri() {
     let a = TestApp::new(StoreKind::Memory).await;
     a.signup("o@example.com").await;
     let (at, _, _) = a.login_ok("o@example.com").await;
-    let e = a.post_auth("/v1/mfa/totp/enroll", json!({}), &at).await;
+    let e = a
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
+        .await;
     let png_bytes = base64::engine::general_purpose::STANDARD
         .decode(
             e.str("qr_png")

@@ -31,7 +31,7 @@ async fn update_account(a: &TestApp, email: &str, change: impl FnOnce(&mut Accou
 async fn forgot_answers_alike_and_mails_only_a_verified_active_address(kind: StoreKind) {
     let a = TestApp::new(kind).await;
     let (org, _) = a.verified_user("verified@example.com").await;
-    a.signup("unverified@example.com").await;
+    a.signup_unverified("unverified@example.com").await;
     let (_, disabled_id) = a.verified_user("disabled@example.com").await;
     update_account(&a, "disabled@example.com", |acc| {
         acc.status = AccountStatus::Disabled
@@ -307,8 +307,8 @@ async fn a_session_opened_during_a_reset_is_revoked(kind: StoreKind) {
     let a = TestApp::intercepted(
         kind,
         |_| {},
-        // The reset's transaction: it uses a token and clears the lockout.
-        |w| touches(w, "TOKEN") && touches(w, "LOCKOUT"),
+        // The reset's transaction: it uses a token and clears the MFA budget.
+        |w| touches(w, "TOKEN") && touches(w, "MFA#LOCKOUT"),
         OnMatch::Hold {
             reached: reached_tx,
             release: release_rx,
@@ -448,11 +448,13 @@ async fn a_change_needs_the_current_password_and_signs_out_the_others(kind: Stor
         &access,
     )
     .await
-    .assert_problem(401, "invalid_credentials");
+    .assert_problem(400, "invalid_credentials");
     let lockout = a
         .state
         .store
-        .lockout(&gatehouse::domain::Email::parse("o@example.com").unwrap())
+        .budget(gatehouse::store::Budget::Password(
+            &gatehouse::domain::Email::parse("o@example.com").unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -496,62 +498,45 @@ async fn a_change_needs_the_current_password_and_signs_out_the_others(kind: Stor
     .assert_problem(422, "validation_failed");
 }
 
-/// Verification: once per token, 24 hours, a resend replaces the link, 3 mails an hour.
-async fn email_verification_works_once_and_resend_is_limited(kind: StoreKind) {
+/// Verification: no session before it; a sign-in with the right password mails the link
+/// again (the newest replaces the others), at most 3 mails an hour; a link works once, for
+/// 24 hours.
+async fn email_verification_works_once_and_sign_in_resends_it_three_times_an_hour(kind: StoreKind) {
     let a = TestApp::new(kind).await;
-    let (org, _) = a.signup("o@example.com").await;
-    let (access, _, _) = a.login_ok("o@example.com").await;
+    let (org, _) = a.signup_unverified("o@example.com").await;
     let first = a.mailed_token("o@example.com", "verify-email");
 
-    let r = a
-        .request(
-            Method::POST,
-            "/v1/auth/email/verify/resend",
-            None,
-            Some(&access),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(r.body, json!({}));
+    let r = a.login("o@example.com", PASSWORD).await;
+    r.assert_problem(403, "email_not_verified");
+    assert!(r.body.get("access_token").is_none());
     let second = a.mailed_token("o@example.com", "verify-email");
-    assert_ne!(first, second);
+    assert_ne!(first, second, "the sign-in mailed a new link");
     a.post("/v1/auth/email/verify", json!({"token": first}))
         .await
         .assert_problem(400, "invalid_token");
 
-    // Sign-up's mail and two resends: the fourth mail within the hour is refused.
-    a.request(
-        Method::POST,
-        "/v1/auth/email/verify/resend",
-        None,
-        Some(&access),
-    )
-    .await;
-    let limited = a
-        .request(
-            Method::POST,
-            "/v1/auth/email/verify/resend",
-            None,
-            Some(&access),
-        )
-        .await;
-    limited.assert_problem(429, "rate_limited");
-    assert!(limited.header("retry-after").is_some());
+    // Sign-up's mail and two more: a fourth sign-in within the hour mails nothing.
+    a.login("o@example.com", PASSWORD)
+        .await
+        .assert_problem(403, "email_not_verified");
     let third = a.mailed_token("o@example.com", "verify-email");
+    let mails = a.mails_to("o@example.com").len();
+    a.login("o@example.com", PASSWORD)
+        .await
+        .assert_problem(403, "email_not_verified");
+    assert_eq!(a.mails_to("o@example.com").len(), mails, "limited");
+    // A wrong password says nothing about verification, and mails nothing.
+    a.login("o@example.com", "not the password at all")
+        .await
+        .assert_problem(401, "invalid_credentials");
 
     a.clock.advance(Duration::from_secs(24 * 3600));
     a.post("/v1/auth/email/verify", json!({"token": third}))
         .await
         .assert_problem(400, "invalid_token");
-    let r = a
-        .request(
-            Method::POST,
-            "/v1/auth/email/verify/resend",
-            None,
-            Some(&access_after(&a).await),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    a.login("o@example.com", PASSWORD)
+        .await
+        .assert_problem(403, "email_not_verified");
     let fresh = a.mailed_token("o@example.com", "verify-email");
     let ok = a
         .post("/v1/auth/email/verify", json!({"token": fresh}))
@@ -570,7 +555,8 @@ async fn email_verification_works_once_and_resend_is_limited(kind: StoreKind) {
     )
     .await
     .assert_problem(409, "conflict");
-    let types = TestApp::audit_types(&a.audit(Some(&org)).await);
+    let events = a.audit(Some(&org)).await;
+    let types = TestApp::audit_types(&events);
     assert_eq!(
         types
             .iter()
@@ -580,6 +566,47 @@ async fn email_verification_works_once_and_resend_is_limited(kind: StoreKind) {
         "{types:?}"
     );
     assert_eq!(types.iter().filter(|t| *t == "email.verified").count(), 1);
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("email_not_verified"))
+        .map(|e| e.details["link_sent"].clone())
+        .collect();
+    assert_eq!(refused, ["true", "true", "false", "true"]);
+}
+
+/// `POST /v1/auth/email/verify/resend` serves a session whose address is (again) unverified,
+/// as an address change will leave one: it replaces the link, 3 mails an hour.
+async fn resend_replaces_the_link_and_is_limited(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.signup("o@example.com").await;
+    let (access, _, _) = a.login_ok("o@example.com").await;
+    update_account(&a, "o@example.com", |acc| acc.email_verified = false).await;
+    let resend = || {
+        a.request(
+            Method::POST,
+            "/v1/auth/email/verify/resend",
+            None,
+            Some(&access),
+        )
+    };
+    let r = resend().await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body, json!({}));
+    let first = a.mailed_token("o@example.com", "verify-email");
+    assert_eq!(resend().await.status, StatusCode::ACCEPTED);
+    let second = a.mailed_token("o@example.com", "verify-email");
+    assert_ne!(first, second);
+    a.post("/v1/auth/email/verify", json!({"token": first}))
+        .await
+        .assert_problem(400, "invalid_token");
+    // Sign-up's mail and two resends: the fourth mail within the hour is refused.
+    let limited = resend().await;
+    limited.assert_problem(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    let ok = a
+        .post("/v1/auth/email/verify", json!({"token": second}))
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
 }
 
 async fn access_after(a: &TestApp) -> String {
@@ -697,7 +724,7 @@ async fn a_reset_revokes_more_sessions_than_one_transaction_holds(kind: StoreKin
 /// 10 requests race with one verification token: exactly one uses it.
 async fn a_verification_token_works_once_under_racing_uses(kind: StoreKind) {
     let a = Arc::new(TestApp::new(kind).await);
-    a.signup("o@example.com").await;
+    a.signup_unverified("o@example.com").await;
     let token = a.mailed_token("o@example.com", "verify-email");
     let tasks: Vec<_> = (0..10)
         .map(|_| {
@@ -733,7 +760,8 @@ both_stores!(
     a_sign_in_that_verified_the_old_password_cannot_commit_after_a_reset,
     the_password_policy_applies_at_signup_reset_and_change,
     a_change_needs_the_current_password_and_signs_out_the_others,
-    email_verification_works_once_and_resend_is_limited,
+    email_verification_works_once_and_sign_in_resends_it_three_times_an_hour,
+    resend_replaces_the_link_and_is_limited,
     reset_mails_are_limited_to_three_an_hour,
 );
 

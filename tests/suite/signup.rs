@@ -98,6 +98,9 @@ async fn a_long_passphrase_with_spaces_and_emoji_works_exactly_as_typed() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token = a.mailed_token("c@example.com", "verify-email");
+    a.post("/v1/auth/email/verify", json!({ "token": token }))
+        .await;
     assert_eq!(a.login("c@example.com", pw).await.status, StatusCode::OK);
     assert_eq!(
         a.login("c@example.com", pw.trim()).await.status,

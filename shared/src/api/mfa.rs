@@ -26,14 +26,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify))
 }
 
-/// Where a signed-in user offers a code, a wrong one is 400 (API.md), not 401.
+/// Where a signed-in user offers a password or a code, a wrong one is 400 (API.md), not 401.
 fn signed_in(e: FlowError) -> ApiError {
-    match e {
-        FlowError::InvalidMfaCode => ApiError::InvalidMfaCode {
-            unauthorized: false,
-        },
-        e => e.into(),
-    }
+    crate::api::signed_in(e)
 }
 
 fn totp_code(check: &mut Check, raw: &str) -> Option<TotpCode> {
@@ -89,9 +84,26 @@ pub struct EnrollResponse {
     qr_png: String,
 }
 
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordRequest {
+    /// The account's password (re-authentication; a wrong one counts toward lockout).
+    #[schema(format = Password)]
+    password: String,
+}
+
+struct PasswordBody(SecretString);
+
+impl FromJson for PasswordBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        f.secret("password").map(Self)
+    }
+}
+
 /// Starts TOTP enrollment: scan the QR code (or type the secret) into an authenticator app,
-/// then confirm with a first code. A new enroll replaces a pending one.
+/// then confirm with a first code. A new enroll replaces a pending one. Needs the password.
 #[utoipa::path(post, path = "/v1/mfa/totp/enroll", tag = "mfa", security(("bearer" = [])),
+    request_body = PasswordRequest,
     responses(
         (status = 200, body = EnrollResponse),
         (status = 401, body = Problem, description = "`unauthenticated`"),
@@ -101,8 +113,19 @@ async fn enroll(
     State(st): State<AppState>,
     Principal(who): Principal,
     Meta(meta): Meta,
+    Json(body): Json<PasswordBody>,
 ) -> Result<Response, ApiError> {
-    let e = mfa::enroll(&st, &who, &meta).await?;
+    let mut check = Check::default();
+    let password = check.field(
+        "/password",
+        LoginPassword::parse(body.0.expose_secret()),
+        |e| e.0,
+    );
+    check.finish()?;
+    let password = password.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let e = mfa::enroll(&st, &who, &password, &meta)
+        .await
+        .map_err(signed_in)?;
     Ok(no_store(axum::Json(EnrollResponse {
         secret: e.secret.expose_secret().to_owned(),
         otpauth_uri: e.otpauth_uri.expose_secret().to_owned(),

@@ -126,6 +126,22 @@ fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) ->
         .with_state(state)
 }
 
+/// The answer to a failed re-authentication of a signed-in caller: a wrong password or code
+/// is 400 (API.md), because a 401 would read as "your session is gone".
+pub(crate) fn signed_in(e: crate::flows::FlowError) -> crate::error::ApiError {
+    use crate::error::ApiError;
+    use crate::flows::FlowError;
+    match e {
+        FlowError::InvalidMfaCode => ApiError::InvalidMfaCode {
+            unauthorized: false,
+        },
+        FlowError::InvalidCredentials => ApiError::InvalidCredentials {
+            unauthorized: false,
+        },
+        e => e.into(),
+    }
+}
+
 /// The OpenAPI document of the whole API (every family and the local-only routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     document(vec![

@@ -174,7 +174,9 @@ async fn change(
     let Some(current) = current else {
         return Err(ApiError::Validation(Vec::new()));
     };
-    flows::password::change(&st, &who, &current, &body.new_password, &meta).await?;
+    flows::password::change(&st, &who, &current, &body.new_password, &meta)
+        .await
+        .map_err(super::signed_in)?;
     Ok(no_content())
 }
 

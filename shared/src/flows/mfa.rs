@@ -8,13 +8,18 @@
 //! factor under its version, so a consumption cannot race a regeneration or a disable.
 //!
 //! Wrong codes count toward the account's MFA budget wherever they are offered (sign-in,
-//! disable, new recovery codes), so a stolen access token cannot be used to guess codes.
+//! disable, new recovery codes), so a stolen access token cannot be used to guess codes;
+//! the budget's rules (growing locks, a reset past the hard limit) are in `flows::lockout`.
+//! Starting an enrollment needs the password, confirming one signs out the other sessions,
+//! and turning MFA on or off or replacing the recovery codes mails the user.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
+use super::lockout::{self, Policy, Subject};
+use super::sessions::{SessionOwner, new_session};
+use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES, notice};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
@@ -22,7 +27,7 @@ use crate::domain::{ChallengeId, Email, LoginPassword, OrgId, RecoveryCode, Totp
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
-    AccountRecord, ChallengeRecord, Cond, FactorStatus, LockoutRecord, MfaState,
+    AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, LockoutRecord, MfaState,
     RecoveryCodeRecord, StoreError, TotpFactorRecord, Tx, Versioned,
 };
 use crate::totp;
@@ -30,6 +35,8 @@ use crate::totp;
 /// A challenge lives 5 minutes and survives 5 wrong codes (API.md).
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
 pub const CHALLENGE_MAX_FAILURES: u32 = 5;
+/// Live challenges a user may have at once; a new one evicts the oldest beyond this.
+pub const MAX_LIVE_CHALLENGES: usize = 5;
 pub const RECOVERY_CODE_COUNT: u8 = 10;
 
 /// What `POST /v1/mfa/totp/enroll` shows once.
@@ -164,21 +171,26 @@ async fn account_of(
         .ok_or(FlowError::Unauthenticated)
 }
 
-/// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed.
+/// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed. Needs the
+/// password (counted like a sign-in), so a stolen session alone cannot add a factor.
 #[tracing::instrument(skip_all, fields(user_id = %who.sub))]
 pub async fn enroll(
     st: &AppState,
     who: &AccessClaims,
+    password: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<Enrollment, FlowError> {
     super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
+    if account.value.mfa_enabled {
+        return Err(FlowError::MfaAlreadyEnabled);
+    }
+    lockout::reverify_password(st, &account, password, "mfa_enroll", meta).await?;
     let state = st.store.mfa_state(&who.sub).await?;
-    if account.value.mfa_enabled
-        || state
-            .factor
-            .as_ref()
-            .is_some_and(|f| f.value.status == FactorStatus::Enabled)
+    if state
+        .factor
+        .as_ref()
+        .is_some_and(|f| f.value.status == FactorStatus::Enabled)
     {
         return Err(FlowError::MfaAlreadyEnabled);
     }
@@ -264,6 +276,9 @@ pub async fn confirm(
         st.store.commit(tx).await?;
         return Err(FlowError::InvalidMfaCode);
     };
+    // The other sessions go first (then once more after): MFA never comes on while a
+    // session that may be an intruder's, opened with the password alone, lives on.
+    super::sessions::revoke_others(st, who, meta).await?;
     let (codes, records) = new_recovery_codes(st, &who.sub, now);
     let enabled = TotpFactorRecord {
         status: FactorStatus::Enabled,
@@ -293,7 +308,42 @@ pub async fn confirm(
     // The enrollment or the account changed meanwhile (a concurrent confirm or enroll, a
     // password rehash at sign-in): the code was right, so this is a conflict to retry.
     commit_or_conflict(st, tx).await?;
+    if let Err(e) = super::sessions::revoke_others(st, who, meta).await {
+        tracing::warn!(error = %e, "sessions opened during MFA confirmation were not revoked");
+    }
+    notice::send(
+        st,
+        &account.value,
+        "Two-step verification is on",
+        "Two-step verification was turned on",
+        meta,
+        now,
+    )
+    .await;
     Ok(codes)
+}
+
+/// Adds to a sign-in's transaction the deletion of the oldest live challenges, so that with
+/// the new one at most [`MAX_LIVE_CHALLENGES`] live: someone with the password cannot pile up
+/// challenges (each worth five guesses) faster than they expire.
+pub(crate) fn evict_challenges(
+    tx: &mut Tx,
+    challenges: &[Versioned<ChallengeRecord>],
+    now: Timestamp,
+) {
+    let mut live: Vec<&Versioned<ChallengeRecord>> = challenges
+        .iter()
+        .filter(|c| now < c.value.expires_at)
+        .collect();
+    live.sort_by_key(|c| c.value.created_at);
+    let excess = (live.len() + 1).saturating_sub(MAX_LIVE_CHALLENGES);
+    for c in live.into_iter().take(excess) {
+        tx.delete_challenge(
+            &c.value.user_id,
+            &c.value.challenge_id,
+            Cond::Version(c.ver),
+        );
+    }
 }
 
 /// Adds a challenge to the first step's transaction and returns its token,
@@ -351,19 +401,8 @@ pub async fn verify(
             .filter(|c| crypto::ct_eq(presented.as_bytes(), c.value.secret_hash.as_bytes()))
             .cloned()
             .ok_or(FlowError::MfaTokenInvalid)?;
-        let c = &challenge.value;
-        if let Some(until) = locked_until(&state, now) {
-            let mut tx = st.store.tx();
-            tx.audit(
-                &AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
-                    .org(&c.org_id)
-                    .target(&c.user_id)
-                    .reason("account_locked"),
-            );
-            st.store.commit(tx).await?;
-            return Err(FlowError::Locked {
-                retry_after: now.until(until),
-            });
+        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+            return Err(lockout::refuse(st, Budget::Mfa(&user), l, now).await);
         }
         let factor = state
             .factor
@@ -384,7 +423,7 @@ pub async fn verify(
         };
         match result {
             Err(FlowError::Store(StoreError::ConditionFailed { .. })) => {
-                tracing::debug!(challenge_id = %c.challenge_id, "lost a race; reading MFA state again");
+                tracing::debug!(challenge_id = %cid, "lost a race; reading MFA state again");
             }
             other => return other,
         }
@@ -408,9 +447,9 @@ async fn succeed(
 ) -> Result<IssuedTokens, FlowError> {
     let c = &challenge.value;
     let (secret, refresh_hash) = super::new_refresh_secret();
-    let session = super::login::new_session(
+    let session = new_session(
         st,
-        super::login::SessionOwner {
+        SessionOwner {
             user: &c.user_id,
             org: &c.org_id,
             role: c.role,
@@ -445,7 +484,11 @@ async fn succeed(
     // Written under its version in both cases: a recovery code is consumed only while the
     // factor it belongs to is unchanged (not regenerated, disabled or re-enrolled meanwhile).
     tx.put_totp_factor(&c.user_id, &written, Some(factor.ver));
-    tx.clear_mfa_lockout(&c.user_id, state.lockout.as_ref().map(|l| l.ver));
+    let subject = Subject {
+        email: &c.email,
+        account: None,
+    };
+    clear_budget(&mut tx, state, subject, &c.org_id, &c.user_id, meta, now);
     tx.put_session(&session, None);
     // Only while the password that passed the first step is still the account's: a reset
     // or change meanwhile ends the challenge.
@@ -470,13 +513,46 @@ async fn succeed(
     }
 }
 
-/// When the account's MFA budget ran out, the end of the lock.
-fn locked_until(state: &MfaState, now: Timestamp) -> Option<Timestamp> {
-    state
-        .lockout
-        .as_ref()
-        .filter(|l| l.value.is_locked(now))
-        .map(|l| l.value.locked_until.unwrap_or(now))
+/// Adds to `tx` what a success does to the MFA budget: it is cleared, on the condition that
+/// it is still as read (a wrong code counted meanwhile makes the success lose and retry),
+/// with the summary of the requests refused while it was locked.
+fn clear_budget(
+    tx: &mut Tx,
+    state: &MfaState,
+    subject: Subject<'_>,
+    org: &OrgId,
+    user: &UserId,
+    meta: &RequestMeta,
+    now: Timestamp,
+) {
+    tx.clear_budget(Budget::Mfa(user), state.lockout.as_ref().map(|l| l.ver));
+    summarize_refusals(tx, state, subject, org, user, meta, now);
+}
+
+/// The summary of the requests refused while the MFA budget was locked, if any.
+fn summarize_refusals(
+    tx: &mut Tx,
+    state: &MfaState,
+    subject: Subject<'_>,
+    org: &OrgId,
+    user: &UserId,
+    meta: &RequestMeta,
+    now: Timestamp,
+) {
+    let Some(l) = state.lockout.as_ref().filter(|l| l.value.refused > 0) else {
+        return;
+    };
+    let e = AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
+        .org(org)
+        .target(user)
+        .email(subject.email)
+        .reason("account_locked")
+        .detail("refused", l.value.refused);
+    let e = match (l.value.first_refused_at, l.value.last_refused_at) {
+        (Some(a), Some(b)) => e.detail("first_refused_at", a).detail("last_refused_at", b),
+        _ => e,
+    };
+    tx.audit(&e);
 }
 
 /// The account a wrong code is charged to.
@@ -486,10 +562,19 @@ struct Charged<'a> {
     email: &'a Email,
 }
 
+/// What counting a wrong code did.
+struct Charge {
+    failures: u32,
+    /// The budget as written: locked, or past the hard limit, or neither.
+    record: LockoutRecord,
+    /// This code started a lock (or required a reset).
+    locks: bool,
+}
+
 /// Counts one wrong code against the account's MFA budget in `tx` (written under the
-/// budget's version). The last allowed failure locks the account, sign-in included so that
-/// no new challenges start, for the lockout duration. Returns the failures counted so far
-/// and whether this one locked the account.
+/// budget's version). Every `mfa_lockout_threshold`-th one locks the account for a growing
+/// time, sign-in included (the email's budget gets the same lock) so that no new challenges
+/// start; past the hard limit only a password reset lifts it.
 async fn charge_budget(
     st: &AppState,
     tx: &mut Tx,
@@ -497,54 +582,62 @@ async fn charge_budget(
     who: &Charged<'_>,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<(u32, bool), FlowError> {
-    let failures = state
-        .lockout
-        .as_ref()
-        .map_or(0, |l| l.value.live_failures(now))
-        + 1;
-    let locks = failures >= st.config.mfa_lockout_threshold;
-    let locked_until = locks.then(|| now.plus(st.config.lockout_duration));
-    let record = LockoutRecord {
-        failures,
-        locked_until,
-        last_failure_at: now,
+) -> Result<Charge, FlowError> {
+    let prev = state.lockout.as_ref().map(|l| &l.value);
+    let record = Policy::mfa(&st.config).count(prev, now);
+    let locks = record.locked_until != prev.and_then(|p| p.locked_until)
+        || (record.reset_required && !prev.is_some_and(|p| p.reset_required));
+    tx.put_budget(
+        Budget::Mfa(who.user),
+        &record,
+        state.lockout.as_ref().map(|l| l.ver),
+    );
+    let subject = Subject {
+        email: who.email,
+        account: None,
     };
-    tx.put_mfa_lockout(who.user, &record, state.lockout.as_ref().map(|l| l.ver));
+    summarize_refusals(tx, state, subject, who.org, who.user, meta, now);
     if locks {
-        let password_lock = st.store.lockout(who.email).await?;
-        let lock = LockoutRecord {
-            failures: st.config.lockout_threshold,
-            locked_until,
-            last_failure_at: now,
-        };
-        tx.put_lockout(who.email, &lock, password_lock.map(|l| l.ver));
+        let password = st.store.budget(Budget::Password(who.email)).await?;
+        let mut lock = password
+            .as_ref()
+            .map_or_else(|| LockoutRecord::empty(now), |l| l.value.clone());
+        lock.locked_until = lock.locked_until.max(record.locked_until);
+        lock.reset_required |= record.reset_required;
+        tx.put_budget(Budget::Password(who.email), &lock, password.map(|l| l.ver));
         tx.audit(
-            &AuditEvent::new(EventType::AccountLocked, Outcome::Success, meta, now)
+            &lockout::locked_event(subject, &record, "too_many_mfa_failures", meta, now)
                 .org(who.org)
-                .target(who.user)
-                .email(who.email)
-                .reason("too_many_mfa_failures")
-                .detail("locked_until", locked_until.unwrap_or(now)),
+                .target(who.user),
         );
     }
-    Ok((failures, locks))
+    Ok(Charge {
+        failures: record.failures,
+        record,
+        locks,
+    })
+}
+
+/// After a wrong code committed: the caller's answer, and the mail when only a reset helps.
+async fn answer_wrong_code(st: &AppState, charge: &Charge, who: &Charged<'_>) -> FlowError {
+    let now = st.clock.now();
+    if !charge.locks {
+        return FlowError::InvalidMfaCode;
+    }
+    if charge.record.reset_required
+        && let Ok(Some(a)) = st.store.account(who.email).await
+    {
+        lockout::send_reset_required_mail(st, &a.value, "mfa", now).await;
+    }
+    FlowError::Locked {
+        retry_after: lockout::retry_after(&charge.record, now),
+    }
 }
 
 fn wrong_reason(offered: &SecondFactor) -> &'static str {
     match offered {
         SecondFactor::Totp(_) => "wrong_code",
         SecondFactor::Recovery(_) => "wrong_recovery_code",
-    }
-}
-
-fn refused(st: &AppState, locked: bool) -> FlowError {
-    if locked {
-        FlowError::Locked {
-            retry_after: st.config.lockout_duration,
-        }
-    } else {
-        FlowError::InvalidMfaCode
     }
 }
 
@@ -576,16 +669,16 @@ async fn fail(
         org: &c.org_id,
         email: &c.email,
     };
-    let (budget, locks) = charge_budget(st, &mut tx, state, &who, meta, now).await?;
+    let charge = charge_budget(st, &mut tx, state, &who, meta, now).await?;
     tx.audit(
         &AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
             .org(&c.org_id)
             .target(&c.user_id)
             .reason(wrong_reason(offered))
-            .detail("failures", budget),
+            .detail("failures", charge.failures),
     );
     st.store.commit(tx).await?;
-    Err(refused(st, locks))
+    Err(answer_wrong_code(st, &charge, &who).await)
 }
 
 /// Commits a change made by a signed-in user whose code was right: a lost race is a
@@ -622,7 +715,7 @@ async fn reauthenticate(
     super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if let Some(pw) = password {
-        super::login::reverify_password(st, &account, pw, meta).await?;
+        lockout::reverify_password(st, &account, pw, during, meta).await?;
     }
     let a = &account.value;
     for _ in 0..MAX_RACE_RETRIES {
@@ -633,17 +726,8 @@ async fn reauthenticate(
             .filter(|f| f.value.status == FactorStatus::Enabled)
             .ok_or(FlowError::Conflict("MFA is not enabled."))?;
         let now = st.clock.now();
-        if let Some(until) = locked_until(&state, now) {
-            let mut tx = st.store.tx();
-            tx.audit(
-                &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
-                    .reason("account_locked")
-                    .detail("during", during),
-            );
-            st.store.commit(tx).await?;
-            return Err(FlowError::Locked {
-                retry_after: now.until(until),
-            });
+        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, now).await);
         }
         let accepted = match offered {
             SecondFactor::Totp(code) => {
@@ -667,15 +751,15 @@ async fn reauthenticate(
             org: &a.org_id,
             email: &a.email,
         };
-        let (failures, locks) = charge_budget(st, &mut tx, &state, &charged, meta, now).await?;
+        let charge = charge_budget(st, &mut tx, &state, &charged, meta, now).await?;
         tx.audit(
             &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
                 .reason(wrong_reason(offered))
                 .detail("during", during)
-                .detail("failures", failures),
+                .detail("failures", charge.failures),
         );
         match st.store.commit(tx).await {
-            Ok(()) => return Err(refused(st, locks)),
+            Ok(()) => return Err(answer_wrong_code(st, &charge, &charged).await),
             Err(StoreError::ConditionFailed { .. }) => {
                 tracing::debug!("lost a race on the MFA budget; reading MFA state again");
             }
@@ -707,10 +791,12 @@ fn consume(
             .detail("during", during),
         );
     }
-    tx.clear_mfa_lockout(
-        &r.account.value.user_id,
-        r.state.lockout.as_ref().map(|l| l.ver),
-    );
+    let a = &r.account.value;
+    let subject = Subject {
+        email: &a.email,
+        account: Some(a),
+    };
+    clear_budget(tx, &r.state, subject, &a.org_id, &a.user_id, meta, now);
 }
 
 /// Turns MFA off (the password and a current code or a recovery code required) and signs
@@ -750,7 +836,17 @@ pub async fn disable(
         meta,
         now,
     ));
-    commit_or_conflict(st, tx).await
+    commit_or_conflict(st, tx).await?;
+    notice::send(
+        st,
+        &r.account.value,
+        "Two-step verification is off",
+        "Two-step verification was turned off",
+        meta,
+        now,
+    )
+    .await;
+    Ok(())
 }
 
 /// New recovery codes (a current code or a recovery code required): the old ones die, the
@@ -789,5 +885,14 @@ pub async fn regenerate_recovery_codes(
     ));
     // The factor or the budget changed meanwhile (a sign-in elsewhere, a wrong guess).
     commit_or_conflict(st, tx).await?;
+    notice::send(
+        st,
+        &r.account.value,
+        "New recovery codes",
+        "New recovery codes were made (the old ones no longer work)",
+        meta,
+        now,
+    )
+    .await;
     Ok(codes)
 }

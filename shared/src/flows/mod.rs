@@ -3,8 +3,10 @@
 
 pub mod email;
 pub mod links;
+pub mod lockout;
 pub mod login;
 pub mod mfa;
+pub mod notice;
 pub mod password;
 pub mod refresh;
 pub mod sessions;
@@ -30,8 +32,11 @@ pub const MAX_RACE_RETRIES: usize = 64;
 pub enum FlowError {
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// A failure budget ran out: wait `retry_after`, or (`None`) reset the password by mail.
     #[error("account locked")]
-    Locked { retry_after: Duration },
+    Locked { retry_after: Option<Duration> },
+    #[error("email not verified")]
+    EmailNotVerified,
     #[error("unauthenticated")]
     Unauthenticated,
     #[error("refresh token reused")]
@@ -70,7 +75,8 @@ pub enum FlowError {
 impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> Self {
         match e {
-            FlowError::InvalidCredentials => Self::InvalidCredentials,
+            FlowError::InvalidCredentials => Self::InvalidCredentials { unauthorized: true },
+            FlowError::EmailNotVerified => Self::EmailNotVerified,
             FlowError::Locked { retry_after } => Self::AccountLocked { retry_after },
             FlowError::Unauthenticated => Self::Unauthenticated,
             FlowError::RefreshTokenReused => Self::RefreshTokenReused,

@@ -9,6 +9,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::links::{self, Issued};
+use super::lockout;
 use super::sessions::{self, Stale};
 use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
@@ -16,9 +17,8 @@ use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, LoginPassword, NewPassword, SessionId};
 use crate::jwt::AccessClaims;
 use crate::mail::Mail;
-use crate::password;
 use crate::state::AppState;
-use crate::store::{AccountRecord, StoreError, TokenKind, Versioned};
+use crate::store::{AccountRecord, Budget, StoreError, TokenKind, Versioned};
 
 /// DynamoDB's limit on the items of one transaction.
 const MAX_TX_ITEMS: usize = 100;
@@ -169,7 +169,7 @@ async fn policy_then_hash(
         email,
     )
     .map_err(FlowError::NewPasswordPolicy)?;
-    Ok(password::hash(&password).await?)
+    Ok(st.hasher.hash(&password).await?)
 }
 
 /// Sets a new password with a reset token: the token is used up, every session and pending
@@ -197,10 +197,25 @@ pub async fn reset(
             password_epoch: epoch,
             ..a.clone()
         };
+        // Both failure budgets end, a lock past the hard limit included: this is the way
+        // back in it asks for. Refusals while locked are summarized first.
+        let budget = st.store.budget(Budget::Password(&a.email)).await?;
         let mut tx = st.store.tx();
         let token_write = tx.consume_token(&hash);
         let account_write = tx.put_account(&updated, Some(account.ver));
-        tx.remove_lockout(&a.email);
+        tx.remove_budget(Budget::Password(&a.email));
+        tx.remove_budget(Budget::Mfa(&a.user_id));
+        lockout::add_refusal_summary(
+            &mut tx,
+            budget.as_ref().map(|b| &b.value),
+            EventType::LoginFailed,
+            lockout::Subject {
+                email: &a.email,
+                account: Some(a),
+            },
+            meta,
+            now,
+        );
         stale.add_to(&mut tx, &a.user_id, "password_reset", meta, now);
         tx.audit(
             &AuditEvent::new(
@@ -307,7 +322,7 @@ pub async fn change(
         .account_by_user(&who.sub)
         .await?
         .ok_or(FlowError::Unauthenticated)?;
-    super::login::reverify_password(st, &account, current, meta).await?;
+    super::lockout::reverify_password(st, &account, current, "password_change", meta).await?;
     let password_hash = policy_then_hash(st, new_password, &account.value.email).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;

@@ -1,12 +1,15 @@
-//! Where a user is signed in: list, sign out here, sign out one device, sign out all others.
+//! Where a user is signed in: opening a session (the step sign-in and its MFA step share),
+//! list, sign out here, sign out one device, sign out all others.
 
 use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
-use crate::domain::{SessionId, UserId};
+use crate::domain::{Email, SessionId, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
-use crate::store::{ChallengeRecord, Cond, SessionRecord, StoreError, Tx, Versioned};
+use crate::store::{
+    AccountRecord, ChallengeRecord, Cond, SessionRecord, StoreError, Tx, Versioned,
+};
 
 /// Sessions revoked per transaction: a delete and an audit event each, within DynamoDB's 100.
 pub(crate) const REVOKE_BATCH: usize = 50;
@@ -234,4 +237,54 @@ pub(crate) async fn sweep(
         st.store.commit(tx).await?;
     }
     Ok(found.sessions.len())
+}
+
+/// Whose session a sign-in (or its MFA step) opens.
+pub(crate) struct SessionOwner<'a> {
+    pub user: &'a crate::domain::UserId,
+    pub org: &'a crate::domain::OrgId,
+    pub role: crate::domain::Role,
+    pub email: &'a Email,
+    /// The account's password epoch when the password was verified.
+    pub password_epoch: u64,
+}
+
+impl<'a> SessionOwner<'a> {
+    pub fn of(a: &'a AccountRecord) -> Self {
+        Self {
+            user: &a.user_id,
+            org: &a.org_id,
+            role: a.role,
+            email: &a.email,
+            password_epoch: a.password_epoch,
+        }
+    }
+}
+
+pub(crate) fn new_session(
+    st: &AppState,
+    owner: SessionOwner<'_>,
+    amr: Vec<String>,
+    refresh_hash: String,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> SessionRecord {
+    let expires_at = now.plus(st.config.session_lifetime);
+    SessionRecord {
+        session_id: SessionId::new(),
+        user_id: owner.user.clone(),
+        org_id: owner.org.clone(),
+        role: owner.role,
+        amr,
+        created_at: now,
+        last_used_at: now,
+        ip: meta.ip.to_string(),
+        user_agent: meta.user_agent.clone(),
+        refresh_hash,
+        previous_refresh_hashes: Vec::new(),
+        password_epoch: owner.password_epoch,
+        email: Some(owner.email.clone()),
+        idle_expires_at: now.plus(st.config.session_idle_timeout).min(expires_at),
+        expires_at,
+    }
 }

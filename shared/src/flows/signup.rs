@@ -7,9 +7,8 @@ use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::config::SignupMode;
 use crate::crypto;
 use crate::domain::{AccountStatus, Email, NewPassword, OrgId, OrgName, Role, UserId};
-use crate::password;
 use crate::state::AppState;
-use crate::store::{AccountRecord, OrgRecord, StoreError, TokenKind};
+use crate::store::{AccountRecord, Budget, OrgRecord, StoreError, TokenKind};
 
 #[derive(Debug)]
 pub struct Signup {
@@ -51,7 +50,7 @@ pub async fn create_org(
             "Sign-up is closed on this deployment.",
         ));
     }
-    let password_hash = password::hash(&input.password).await?;
+    let password_hash = st.hasher.hash(&input.password).await?;
     let now = st.clock.now();
     let org = OrgRecord {
         org_id: OrgId::new(),
@@ -75,6 +74,9 @@ pub async fn create_org(
     let mut tx = st.store.tx();
     tx.create_org(&org);
     let account_write = tx.create_account(&owner);
+    // Failed sign-ins on the address before it had an account (anyone may try any address)
+    // do not lock the account created now.
+    tx.remove_budget(Budget::Password(&owner.email));
     let link = super::links::issue(
         &mut tx,
         TokenKind::EmailVerification,

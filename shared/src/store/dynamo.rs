@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    TimeToLiveSpecification, TransactWriteItem, Update,
 };
 
 use super::schema::table_schema;
@@ -271,7 +271,8 @@ impl Backend for DynamoStore {
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
         // One write alone needs no transaction: PutItem and DeleteItem apply the same condition
         // at half the write cost.
-        if let [single @ (Write::Put { .. } | Write::Delete { .. })] = writes {
+        if let [single @ (Write::Put { .. } | Write::Delete { .. } | Write::Count { .. })] = writes
+        {
             return self.write_one(single).await;
         }
         let mut items = Vec::with_capacity(writes.len());
@@ -314,6 +315,27 @@ impl Backend for DynamoStore {
                         .build()
                         .map_err(|e| StoreError::Invalid(e.to_string()))?;
                     TransactWriteItem::builder().condition_check(check).build()
+                }
+                Write::Count {
+                    table,
+                    key,
+                    counter,
+                    first,
+                    last,
+                    at,
+                    cond,
+                } => {
+                    let c = count_expression(counter, first, last, at, cond);
+                    let update = Update::builder()
+                        .table_name(self.table_name(*table))
+                        .set_key(Some(Self::key_item(key)))
+                        .update_expression(COUNT_UPDATE)
+                        .set_condition_expression(c.condition)
+                        .set_expression_attribute_names(Some(c.names))
+                        .set_expression_attribute_values(Some(c.values))
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    TransactWriteItem::builder().update(update).build()
                 }
             };
             items.push(built);
@@ -381,6 +403,29 @@ impl DynamoStore {
                     .map(|_| ())
                     .map_err(|e| single_write_error("DeleteItem", &e))
             }
+            Write::Count {
+                table,
+                key,
+                counter,
+                first,
+                last,
+                at,
+                cond,
+            } => {
+                let c = count_expression(counter, first, last, at, cond);
+                self.client
+                    .update_item()
+                    .table_name(self.table_name(*table))
+                    .set_key(Some(Self::key_item(key)))
+                    .update_expression(COUNT_UPDATE)
+                    .set_condition_expression(c.condition)
+                    .set_expression_attribute_names(Some(c.names))
+                    .set_expression_attribute_values(Some(c.values))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| single_write_error("UpdateItem", &e))
+            }
             Write::Check { .. } => Err(StoreError::Invalid(
                 "a condition check alone writes nothing".into(),
             )),
@@ -388,7 +433,47 @@ impl DynamoStore {
     }
 }
 
-/// The error of a single PutItem or DeleteItem, in the terms of a one-write transaction.
+/// The update expression of [`Write::Count`].
+const COUNT_UPDATE: &str =
+    "SET #c = if_not_exists(#c, :zero) + :one, #f = if_not_exists(#f, :at), #l = :at";
+
+struct CountExpr {
+    condition: Option<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+fn count_expression(
+    counter: &str,
+    first: &str,
+    last: &str,
+    at: &AttributeValue,
+    cond: &Cond,
+) -> CountExpr {
+    let mut names = HashMap::from([
+        ("#c".to_owned(), counter.to_owned()),
+        ("#f".to_owned(), first.to_owned()),
+        ("#l".to_owned(), last.to_owned()),
+    ]);
+    let mut values = HashMap::from([
+        (":zero".to_owned(), AttributeValue::N("0".into())),
+        (":one".to_owned(), AttributeValue::N("1".into())),
+        (":at".to_owned(), at.clone()),
+    ]);
+    let condition = expression(cond).map(|e| {
+        names.extend(e.names);
+        values.extend(e.values.unwrap_or_default());
+        e.text.to_owned()
+    });
+    CountExpr {
+        condition,
+        names,
+        values,
+    }
+}
+
+/// The error of a single PutItem, DeleteItem or UpdateItem, in the terms of a one-write
+/// transaction.
 fn single_write_error<E, R>(op: &str, e: &SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Backend, Cond, Item, Key, Page, Query, SkRange, StoreError, Table, Write, attr_str, attr_u64,
+    AttributeValue, Backend, Cond, Item, Key, Page, Query, SkRange, StoreError, Table, Write,
+    attr_str, attr_u64,
 };
 
 type Rows = BTreeMap<(String, String), Item>;
@@ -217,9 +218,9 @@ impl Backend for MemoryStore {
         for (index, w) in writes.iter().enumerate() {
             let (table, key) = match w {
                 Write::Put { table, item, .. } => (*table, item_key(item)?),
-                Write::Delete { table, key, .. } | Write::Check { table, key, .. } => {
-                    (*table, row_key(key))
-                }
+                Write::Delete { table, key, .. }
+                | Write::Check { table, key, .. }
+                | Write::Count { table, key, .. } => (*table, row_key(key)),
             };
             if !seen.insert((table, key.clone())) {
                 return Err(StoreError::Invalid(
@@ -229,7 +230,8 @@ impl Backend for MemoryStore {
             let cond = match w {
                 Write::Put { cond, .. }
                 | Write::Delete { cond, .. }
-                | Write::Check { cond, .. } => cond,
+                | Write::Check { cond, .. }
+                | Write::Count { cond, .. } => cond,
             };
             if !holds(cond, tables.rows(table).get(&key)) {
                 return Err(StoreError::ConditionFailed { index });
@@ -243,6 +245,31 @@ impl Backend for MemoryStore {
                 }
                 Write::Delete { table, key, .. } => {
                     tables.rows_mut(*table).remove(&row_key(key));
+                }
+                Write::Count {
+                    table,
+                    key,
+                    counter,
+                    first,
+                    last,
+                    at,
+                    ..
+                } => {
+                    let (pk, sk) = row_key(key);
+                    let item = tables
+                        .rows_mut(*table)
+                        .entry((pk.clone(), sk.clone()))
+                        .or_insert_with(|| {
+                            Item::from([
+                                (super::PK.to_owned(), AttributeValue::S(pk)),
+                                (super::SK.to_owned(), AttributeValue::S(sk)),
+                            ])
+                        });
+                    let n = attr_u64(item, counter).unwrap_or(0) + 1;
+                    item.insert((*counter).to_owned(), AttributeValue::N(n.to_string()));
+                    item.entry((*first).to_owned())
+                        .or_insert_with(|| at.clone());
+                    item.insert((*last).to_owned(), at.clone());
                 }
                 Write::Check { .. } => {}
             }

@@ -118,14 +118,28 @@ pub enum Write {
         key: Key,
         cond: Cond,
     },
+    /// Counts an event on an item: adds 1 to the number attribute `counter` (absent reads
+    /// as 0), sets `last` to `at`, and `first` to `at` unless it is set. Leaves `ver` alone:
+    /// a tally beside the item's state, which versioned writers neither wait for nor keep.
+    /// One `UpdateItem` in DynamoDB, so concurrent counts never conflict or get lost.
+    Count {
+        table: Table,
+        key: Key,
+        counter: &'static str,
+        first: &'static str,
+        last: &'static str,
+        at: AttributeValue,
+        cond: Cond,
+    },
 }
 
 impl Write {
     pub fn table(&self) -> Table {
         match self {
-            Self::Put { table, .. } | Self::Delete { table, .. } | Self::Check { table, .. } => {
-                *table
-            }
+            Self::Put { table, .. }
+            | Self::Delete { table, .. }
+            | Self::Check { table, .. }
+            | Self::Count { table, .. } => *table,
         }
     }
 }

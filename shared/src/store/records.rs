@@ -49,32 +49,72 @@ pub struct UserRef {
     pub email: Email,
 }
 
-/// Consecutive failed sign-ins for an email, whether or not an account has it.
-/// `EMAIL#{email}` / `LOCKOUT`.
+/// A failure budget: the sign-in attempts of an email (`EMAIL#{email}` / `LOCKOUT`, whether
+/// or not an account has the address) or the wrong MFA codes of a user
+/// (`USER#{user_id}` / `MFA#LOCKOUT`). The rules are in `flows::lockout`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockoutRecord {
+    /// Attempts counted since the last success. A lock running out does not reset it; a
+    /// success or a password reset deletes the record.
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<Timestamp>,
+    /// Past the hard limit: only a password reset by mail lifts the lock.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_required: bool,
     pub last_failure_at: Timestamp,
+    /// Requests refused while locked since the last counted attempt: summarized in one
+    /// audit event by the next write of the record, not one event each.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_refused_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refused_at: Option<Timestamp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl LockoutRecord {
-    /// Consecutive failures further apart than this start the count again.
-    pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+    /// How long a record is kept after its last event: a count ends with a success or a
+    /// reset, not with time, but an address nobody tries for a year is forgotten.
+    pub const RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 
-    pub fn is_locked(&self, now: Timestamp) -> bool {
-        self.locked_until.is_some_and(|t| now < t)
+    /// A record with nothing counted yet.
+    pub fn empty(now: Timestamp) -> Self {
+        Self {
+            failures: 0,
+            locked_until: None,
+            reset_required: false,
+            last_failure_at: now,
+            refused: 0,
+            first_refused_at: None,
+            last_refused_at: None,
+        }
     }
 
-    /// Failures that still count: none once a lock has run out, or once a day has passed
-    /// since the last failure (checked here, not left to the item's TTL).
-    pub fn live_failures(&self, now: Timestamp) -> u32 {
-        match self.locked_until {
-            Some(t) if now >= t => 0,
-            Some(_) => self.failures,
-            None if now >= self.last_failure_at.plus(Self::FAILURE_WINDOW) => 0,
-            None => self.failures,
+    /// Whether nothing may be tried now: a lock runs, or a reset is required.
+    pub fn is_locked(&self, now: Timestamp) -> bool {
+        self.reset_required || self.locked_until.is_some_and(|t| now < t)
+    }
+}
+
+/// Which failure budget a write is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget<'a> {
+    /// Sign-in attempts of an address (passwords, and re-authentication while signed in).
+    Password(&'a Email),
+    /// Wrong MFA codes of a user.
+    Mfa(&'a UserId),
+}
+
+impl Budget<'_> {
+    fn key(self) -> Key {
+        match self {
+            Self::Password(email) => keys::lockout(email),
+            Self::Mfa(user) => keys::mfa_lockout(user),
         }
     }
 }
@@ -432,11 +472,11 @@ impl Store {
         Ok(state)
     }
 
-    pub async fn lockout(
+    pub async fn budget(
         &self,
-        email: &Email,
+        b: Budget<'_>,
     ) -> Result<Option<Versioned<LockoutRecord>>, StoreError> {
-        self.get(Table::Main, &keys::lockout(email)).await
+        self.get(Table::Main, &b.key()).await
     }
 
     pub async fn account(
@@ -664,31 +704,59 @@ impl Tx {
         self.put(Table::Main, keys::account(&a.email), a, cond, extra)
     }
 
-    /// Writes a lockout counter read at version `prev` (`None`: it must not exist yet).
-    /// It expires a failure window after the last failure or the end of the lock, whichever
-    /// is later.
-    pub fn put_lockout(&mut self, email: &Email, l: &LockoutRecord, prev: Option<u64>) -> usize {
-        self.put_counter(keys::lockout(email), l, prev)
+    /// Writes a failure budget read at version `prev` (`None`: it must not exist yet) and
+    /// returns the version written, which a success clears it under.
+    pub fn put_budget(&mut self, b: Budget<'_>, l: &LockoutRecord, prev: Option<u64>) -> u64 {
+        let keep_until = [Some(l.last_failure_at), l.locked_until, l.last_refused_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(l.last_failure_at);
+        let ttl = keep_until.plus(LockoutRecord::RETENTION).unix_seconds();
+        let ver = prev.map_or_else(initial_version, |v| v + 1);
+        let extra = vec![(super::VERSION, n(ver)), (super::TTL, n(ttl))];
+        self.put(Table::Main, b.key(), l, Cond::VersionOrAbsent(prev), extra);
+        ver
     }
 
-    /// A failure counter (sign-in lockout or MFA budget) at `key`, read at version `prev`.
-    fn put_counter(&mut self, key: Key, l: &LockoutRecord, prev: Option<u64>) -> usize {
-        let keep_until = l
-            .locked_until
-            .unwrap_or(l.last_failure_at)
-            .max(l.last_failure_at);
-        let ttl = keep_until
-            .plus(LockoutRecord::FAILURE_WINDOW)
-            .unix_seconds();
-        let extra = vec![(super::VERSION, Self::bump(prev)), (super::TTL, n(ttl))];
-        self.put(Table::Main, key, l, Cond::VersionOrAbsent(prev), extra)
+    /// Clears a failure budget on a success, on the condition that it is at version `ver`
+    /// (what this request counted or read); `None` checks that no budget appeared meanwhile.
+    pub fn clear_budget(&mut self, b: Budget<'_>, ver: Option<u64>) -> usize {
+        match ver {
+            Some(ver) => self.push(Write::Delete {
+                table: Table::Main,
+                key: b.key(),
+                cond: Cond::Version(ver),
+            }),
+            None => self.push(Write::Check {
+                table: Table::Main,
+                key: b.key(),
+                cond: Cond::NotExists,
+            }),
+        }
     }
 
-    pub fn delete_lockout(&mut self, email: &Email, ver: u64) -> usize {
+    /// Counts a request refused while the budget is locked: `refused` + 1 and its times, on
+    /// the existing record, without touching its version (so counted attempts and successes
+    /// never wait for refusals, and no refusal is lost to a race).
+    pub fn count_refusal(&mut self, b: Budget<'_>, now: Timestamp) -> usize {
+        self.push(Write::Count {
+            table: Table::Main,
+            key: b.key(),
+            counter: "refused",
+            first: "first_refused_at",
+            last: "last_refused_at",
+            at: s(now.to_string()),
+            cond: Cond::Exists,
+        })
+    }
+
+    /// Deletes a failure budget whatever its state (a password reset does).
+    pub fn remove_budget(&mut self, b: Budget<'_>) -> usize {
         self.push(Write::Delete {
             table: Table::Main,
-            key: keys::lockout(email),
-            cond: Cond::Version(ver),
+            key: b.key(),
+            cond: Cond::None,
         })
     }
 
@@ -784,39 +852,6 @@ impl Tx {
         })
     }
 
-    /// Writes the MFA failure budget read at version `prev` (`None`: it must not exist yet).
-    pub fn put_mfa_lockout(
-        &mut self,
-        user: &UserId,
-        l: &LockoutRecord,
-        prev: Option<u64>,
-    ) -> usize {
-        self.put_counter(keys::mfa_lockout(user), l, prev)
-    }
-
-    pub fn delete_mfa_lockout(&mut self, user: &UserId, ver: u64) -> usize {
-        self.push(Write::Delete {
-            table: Table::Main,
-            key: keys::mfa_lockout(user),
-            cond: Cond::Version(ver),
-        })
-    }
-
-    /// Clears the MFA failure budget read at version `prev` on a success, on the condition
-    /// that it is unchanged; `None` (no budget was read) checks that none appeared meanwhile.
-    /// Either way a success commits only against the budget it saw, so concurrent wrong
-    /// guesses cannot be outrun by a right one once they have used the budget up.
-    pub fn clear_mfa_lockout(&mut self, user: &UserId, prev: Option<u64>) -> usize {
-        match prev {
-            Some(ver) => self.delete_mfa_lockout(user, ver),
-            None => self.push(Write::Check {
-                table: Table::Main,
-                key: keys::mfa_lockout(user),
-                cond: Cond::NotExists,
-            }),
-        }
-    }
-
     /// Fails the transaction unless the account is still at version `ver`: for writes that
     /// are valid only as long as the account (its password above all) is unchanged.
     pub fn check_account(&mut self, email: &Email, ver: u64) -> usize {
@@ -837,15 +872,6 @@ impl Tx {
                 attr: "password_epoch",
                 value: epoch,
             },
-        })
-    }
-
-    /// Clears a lockout counter whatever its state (a password reset does).
-    pub fn remove_lockout(&mut self, email: &Email) -> usize {
-        self.push(Write::Delete {
-            table: Table::Main,
-            key: keys::lockout(email),
-            cond: Cond::None,
         })
     }
 

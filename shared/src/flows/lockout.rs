@@ -1,0 +1,405 @@
+//! Failure budgets, the step every flow that checks a secret shares (docs/lockout.md).
+//!
+//! **Passwords** (sign-in and every re-authentication of a signed-in user): the attempt is
+//! counted with a conditional write *before* the password is checked, so however many
+//! requests arrive at once, at most `threshold` passwords are checked per lock window; the
+//! attempt that reaches the threshold sets the lock before its own check. A success deletes
+//! the count under the version it wrote (or a newer one: its own slot was fair).
+//!
+//! **MFA codes**: checking a code costs nothing, so wrong codes are counted after the check,
+//! and a success commits only against the budget it read (`Budget::Mfa`), which wrong codes
+//! racing it change: a right code cannot outrun wrong ones that used the budget up.
+//!
+//! For both (NIST SP 800-63B §5.2.2): a lock running out does not reset the count, only a
+//! success does; each lock lasts twice as long as the one before (up to a day); and after
+//! [`HARD_LIMIT`] consecutive failures only a password reset by mail lifts the lock, and the
+//! user is told by mail.
+//!
+//! Requests refused while locked are counted on the record (one conditional write, no
+//! retry) and summarized in one audit event by the record's next write, so a flood against
+//! a locked address writes one event per lock, not one per request, into the org's audit.
+
+use std::time::Duration;
+
+use super::{FlowError, MAX_RACE_RETRIES};
+use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::domain::{Email, LoginPassword};
+use crate::mail::Mail;
+use crate::state::AppState;
+use crate::store::{AccountRecord, Budget, LockoutRecord, StoreError, Tx, Versioned};
+
+/// Consecutive failures after which only a password reset by mail lifts the lock
+/// (NIST SP 800-63B §5.2.2: at most 100).
+pub const HARD_LIMIT: u32 = 100;
+/// No lock lasts longer than this, however many came before it.
+pub const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
+
+/// How a budget counts: `threshold` failures per lock window, locks of `base`, doubling.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub threshold: u32,
+    pub base: Duration,
+}
+
+impl Policy {
+    pub fn passwords(c: &Config) -> Self {
+        Self {
+            threshold: c.lockout_threshold,
+            base: c.lockout_duration,
+        }
+    }
+
+    pub fn mfa(c: &Config) -> Self {
+        Self {
+            threshold: c.mfa_lockout_threshold,
+            base: c.lockout_duration,
+        }
+    }
+
+    /// The `n`-th lock (from 1): `base`, `2 × base`, `4 × base` …, at most [`MAX_LOCK`].
+    pub fn lock_duration(&self, n: u32) -> Duration {
+        let factor = 1u32 << n.saturating_sub(1).min(16);
+        self.base
+            .saturating_mul(factor)
+            .min(MAX_LOCK)
+            .max(self.base)
+    }
+
+    /// The record after one more failure (or counted attempt) at `now`. Every
+    /// `threshold`-th one starts a lock; the [`HARD_LIMIT`]-th requires a reset.
+    pub fn count(&self, prev: Option<&LockoutRecord>, now: Timestamp) -> LockoutRecord {
+        let failures = prev.map_or(0, |p| p.failures).saturating_add(1);
+        let threshold = self.threshold.max(1);
+        let locks = failures.is_multiple_of(threshold);
+        LockoutRecord {
+            failures,
+            locked_until: if locks {
+                Some(now.plus(self.lock_duration(failures / threshold)))
+            } else {
+                prev.and_then(|p| p.locked_until)
+            },
+            reset_required: failures >= HARD_LIMIT || prev.is_some_and(|p| p.reset_required),
+            last_failure_at: now,
+            refused: 0,
+            first_refused_at: None,
+            last_refused_at: None,
+        }
+    }
+}
+
+/// What a refused caller is told: how long to wait, or (`None`) that only a reset helps.
+pub fn retry_after(l: &LockoutRecord, now: Timestamp) -> Option<Duration> {
+    if l.reset_required {
+        None
+    } else {
+        Some(now.until(l.locked_until.unwrap_or(now)))
+    }
+}
+
+fn locked(l: &LockoutRecord, now: Timestamp) -> FlowError {
+    FlowError::Locked {
+        retry_after: retry_after(l, now),
+    }
+}
+
+/// What the audit trail says about whom a budget belongs to: the address, and the
+/// account's org and user when there is an account.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub email: &'a Email,
+    pub account: Option<&'a AccountRecord>,
+}
+
+impl Subject<'_> {
+    pub fn event(
+        &self,
+        t: EventType,
+        outcome: Outcome,
+        meta: &RequestMeta,
+        now: Timestamp,
+    ) -> AuditEvent {
+        let e = AuditEvent::new(t, outcome, meta, now).email(self.email);
+        match self.account {
+            Some(a) => e.org(&a.org_id).target(&a.user_id),
+            None => e,
+        }
+    }
+}
+
+/// Adds to `tx` the summary of the requests refused while `prev` was locked, if any: one
+/// `login.failed` (or `mfa.failed`) event with reason `account_locked` and their count.
+pub fn add_refusal_summary(
+    tx: &mut Tx,
+    prev: Option<&LockoutRecord>,
+    kind: EventType,
+    subject: Subject<'_>,
+    meta: &RequestMeta,
+    now: Timestamp,
+) {
+    let Some(p) = prev.filter(|p| p.refused > 0) else {
+        return;
+    };
+    let mut e = subject
+        .event(kind, Outcome::Failure, meta, now)
+        .reason("account_locked")
+        .detail("refused", p.refused);
+    if let Some(t) = p.first_refused_at {
+        e = e.detail("first_refused_at", t);
+    }
+    if let Some(t) = p.last_refused_at {
+        e = e.detail("last_refused_at", t);
+    }
+    tx.audit(&e);
+}
+
+/// Refuses a request while `current` is locked: counts the refusal on the record (one
+/// update that never conflicts) and writes no audit event of its own. A failed write only
+/// loses the count: the answer is 423 either way.
+pub async fn refuse(
+    st: &AppState,
+    budget: Budget<'_>,
+    current: &Versioned<LockoutRecord>,
+    now: Timestamp,
+) -> FlowError {
+    let mut tx = st.store.tx();
+    tx.count_refusal(budget, now);
+    if let Err(e) = st.store.commit(tx).await {
+        tracing::debug!(error = %e, "refusal while locked not counted");
+    }
+    locked(&current.value, now)
+}
+
+/// A password attempt, counted before its check.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    /// The record as this attempt wrote it, and its version.
+    pub record: LockoutRecord,
+    pub ver: u64,
+    /// This attempt started a lock (or required a reset), before its password was checked.
+    pub locks: bool,
+}
+
+/// Counts a password attempt against the address's budget, or refuses it (423) while the
+/// address is locked. `current` is the budget as read with the account. Concurrent attempts
+/// re-read and retry; once one of them locks, the others are refused.
+pub async fn count_attempt(
+    st: &AppState,
+    subject: Subject<'_>,
+    mut current: Option<Versioned<LockoutRecord>>,
+    meta: &RequestMeta,
+) -> Result<Counted, FlowError> {
+    let budget = Budget::Password(subject.email);
+    let policy = Policy::passwords(&st.config);
+    for _ in 0..MAX_RACE_RETRIES {
+        let now = st.clock.now();
+        if let Some(l) = current.as_ref().filter(|l| l.value.is_locked(now)) {
+            return Err(refuse(st, budget, l, now).await);
+        }
+        let prev = current.as_ref().map(|l| &l.value);
+        let record = policy.count(prev, now);
+        let locks = record.locked_until != prev.and_then(|p| p.locked_until)
+            || (record.reset_required && !prev.is_some_and(|p| p.reset_required));
+        let mut tx = st.store.tx();
+        let ver = tx.put_budget(budget, &record, current.as_ref().map(|l| l.ver));
+        add_refusal_summary(&mut tx, prev, EventType::LoginFailed, subject, meta, now);
+        match st.store.commit(tx).await {
+            Ok(()) => return Ok(Counted { record, ver, locks }),
+            Err(StoreError::ConditionFailed { .. }) => {
+                current = st.store.budget(budget).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+/// Records a counted attempt whose password was wrong (or that had no account behind it):
+/// `login.failed`, and `account.locked` when the attempt started a lock. Mails the account's
+/// owner when only a reset can lift the lock now. Returns the caller's answer.
+pub async fn failed(
+    st: &AppState,
+    subject: Subject<'_>,
+    counted: &Counted,
+    reason: &str,
+    during: Option<&str>,
+    meta: &RequestMeta,
+) -> FlowError {
+    let now = st.clock.now();
+    let mut e = subject
+        .event(EventType::LoginFailed, Outcome::Failure, meta, now)
+        .reason(reason)
+        .detail("failures", counted.record.failures);
+    if let Some(d) = during {
+        e = e.detail("during", d);
+    }
+    let mut tx = st.store.tx();
+    tx.audit(&e);
+    if counted.locks {
+        tx.audit(&locked_event(
+            subject,
+            &counted.record,
+            "too_many_failed_logins",
+            meta,
+            now,
+        ));
+    }
+    if let Err(e) = st.store.commit(tx).await {
+        return e.into();
+    }
+    if counted.locks
+        && counted.record.reset_required
+        && let Some(a) = subject.account
+    {
+        send_reset_required_mail(st, a, "password", now).await;
+    }
+    if counted.locks {
+        locked(&counted.record, now)
+    } else {
+        FlowError::InvalidCredentials
+    }
+}
+
+/// `account.locked`, with how long (or that a reset is required).
+pub fn locked_event(
+    subject: Subject<'_>,
+    l: &LockoutRecord,
+    reason: &str,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> AuditEvent {
+    let e = subject
+        .event(EventType::AccountLocked, Outcome::Success, meta, now)
+        .reason(reason)
+        .detail("failures", l.failures);
+    match (l.reset_required, l.locked_until) {
+        (true, _) => e.detail("reset_required", true),
+        (false, Some(until)) => e.detail("locked_until", until),
+        (false, None) => e,
+    }
+}
+
+/// Clears the address's budget after a right password, under the version this attempt
+/// counted; should other attempts have been counted since, under theirs (this attempt's
+/// slot was within the budget). Used where the success writes nothing else.
+pub async fn clear_after_success(
+    st: &AppState,
+    email: &Email,
+    counted: &Counted,
+) -> Result<(), FlowError> {
+    let budget = Budget::Password(email);
+    let mut ver = Some(counted.ver);
+    for _ in 0..MAX_RACE_RETRIES {
+        let Some(v) = ver else { return Ok(()) };
+        let mut tx = st.store.tx();
+        tx.clear_budget(budget, Some(v));
+        match st.store.commit(tx).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { .. }) => {
+                ver = st.store.budget(budget).await?.map(|l| l.ver);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
+}
+
+/// Re-checks the password of a signed-in user before a sensitive change (`during` names
+/// it). Counted before the check, exactly like a sign-in: a stolen access token is no
+/// password-guessing oracle, however many requests it sends at once.
+pub async fn reverify_password(
+    st: &AppState,
+    account: &Versioned<AccountRecord>,
+    pw: &LoginPassword,
+    during: &str,
+    meta: &RequestMeta,
+) -> Result<(), FlowError> {
+    let a = &account.value;
+    let subject = Subject {
+        email: &a.email,
+        account: Some(a),
+    };
+    let current = st.store.budget(Budget::Password(&a.email)).await?;
+    let counted = count_attempt(st, subject, current, meta).await?;
+    if st.hasher.verify(pw, Some(&a.password_hash)).await {
+        clear_after_success(st, &a.email, &counted).await
+    } else {
+        Err(failed(st, subject, &counted, "wrong_password", Some(during), meta).await)
+    }
+}
+
+/// Tells the owner of an account that sign-in is blocked until they reset the password.
+pub async fn send_reset_required_mail(
+    st: &AppState,
+    account: &AccountRecord,
+    what: &str,
+    now: Timestamp,
+) {
+    let (what, step) = match what {
+        "mfa" => ("wrong two-step verification codes", "its second step"),
+        _ => ("failed sign-in attempts", "sign-in"),
+    };
+    let mail = Mail {
+        to: account.email.clone(),
+        subject: "Sign-in to your account is blocked".into(),
+        text: format!(
+            "There were {HARD_LIMIT} {what} in a row for the account {email}, so \
+             {step} is blocked until the password is reset.\n\nIf this was not you, someone \
+             may be trying to get into your account. Reset your password at \
+             {app}/forgot-password (the link goes to this address only), and tell your \
+             administrator.\n",
+            email = account.email,
+            app = st.config.app_url,
+        ),
+    };
+    if let Err(e) = st.mailer.send(mail, now).await {
+        tracing::warn!(user_id = %account.user_id, error = %e, "reset-required mail not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            threshold: 5,
+            base: Duration::from_secs(900),
+        }
+    }
+
+    #[test]
+    fn every_threshold_th_failure_locks_for_longer_and_a_lock_running_out_resets_nothing() {
+        let p = policy();
+        let mut now = Timestamp::from_unix_millis(0);
+        let mut rec: Option<LockoutRecord> = None;
+        let mut locks = Vec::new();
+        for i in 1..=20u32 {
+            let next = p.count(rec.as_ref(), now);
+            assert_eq!(next.failures, i, "the count only grows");
+            if i % 5 == 0 {
+                let until = next.locked_until.unwrap_or(now);
+                locks.push(now.until(until).as_secs());
+                now = until;
+            }
+            rec = Some(next);
+        }
+        assert_eq!(locks, [900, 1800, 3600, 7200]);
+        assert!(!rec.is_some_and(|r| r.reset_required));
+    }
+
+    #[test]
+    fn locks_stop_growing_at_a_day_and_the_hundredth_failure_requires_a_reset() {
+        let p = policy();
+        assert_eq!(p.lock_duration(7), Duration::from_secs(16 * 3600));
+        assert_eq!(p.lock_duration(8), MAX_LOCK);
+        assert_eq!(p.lock_duration(40), MAX_LOCK);
+        let mut rec = LockoutRecord::empty(Timestamp::from_unix_millis(0));
+        rec.failures = HARD_LIMIT - 1;
+        let next = p.count(Some(&rec), Timestamp::from_unix_millis(0));
+        assert!(next.reset_required);
+        assert!(next.is_locked(Timestamp::from_unix_millis(i64::MAX / 2)));
+        assert_eq!(retry_after(&next, Timestamp::from_unix_millis(0)), None);
+    }
+}
