@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// What every 401 carries in `WWW-Authenticate`.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"gatehouse\"";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -273,6 +275,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = problem.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // RFC 9110 §15.5.2: a 401 names the scheme that would be accepted (RFC 6750 §3).
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
         }
         // The request-id middleware re-renders the body with the request id.
         resp.extensions_mut().insert(problem);

@@ -148,3 +148,42 @@ async fn a_500_or_503_carries_no_internal_detail() {
     assert!(r.header("retry-after").is_some());
     assert!(!r.body.to_string().contains("injected"), "{}", r.body);
 }
+
+/// RFC 9110 §15.5.2: every 401 names the scheme (`Bearer`), whichever credential failed.
+#[tokio::test]
+async fn every_401_carries_www_authenticate_bearer() {
+    let a = app().await;
+    a.signup("o@example.com").await;
+    let answers = [
+        a.get("/v1/me", "not a token").await,
+        a.login("o@example.com", "wrong password here").await,
+        a.refresh("usr_0.ses_0.x").await,
+        a.post(
+            "/v1/auth/mfa/verify",
+            json!({"mfa_token": "a.b.c", "code": "123456"}),
+        )
+        .await,
+    ];
+    for r in answers {
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"gatehouse\""),
+            "{}",
+            r.body
+        );
+    }
+}
+
+/// What only the signed-in user may see is never stored by a cache on the way.
+#[tokio::test]
+async fn me_and_the_session_list_are_not_cached() {
+    let a = app().await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    for path in ["/v1/me", "/v1/sessions"] {
+        let r = a.get(path, &at).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+    }
+}

@@ -326,15 +326,14 @@ async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Res
         .map_err(FlowError::from)?
         .ok_or(ApiError::Unauthenticated)?;
     let a = account.value;
-    Ok(axum::Json(MeResponse {
+    Ok(no_store(axum::Json(MeResponse {
         id: a.user_id.to_string(),
         email: a.email.to_string(),
         email_verified: a.email_verified,
         role: a.role,
         org_id: a.org_id.to_string(),
         mfa_enabled: a.mfa_enabled,
-    })
-    .into_response())
+    })))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -374,7 +373,7 @@ async fn list_sessions(
             user_agent: s.user_agent,
         })
         .collect();
-    Ok(axum::Json(SessionsResponse { sessions }).into_response())
+    Ok(no_store(axum::Json(SessionsResponse { sessions })))
 }
 
 /// Signs out one of the user's sessions.
