@@ -184,16 +184,17 @@ impl PolicyViolation {
 pub struct LoginPassword(SecretString);
 
 impl LoginPassword {
-    /// Bounds argon2 input at sign-in; no stored password can be longer than 128 characters
-    /// (4 bytes each at most), so nothing valid is refused.
-    pub const MAX_BYTES: usize = 1024;
+    /// Bounds argon2 input at sign-in (4 KiB at most); no stored password can be longer than
+    /// 128 characters, so nothing valid is refused. Counted in characters, as the OpenAPI
+    /// document's `maxLength` is.
+    pub const MAX_CHARS: usize = 1024;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if raw.is_empty() {
             return Err(Invalid::new("must not be empty"));
         }
-        if raw.len() > Self::MAX_BYTES {
-            return Err(Invalid::new("is too long"));
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(Invalid::new("must be at most 1024 characters"));
         }
         Ok(Self(SecretString::from(raw)))
     }
