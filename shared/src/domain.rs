@@ -15,7 +15,12 @@ impl Invalid {
     }
 }
 
-/// An email address, trimmed and lower-cased: the account's identity for sign-in.
+/// An email address in canonical form, the account's identity (DESIGN.md, docs/data-model.md
+/// "Emails"): a plain addr-spec (no display name, comments, quoted or IP-literal parts), NFC,
+/// without control, invisible or text-direction characters, the local part without
+/// compatibility look-alikes (fullwidth letters) and lower-cased, the domain in its IDNA ASCII
+/// form (UTS #46). Two addresses that look alike are either the same `Email` or one of them
+/// is refused, so look-alikes never become second accounts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -32,24 +37,37 @@ impl Email {
         if s.len() > Self::MAX_LEN {
             return Err(Invalid::new("must be at most 254 characters"));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if crate::text::hidden_char(s).is_some() || s.chars().any(char::is_whitespace) {
             return Err(Invalid::new(
-                "must not contain spaces or control characters",
+                "must not contain spaces, control, invisible or text-direction characters",
             ));
         }
+        let s = crate::text::nfc(s);
         let Some((local, domain)) = s.rsplit_once('@') else {
-            return Err(Invalid::new("must be an email address"));
+            return Err(Invalid::new(
+                "must be an email address like name@example.com",
+            ));
         };
-        let domain_ok = !domain.is_empty()
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-            && !domain.contains('@');
-        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-            return Err(Invalid::new("must be an email address"));
+        if !is_dot_atom(local) || local.len() > 64 {
+            return Err(Invalid::new(
+                "must be a plain address like name@example.com (no name, quotes or brackets)",
+            ));
         }
-        Ok(Self(s.to_lowercase()))
+        if crate::text::has_compatibility_variants(local) {
+            return Err(Invalid::new(
+                "must not contain fullwidth or other look-alike characters",
+            ));
+        }
+        let domain = match idna::domain_to_ascii_strict(domain) {
+            Ok(d) if d.contains('.') && !d.ends_with('.') => d,
+            _ => return Err(Invalid::new("must have a valid domain, like example.com")),
+        };
+        let local = crate::text::nfc(&local.to_lowercase()).into_owned();
+        let address = format!("{local}@{domain}");
+        if address.len() > Self::MAX_LEN {
+            return Err(Invalid::new("must be at most 254 characters"));
+        }
+        Ok(Self(address))
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,123 +79,28 @@ impl Email {
     }
 }
 
+/// RFC 5322 §3.2.3 `dot-atom-text`, with the UTF-8 letters and digits of RFC 6531.
+fn is_dot_atom(s: &str) -> bool {
+    const SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+        && s.chars().all(|c| {
+            c == '.'
+                || c.is_ascii_alphanumeric()
+                || SPECIALS.contains(c)
+                || (!c.is_ascii() && (c.is_alphabetic() || c.is_numeric()))
+        })
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// The password rules of DESIGN.md (NIST SP 800-63B §5.1.1.2): a length range, no composition
-/// rules, not a common password, not the email's local part; never trimmed or truncated.
-#[derive(Debug, Clone, Copy)]
-pub struct PasswordPolicy {
-    pub min_len: usize,
-}
-
-impl PasswordPolicy {
-    /// Never below 8, whatever an operator configures (NIST SP 800-63B §5.1.1.2).
-    pub const FLOOR: usize = 8;
-    pub const DEFAULT_MIN: usize = 12;
-    pub const MAX: usize = 128;
-
-    pub fn new(min_len: usize) -> Self {
-        Self {
-            min_len: min_len.clamp(Self::FLOOR, Self::MAX),
-        }
-    }
-}
-
-impl Default for PasswordPolicy {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_MIN)
-    }
-}
-
-/// A new password that passed the policy. Length is counted in Unicode scalar values.
-#[derive(Debug)]
-pub struct NewPassword(SecretString);
-
-impl NewPassword {
-    /// Checks every rule and returns all that failed, by stable rule name.
-    pub fn parse(
-        raw: &str,
-        policy: PasswordPolicy,
-        email: &Email,
-    ) -> Result<Self, Vec<PolicyViolation>> {
-        let mut failed = Vec::new();
-        let len = raw.chars().count();
-        if len < policy.min_len {
-            failed.push(PolicyViolation::TooShort {
-                min: policy.min_len,
-            });
-        }
-        if len > PasswordPolicy::MAX {
-            failed.push(PolicyViolation::TooLong {
-                max: PasswordPolicy::MAX,
-            });
-        }
-        if is_common(raw) {
-            failed.push(PolicyViolation::Common);
-        }
-        let local = email.local_part();
-        if local.chars().count() >= 3 && raw.to_lowercase().contains(local) {
-            failed.push(PolicyViolation::ContainsEmail);
-        }
-        if failed.is_empty() {
-            Ok(Self(SecretString::from(raw)))
-        } else {
-            Err(failed)
-        }
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-/// The common passwords refused: 19,640 entries from the list Django ships, compiled by
-/// Royce Williams (source and licence in `shared/data/README.md`). Lower-case, sorted by bytes,
-/// one per line.
-const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
-
-/// Whether `password`, compared without regard to case, is on the bundled list. The list is
-/// indexed on first use, not at cold start.
-pub fn is_common(password: &str) -> bool {
-    static LIST: std::sync::LazyLock<Vec<&'static str>> =
-        std::sync::LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
-    LIST.binary_search(&password.to_lowercase().as_str())
-        .is_ok()
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyViolation {
-    TooShort { min: usize },
-    TooLong { max: usize },
-    Common,
-    ContainsEmail,
-}
-
-impl PolicyViolation {
-    pub fn rule(&self) -> &'static str {
-        match self {
-            Self::TooShort { .. } => "min_length",
-            Self::TooLong { .. } => "max_length",
-            Self::Common => "common_password",
-            Self::ContainsEmail => "contains_email",
-        }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            Self::TooShort { min } => format!("must be at least {min} characters"),
-            Self::TooLong { max } => format!("must be at most {max} characters"),
-            Self::Common => {
-                "is too common: it is on a list of passwords attackers try first".into()
-            }
-            Self::ContainsEmail => "must not contain your email address".into(),
-        }
-    }
-}
+pub use crate::policy::{Context as PasswordContext, NewPassword, PasswordPolicy, PolicyViolation};
 
 /// A password offered at sign-in: any string up to a generous bound, verified exactly as typed.
 #[derive(Debug)]
@@ -204,6 +127,9 @@ impl LoginPassword {
     }
 }
 
+/// An organization's name as people see it, in mail too: NFC, not blank, at most 100
+/// characters, no control, invisible or text-direction characters (which could make it read
+/// as something else). Mail shows it quoted and never as a link (`mail::quoted`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgName(String);
 
@@ -211,17 +137,19 @@ impl OrgName {
     pub const MAX_LEN: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let s = raw.trim();
+        let s = crate::text::nfc(raw.trim());
         if s.is_empty() {
-            return Err(Invalid::new("must not be empty"));
+            return Err(Invalid::new("must not be blank"));
         }
         if s.chars().count() > Self::MAX_LEN {
             return Err(Invalid::new("must be at most 100 characters"));
         }
-        if s.chars().any(char::is_control) {
-            return Err(Invalid::new("must not contain control characters"));
+        if crate::text::hidden_char(&s).is_some() {
+            return Err(Invalid::new(
+                "must not contain control, invisible or text-direction characters",
+            ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -380,8 +308,69 @@ pub enum AccountStatus {
 mod tests {
     use super::*;
 
-    fn email() -> Email {
-        Email::parse("alice@example.com").unwrap_or_else(|e| unreachable!("{e:?}"))
+    #[test]
+    fn look_alike_addresses_are_one_address_or_refused() {
+        let canon = |s: &str| Email::parse(s).map(|e| e.to_string());
+        let victim = Ok("victim@corp.example".to_owned());
+        // Composed and decomposed forms, a Unicode domain and its punycode.
+        assert_eq!(
+            canon("Jose\u{301}@corp.example"),
+            canon("José@corp.example")
+        );
+        assert_eq!(
+            canon("a@bücher.example"),
+            Ok("a@xn--bcher-kva.example".into())
+        );
+        assert_eq!(canon("a@XN--BCHER-KVA.example"), canon("a@bücher.example"));
+        // Fullwidth letters: the domain folds, the local part is refused.
+        assert_eq!(canon("victim@ｃｏｒｐ.example"), victim);
+        assert!(canon("ｖｉｃｔｉｍ@corp.example").is_err());
+        // Invisible and direction characters, display names and quotes are refused.
+        for bad in [
+            "vic\u{200B}tim@corp.example",
+            "victim\u{200D}@corp.example",
+            "\u{FEFF}victim@corp.example",
+            "victim@corp\u{202E}.example",
+            "x<victim@corp.example>",
+            "\"x\"<victim@corp.example>",
+            "\"victim\"@corp.example",
+            "victim@[192.0.2.1]",
+            "victim(comment)@corp.example",
+            "victim@corp.example.",
+            "victim@-corp.example",
+        ] {
+            assert!(
+                canon(bad).is_err(),
+                "{bad:?} was accepted as {:?}",
+                canon(bad)
+            );
+        }
+        assert_eq!(canon("Victim@Corp.Example"), victim);
+        assert_eq!(
+            canon("o'brien+tag@corp.example"),
+            Ok("o'brien+tag@corp.example".into())
+        );
+        assert_eq!(canon("Ünal@corp.example"), Ok("ünal@corp.example".into()));
+    }
+
+    #[test]
+    fn org_names_are_not_blank_and_hide_nothing() {
+        assert_eq!(
+            OrgName::parse("  Acme GmbH & Co. KG ").map(|o| o.as_str().to_owned()),
+            Ok("Acme GmbH & Co. KG".into())
+        );
+        for bad in [
+            "",
+            "   ",
+            "\u{3000}",
+            "Acme\u{202E}",
+            "Ac\u{200B}me",
+            "Ac\nme",
+            "\u{2066}x",
+        ] {
+            assert!(OrgName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(OrgName::parse(&"x".repeat(101)).is_err());
     }
 
     #[test]
@@ -403,60 +392,6 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
-    }
-
-    #[test]
-    fn password_policy_lists_every_failed_rule() {
-        let err = NewPassword::parse("alice", PasswordPolicy::default(), &email()).err();
-        assert_eq!(
-            err,
-            Some(vec![
-                PolicyViolation::TooShort { min: 12 },
-                PolicyViolation::Common,
-                PolicyViolation::ContainsEmail
-            ])
-        );
-        let long = "x".repeat(129);
-        let err = NewPassword::parse(&long, PasswordPolicy::default(), &email()).err();
-        assert_eq!(err, Some(vec![PolicyViolation::TooLong { max: 128 }]));
-    }
-
-    #[test]
-    fn the_common_password_list_is_sorted_lower_case_and_large() {
-        let entries: Vec<&str> = COMMON_PASSWORDS.lines().collect();
-        assert!(entries.len() >= 10_000, "{}", entries.len());
-        assert!(
-            entries.windows(2).all(|w| w[0] < w[1]),
-            "sorted, no duplicates"
-        );
-        assert!(
-            entries
-                .iter()
-                .all(|e| !e.is_empty() && *e == e.to_lowercase())
-        );
-    }
-
-    #[test]
-    fn common_passwords_are_refused_whatever_their_case() {
-        for common in ["1qaz2wsx3edc", "Administrator", "CHRISTOPHER1", "password"] {
-            assert!(is_common(common), "{common}");
-        }
-        assert!(!is_common("correct horse battery staple"));
-        let policy = PasswordPolicy::new(8);
-        let err = NewPassword::parse("Password1", policy, &email()).err();
-        assert_eq!(err, Some(vec![PolicyViolation::Common]));
-    }
-
-    #[test]
-    fn passphrases_with_spaces_and_emoji_are_kept_exactly() {
-        let raw = "  correct horse 🐎 battery staple  ";
-        let p = NewPassword::parse(raw, PasswordPolicy::default(), &email());
-        assert_eq!(p.map(|p| p.expose().to_owned()).ok(), Some(raw.to_owned()));
-    }
-
-    #[test]
-    fn policy_minimum_never_drops_below_eight() {
-        assert_eq!(PasswordPolicy::new(4).min_len, 8);
     }
 
     #[test]

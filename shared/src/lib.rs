@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod aws;
+pub mod breached;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -17,10 +18,12 @@ pub mod jwt;
 pub mod keys;
 pub mod mail;
 pub mod password;
+pub mod policy;
 pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod totp;
 
 pub use state::AppState;

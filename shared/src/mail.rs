@@ -9,6 +9,34 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 use crate::domain::Email;
 
+/// Text someone typed (an org's name), as a mail shows it to someone else: in quotation
+/// marks, and never as a link. Mail clients turn `evil.example`, `a@b` and `http://…` into
+/// links, so a dot between two letters or digits, `@` and `:` are shown bracketed, the way
+/// security notices defang addresses (`evil[.]example`).
+pub fn quoted(user_text: &str) -> String {
+    let chars: Vec<char> = user_text.chars().collect();
+    let mut out = String::with_capacity(user_text.len() + 8);
+    out.push('“');
+    for (i, c) in chars.iter().enumerate() {
+        let between = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+        match c {
+            '.' if between(i.checked_sub(1).and_then(|p| chars.get(p)))
+                && between(chars.get(i + 1)) =>
+            {
+                out.push_str("[.]");
+            }
+            '@' | ':' => {
+                out.push('[');
+                out.push(*c);
+                out.push(']');
+            }
+            c => out.push(*c),
+        }
+    }
+    out.push('”');
+    out
+}
+
 #[derive(Clone, PartialEq, Serialize)]
 pub struct Mail {
     pub to: Email,
@@ -77,6 +105,25 @@ impl Mailer for NoMailer {
     async fn send(&self, mail: Mail, _now: Timestamp) -> Result<(), MailError> {
         tracing::warn!(subject = %mail.subject, "no mail transport configured; message dropped");
         Err(MailError("no mail transport configured".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn user_text_in_mail_is_quoted_and_never_a_link() {
+        assert_eq!(quoted("Acme Inc."), "“Acme Inc.”");
+        assert_eq!(
+            quoted("visit evil.example now"),
+            "“visit evil[.]example now”"
+        );
+        assert_eq!(
+            quoted("https://evil.example/login"),
+            "“https[:]//evil[.]example/login”"
+        );
+        assert_eq!(quoted("me@evil.example"), "“me[@]evil[.]example”");
     }
 }
 

@@ -652,6 +652,8 @@ impl TestApp {
 impl TestApp {
     /// The mails the local mailer kept for `to`, oldest first: (subject, text).
     pub fn mails_to(&self, to: &str) -> Vec<(String, String)> {
+        let to =
+            gatehouse::domain::Email::parse(to).map_or_else(|_| to.to_owned(), |e| e.to_string());
         self.mailer
             .messages()
             .into_iter()

@@ -35,9 +35,82 @@ async fn a_taken_email_is_409_email_taken(kind: StoreKind) {
     r.assert_problem(409, "email_taken");
 }
 
+/// Emails are canonical: an address that looks like a taken one is the same account (409)
+/// or refused (422), never a second account; and signs in to the same account.
+async fn look_alike_addresses_never_create_a_second_account(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let signup = |email: &str| {
+        a.post(
+            "/v1/orgs",
+            json!({"org_name": "Other", "email": email, "password": PASSWORD}),
+        )
+    };
+    a.signup("victim@corp.example").await;
+    a.signup("josé@corp.example").await;
+    a.signup("a@bücher.example").await;
+    for same in [
+        "VICTIM@corp.example",
+        "victim@ｃｏｒｐ.example",
+        "victim@CORP.EXAMPLE",
+        "jose\u{301}@corp.example",
+        "a@xn--bcher-kva.example",
+        "a@BÜCHER.example",
+    ] {
+        signup(same).await.assert_problem(409, "email_taken");
+    }
+    for refused in [
+        "x<victim@corp.example>",
+        "Victim <victim@corp.example>",
+        "vic\u{200B}tim@corp.example",
+        "victim\u{200D}@corp.example",
+        "ｖｉｃｔｉｍ@corp.example",
+        "victim@corp\u{202E}.example",
+        "\"victim\"@corp.example",
+    ] {
+        let r = signup(refused).await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], "/email", "{refused:?}");
+    }
+    a.login_ok("a@xn--bcher-kva.example").await;
+    assert_eq!(
+        a.login("JOSE\u{301}@corp.example", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+/// An org's name hides nothing, and mail shows it quoted, never as a link.
+async fn org_names_hide_nothing_and_mail_never_links_them(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    for bad in ["   ", "Acme\u{202E}", "Ac\u{200B}me", "\u{2066}Acme"] {
+        let r = a
+            .post(
+                "/v1/orgs",
+                json!({"org_name": bad, "email": "o@example.com", "password": PASSWORD}),
+            )
+            .await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], "/org_name", "{bad:?}");
+    }
+    let r = a
+        .post(
+            "/v1/orgs",
+            json!({"org_name": "Urgent: visit evil.example/login", "email": "o@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let text = &a.mails_to("o@example.com")[0].1;
+    assert!(
+        text.contains("“Urgent[:] visit evil[.]example/login”"),
+        "{text}"
+    );
+    assert!(!text.contains("evil.example"), "{text}");
+}
+
 both_stores!(
     creating_an_org_returns_the_org_and_its_owner,
-    a_taken_email_is_409_email_taken
+    a_taken_email_is_409_email_taken,
+    look_alike_addresses_never_create_a_second_account,
+    org_names_hide_nothing_and_mail_never_links_them,
 );
 
 #[tokio::test]
@@ -75,7 +148,7 @@ async fn the_password_policy_lists_each_failed_rule() {
         .iter()
         .map(|e| e["rule"].as_str().unwrap())
         .collect();
-    assert_eq!(rules, ["min_length", "common_password", "contains_email"]);
+    assert_eq!(rules, ["min_length", "common_password", "context"]);
     let r = a
         .post(
             "/v1/orgs",

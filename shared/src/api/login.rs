@@ -13,7 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::Timestamp;
-use crate::domain::{Email, LoginPassword, NewPassword, OrgName, Role, SessionId};
+use crate::domain::{
+    Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId,
+};
 use crate::error::{ApiError, Problem};
 use crate::flows::{self, FlowError, IssuedTokens};
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
@@ -111,10 +113,15 @@ async fn create_org(
     let (Some(org_name), Some(email)) = (org_name, email) else {
         return Err(ApiError::Validation(Vec::new()));
     };
+    let context = PasswordContext {
+        email: &email,
+        org_name: Some(org_name.as_str()),
+        current: None,
+    };
     let password = NewPassword::parse(
         body.password.expose_secret(),
         st.config.password_policy,
-        &email,
+        &context,
     )
     .map_err(|v| ApiError::PasswordPolicy(flows::policy_errors("/password", &v)))?;
     let bootstrap = headers

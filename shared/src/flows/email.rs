@@ -25,7 +25,10 @@ pub(crate) async fn send_verification(
     let hours = st.config.email_verification_ttl.as_secs().div_ceil(3600);
     let url = links::url(&st.config.app_url, "verify-email", &link.token);
     let greeting = match org_name {
-        Some(name) => format!("Welcome to {name} on Gatehouse.\n\n"),
+        Some(name) => format!(
+            "Welcome to the organization {} on Gatehouse.\n\n",
+            crate::mail::quoted(name)
+        ),
         None => String::new(),
     };
     let mail = Mail {

@@ -14,7 +14,9 @@ use super::sessions::{self, Stale};
 use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
-use crate::domain::{AccountStatus, Email, LoginPassword, NewPassword, SessionId};
+use crate::domain::{
+    AccountStatus, Email, LoginPassword, NewPassword, PasswordContext, PolicyViolation, SessionId,
+};
 use crate::jwt::AccessClaims;
 use crate::mail::Mail;
 use crate::state::AppState;
@@ -157,18 +159,35 @@ pub(crate) async fn token_account(
     Ok((hash, account))
 }
 
-/// The argon2id hash of a new password that passed the policy (`new_password` rules).
+/// The argon2id hash of a new password for `account` that passed the policy
+/// (`new_password` rules): with the org's name as context, and not the current password,
+/// which a change has as typed (`current`) and a reset checks against the stored hash.
 async fn policy_then_hash(
     st: &AppState,
     new_password: &SecretString,
-    email: &Email,
+    account: &AccountRecord,
+    current: Option<&LoginPassword>,
 ) -> Result<String, FlowError> {
+    let org = st.store.org(&account.org_id).await?;
+    let ctx = PasswordContext {
+        email: &account.email,
+        org_name: org.as_ref().map(|o| o.name.as_str()),
+        current: current.map(LoginPassword::expose),
+    };
     let password = NewPassword::parse(
         new_password.expose_secret(),
         st.config.password_policy,
-        email,
+        &ctx,
     )
     .map_err(FlowError::NewPasswordPolicy)?;
+    if current.is_none() {
+        let typed = LoginPassword::parse(password.expose()).map_err(|_| {
+            FlowError::NewPasswordPolicy(vec![PolicyViolation::TooLong { max: 128 }])
+        })?;
+        if st.hasher.verify(&typed, Some(&account.password_hash)).await {
+            return Err(FlowError::NewPasswordPolicy(vec![PolicyViolation::Reused]));
+        }
+    }
     Ok(st.hasher.hash(&password).await?)
 }
 
@@ -186,7 +205,7 @@ pub async fn reset(
     if account.value.status != AccountStatus::Active {
         return Err(FlowError::InvalidToken);
     }
-    let password_hash = policy_then_hash(st, new_password, &account.value.email).await?;
+    let password_hash = policy_then_hash(st, new_password, &account.value, None).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
@@ -323,7 +342,7 @@ pub async fn change(
         .await?
         .ok_or(FlowError::Unauthenticated)?;
     super::lockout::reverify_password(st, &account, current, "password_change", meta).await?;
-    let password_hash = policy_then_hash(st, new_password, &account.value.email).await?;
+    let password_hash = policy_then_hash(st, new_password, &account.value, Some(current)).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
