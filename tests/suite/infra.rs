@@ -321,3 +321,19 @@ fn only_functions_that_mail_may_send_and_only_from_the_configured_identity() {
             .is_some_and(|s| s.contains("<${MailFromAddress}>"))
     );
 }
+
+/// A flood is refused at the edge: the HTTP API throttles every route by default, from
+/// parameters the operator sizes.
+#[test]
+fn the_http_api_throttles_every_route() {
+    let t = template();
+    let settings = &t["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(settings["ThrottlingRateLimit"]["Ref"], "ThrottleRateLimit");
+    assert_eq!(
+        settings["ThrottlingBurstLimit"]["Ref"],
+        "ThrottleBurstLimit"
+    );
+    for p in ["ThrottleRateLimit", "ThrottleBurstLimit"] {
+        assert_eq!(t["Parameters"][p]["Type"], "Number", "{p}");
+    }
+}
