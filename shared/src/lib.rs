@@ -16,6 +16,7 @@ pub mod flows;
 pub mod http;
 pub mod jwt;
 pub mod keys;
+pub mod local;
 pub mod mail;
 pub mod password;
 pub mod policy;

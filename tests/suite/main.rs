@@ -15,6 +15,7 @@ mod lockout;
 mod login;
 mod logs;
 mod mail;
+mod memory;
 mod mfa;
 mod openapi;
 mod reset;

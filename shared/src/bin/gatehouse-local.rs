@@ -1,5 +1,4 @@
-//! `gatehouse-local`: every family's routes in one process, on the embedded default (memory
-//! store, local key file, local mailer) or on a DynamoDB-compatible server.
+//! `gatehouse-local`: every family's routes in one process (see `gatehouse::local`).
 //!
 //! ```text
 //! gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb]
@@ -7,104 +6,7 @@
 //! gatehouse-local --openapi-deployed   # the document of a deployed stack (docs/openapi.json)
 //! ```
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use gatehouse::clock::SystemClock;
-use gatehouse::config::{Config, KeySource};
-use gatehouse::keys::{KeyRing, Keys};
-use gatehouse::mail::LocalMailer;
-use gatehouse::store::{Backend, DynamoStore, MemoryStore};
-use gatehouse::{AppState, api, runtime, telemetry};
-
-const USAGE: &str = "usage: gatehouse-local [--addr HOST:PORT] [--store memory|dynamodb] | --openapi | --openapi-deployed";
-
-struct Args {
-    addr: SocketAddr,
-    dynamodb: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
-        dynamodb: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--addr" => {
-                let v = it.next().ok_or("--addr needs HOST:PORT")?;
-                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
-            }
-            "--store" => match it.next().as_deref() {
-                Some("memory") => args.dynamodb = false,
-                Some("dynamodb") => args.dynamodb = true,
-                _ => return Err("--store takes memory or dynamodb".into()),
-            },
-            "--openapi" => {
-                println!(
-                    "{}",
-                    api::openapi().to_pretty_json().map_err(|e| e.to_string())?
-                );
-                std::process::exit(0);
-            }
-            "--openapi-deployed" => {
-                println!(
-                    "{}",
-                    api::deployed_openapi()
-                        .to_pretty_json()
-                        .map_err(|e| e.to_string())?
-                );
-                std::process::exit(0);
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    telemetry::init();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
-    let config = Config::from_env()?;
-    let backend: Arc<dyn Backend> = if args.dynamodb {
-        let aws = gatehouse::aws::sdk_config().await;
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            &config.main_table,
-            &config.audit_table,
-        );
-        store.create_tables_if_missing().await?;
-        Arc::new(store)
-    } else {
-        Arc::new(MemoryStore::new())
-    };
-    let keys = match &config.keys {
-        KeySource::File(path) => Keys::new(KeyRing::load_or_create_file(path)?),
-        KeySource::SecretsManager(id) => {
-            let aws = gatehouse::aws::sdk_config().await;
-            Keys::new(KeyRing::load_secret(&aws_sdk_secretsmanager::Client::new(&aws), id).await?)
-        }
-    };
-    let mailer = Arc::new(LocalMailer::default());
-    let state = AppState::new(config, backend, keys, mailer.clone(), Arc::new(SystemClock));
-    let app = api::app(
-        state,
-        vec![
-            api::login::routes(),
-            api::mfa::routes(),
-            api::reset::routes(),
-            api::local::routes(),
-        ],
-    )
-    .layer(axum::Extension(mailer));
-    runtime::serve(app, args.addr).await
+    gatehouse::local::main().await
 }
