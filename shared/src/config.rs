@@ -264,6 +264,14 @@ impl Config {
             }
             c.hash_concurrency = v as usize;
         }
+        if let Some(v) = text("GATEHOUSE_LOG_LEVEL")
+            && crate::telemetry::parse_level(&v).is_none()
+        {
+            return Err(invalid(
+                "GATEHOUSE_LOG_LEVEL",
+                "must be error, warn, info or debug",
+            ));
+        }
         match text("GATEHOUSE_TRUST_X_FORWARDED_FOR").as_deref() {
             None | Some("false") => {}
             Some("true") => c.trust_forwarded_for = true,

@@ -72,12 +72,21 @@ pub async fn method_not_allowed() -> Response {
     r
 }
 
-/// Reads a JSON object field by field, collecting one error per bad field.
-#[derive(Debug)]
+/// Reads a JSON object field by field, collecting one error per bad field. Its `Debug`
+/// shows the field names only: a raw body holds passwords and tokens.
 pub struct Fields {
     obj: Map<String, Value>,
     errors: Vec<FieldError>,
     known: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fields")
+            .field("names", &self.obj.keys().collect::<Vec<_>>())
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Fields {
@@ -244,12 +253,16 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
         _ => {}
     }
     if trust_forwarded_for {
+        // The rightmost entry is the one the operator's own proxy appended; everything to its
+        // left came from the client and may be forged.
         let forwarded = parts
             .headers
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok());
         if let Some(ip) = forwarded
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
         {
             return Some(ip);

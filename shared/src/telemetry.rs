@@ -1,11 +1,51 @@
-//! Tracing: JSON lines under Lambda (CloudWatch), compact text locally; `RUST_LOG` filters.
+//! Tracing: JSON lines under Lambda (CloudWatch), compact text locally.
+//!
+//! The level comes from `GATEHOUSE_LOG_LEVEL` (`error`, `warn`, `info` or `debug`; the
+//! template's `LogLevel`), never from free-form directives: at `trace`, `lambda_runtime` logs
+//! every raw event, request bodies and their passwords included. Other crates stay at `info`
+//! at most, whatever the level.
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
+/// The levels `GATEHOUSE_LOG_LEVEL` takes.
+pub const LEVELS: [&str; 4] = ["error", "warn", "info", "debug"];
+
+/// A level of [`LEVELS`]; anything else (`trace`, directives) is refused.
+pub fn parse_level(raw: &str) -> Option<LevelFilter> {
+    match raw.trim() {
+        "error" => Some(LevelFilter::ERROR),
+        "warn" => Some(LevelFilter::WARN),
+        "info" => Some(LevelFilter::INFO),
+        "debug" => Some(LevelFilter::DEBUG),
+        _ => None,
+    }
+}
+
+/// The filter for `level`: Gatehouse's own code (the library and the function binaries) at
+/// `level`, every other crate at `level` but never above `info`.
+pub fn filter(level: LevelFilter) -> EnvFilter {
+    let others = level.min(LevelFilter::INFO);
+    let mut directives = format!("{others}");
+    for ours in ["gatehouse", "login", "mfa", "reset"] {
+        directives.push_str(&format!(",{ours}={level}"));
+    }
+    EnvFilter::new(directives)
+}
+
+/// The level of the process: `GATEHOUSE_LOG_LEVEL`, `info` when unset. An invalid value is
+/// reported by `Config::from_env`, which stops the process; until then `info` applies.
+pub fn level_from_env() -> LevelFilter {
+    std::env::var("GATEHOUSE_LOG_LEVEL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| parse_level(&v))
+        .unwrap_or(LevelFilter::INFO)
+}
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(level_from_env()))
         .with_target(false);
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = if crate::runtime::in_lambda() {
@@ -13,4 +53,76 @@ pub fn init() {
     } else {
         builder.compact().try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_the_four_levels_are_accepted() {
+        for ok in LEVELS {
+            assert!(parse_level(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "trace",
+            "TRACE",
+            "lambda_runtime=trace",
+            "info,hyper=trace",
+            "",
+            "off",
+        ] {
+            assert!(parse_level(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// At the most verbose level allowed, the runtime's raw event (which holds the request
+    /// body) is still not logged, while Gatehouse's own debug events are.
+    #[test]
+    fn the_raw_event_is_never_logged_even_at_debug() {
+        let capture = Capture::default();
+        let sink = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter(LevelFilter::DEBUG))
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(
+                target: "lambda_runtime::layers::api_response",
+                body = "{\"password\":\"hunter2 hunter2\"}",
+                "raw JSON event received from Lambda"
+            );
+            tracing::debug!(target: "lambda_runtime::runtime", "runtime detail");
+            tracing::debug!(target: "gatehouse::flows::login", "our own detail");
+        });
+        let out = String::from_utf8(
+            capture
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+        .unwrap_or_default();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("runtime detail"), "{out}");
+        assert!(out.contains("our own detail"), "{out}");
+    }
 }

@@ -364,6 +364,7 @@ async fn number_conditions_compare_an_attribute(kind: StoreKind) {
 }
 
 both_stores!(
+    a_recreated_item_never_repeats_a_version,
     number_conditions_compare_an_attribute,
     get_returns_what_put_wrote_and_none_for_missing,
     not_exists_refuses_a_second_put,
@@ -375,3 +376,41 @@ both_stores!(
     pages_resume_after_the_last_key,
     index_queries_group_by_the_index_key,
 );
+
+/// An item deleted and created again never repeats a version a stale writer holds: the
+/// stale write fails (here: a TOTP factor disabled and enrolled again).
+async fn a_recreated_item_never_repeats_a_version(kind: StoreKind) {
+    use gatehouse::clock::Timestamp;
+    use gatehouse::store::{FactorStatus, Store, TotpFactorRecord};
+    let store = Store::new(backend(kind).await, std::time::Duration::from_secs(3600));
+    let user = gatehouse::domain::UserId::new();
+    let factor = TotpFactorRecord {
+        status: FactorStatus::Enabled,
+        seed: gatehouse::crypto::Sealed {
+            key_id: "k".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        },
+        last_step: None,
+        created_at: Timestamp::from_unix_millis(0),
+        enabled_at: None,
+    };
+    let mut tx = store.tx();
+    tx.put_totp_factor(&user, &factor, None);
+    store.commit(tx).await.unwrap();
+    let stale = store.mfa_state(&user).await.unwrap().factor.unwrap();
+    let mut tx = store.tx();
+    tx.delete_totp_factor(&user, Cond::Version(stale.ver));
+    store.commit(tx).await.unwrap();
+    let mut tx = store.tx();
+    tx.put_totp_factor(&user, &factor, None);
+    store.commit(tx).await.unwrap();
+    let fresh = store.mfa_state(&user).await.unwrap().factor.unwrap();
+    assert_ne!(fresh.ver, stale.ver);
+    let mut tx = store.tx();
+    tx.put_totp_factor(&user, &factor, Some(stale.ver));
+    assert!(matches!(
+        store.commit(tx).await,
+        Err(StoreError::ConditionFailed { index: 0 })
+    ));
+}

@@ -337,3 +337,20 @@ fn the_http_api_throttles_every_route() {
         assert_eq!(t["Parameters"][p]["Type"], "Number", "{p}");
     }
 }
+
+/// The functions' log level is one of four known values; no trace level, at which the
+/// Lambda runtime logs raw events with their passwords.
+#[test]
+fn the_log_level_is_limited_to_known_values() {
+    let t = template();
+    let allowed: Vec<&str> = t["Parameters"]["LogLevel"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, gatehouse::telemetry::LEVELS);
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["GATEHOUSE_LOG_LEVEL"]["Ref"], "LogLevel");
+    assert!(env.get("RUST_LOG").is_none());
+}

@@ -121,3 +121,64 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         assert!(!contains_word(&logs, short), "{short:?} was logged");
     }
 }
+
+/// `{:?}` of what flows hold never shows a hash, a digest or a sealed secret, so a log line
+/// or a panic message cannot leak one.
+#[tokio::test]
+async fn debug_output_of_records_and_tokens_hides_every_secret() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let u = a.mfa_user("o@example.com").await;
+    a.forgot("o@example.com").await;
+    let email = gatehouse::domain::Email::parse("o@example.com").unwrap();
+    let state = a.state.store.login_state(&email).await.unwrap();
+    let account = state.account.clone().unwrap().value;
+    let mfa = a.state.store.mfa_state(&account.user_id).await.unwrap();
+    let sessions = a.state.store.sessions(&account.user_id).await.unwrap();
+    let challenge_token = a.mfa_challenge(&u.email).await;
+    let mfa = {
+        let fresh = a.state.store.mfa_state(&account.user_id).await.unwrap();
+        assert!(!fresh.challenges.is_empty());
+        (mfa, fresh)
+    };
+    let debug = format!("{state:?}{mfa:?}{sessions:?}");
+    let mut secrets = vec![account.password_hash.clone()];
+    for s in &sessions {
+        secrets.push(s.value.refresh_hash.clone());
+    }
+    for c in &mfa.1.challenges {
+        secrets.push(c.value.secret_hash.clone());
+    }
+    for r in &mfa.1.recovery_codes {
+        secrets.push(r.value.hash.clone());
+    }
+    let factor = mfa.1.factor.clone().unwrap().value;
+    secrets.push(factor.seed.ciphertext.clone());
+    secrets.push(state.reset_link.unwrap().value.current_hash.unwrap());
+    for secret in secrets {
+        assert!(!debug.contains(&secret), "{secret} shows in {debug}");
+    }
+    assert!(debug.contains("AccountRecord"), "{debug}");
+    let _ = challenge_token;
+
+    let issued = gatehouse::flows::IssuedTokens {
+        access_token: "eyJ.the-access-token.sig".into(),
+        expires_in: 600,
+        refresh_token: secrecy::SecretString::from("usr_x.ses_y.the-refresh-secret"),
+        session_id: gatehouse::domain::SessionId::new(),
+        claims: gatehouse::jwt::AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: account.user_id.clone(),
+            org: account.org_id.clone(),
+            role: account.role,
+            sid: gatehouse::domain::SessionId::new(),
+            amr: vec!["pwd".into()],
+            iat: 0,
+            exp: 600,
+            jti: "j".into(),
+        },
+    };
+    let debug = format!("{issued:?}");
+    assert!(!debug.contains("the-access-token"), "{debug}");
+    assert!(!debug.contains("the-refresh-secret"), "{debug}");
+}

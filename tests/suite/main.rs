@@ -17,6 +17,7 @@ mod logs;
 mod mail;
 mod memory;
 mod mfa;
+mod mfa_hardening;
 mod openapi;
 mod reset;
 mod sessions;

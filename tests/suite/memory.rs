@@ -68,7 +68,7 @@ async fn peak_memory_stays_bounded_through_a_thousand_sign_ins_and_a_concurrent_
         .args(["--addr", "127.0.0.1:0"])
         .env("GATEHOUSE_KEYS_FILE", dir.join("keys.json"))
         .env("GATEHOUSE_HASH_CONCURRENCY", "2")
-        .env("RUST_LOG", "warn")
+        .env("GATEHOUSE_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -274,3 +274,25 @@ async fn a_refresh_racing_a_sign_out_is_unauthenticated_not_reuse() {
         .await;
     a.refresh(&rt).await.assert_problem(401, "unauthenticated");
 }
+
+/// Behind a proxy the operator trusts, the client is the rightmost `X-Forwarded-For` entry
+/// (the one that proxy appended); the entries left of it are whatever the client sent.
+#[tokio::test]
+async fn a_trusted_x_forwarded_for_is_read_from_the_right() {
+    let a = TestApp::with_config(StoreKind::Memory, |c| c.trust_forwarded_for = true).await;
+    a.signup("o@example.com").await;
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/v1/auth/login")
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "198.51.100.66, 203.0.113.9")
+        .body(axum::body::Body::from(
+            serde_json::json!({"email": "o@example.com", "password": gatehouse_tests::PASSWORD})
+                .to_string(),
+        ))
+        .unwrap();
+    let r = a.send(req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = a.get("/v1/sessions", &r.str("access_token")).await;
+    assert_eq!(list.body["sessions"][0]["ip"], "203.0.113.9");
+}

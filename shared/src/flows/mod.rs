@@ -100,6 +100,18 @@ impl From<FlowError> for ApiError {
     }
 }
 
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"…")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &"…")
+            .field("session_id", &self.session_id)
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
 /// One field error per failed password rule.
 pub fn policy_errors(pointer: &str, violations: &[PolicyViolation]) -> Vec<FieldError> {
     violations
@@ -112,8 +124,7 @@ pub fn policy_errors(pointer: &str, violations: &[PolicyViolation]) -> Vec<Field
         .collect()
 }
 
-/// What a successful sign-in or refresh hands the client.
-#[derive(Debug)]
+/// What a successful sign-in or refresh hands the client. Its `Debug` hides the tokens.
 pub struct IssuedTokens {
     pub access_token: String,
     pub expires_in: u64,

@@ -14,6 +14,21 @@ use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, ChallengeId, Email, OrgId, Role, SessionId, UserId};
 
+/// `Debug` that shows `…` for the named fields: records that hold password hashes, token
+/// digests or sealed secrets must not put them into logs or panics through `{:?}`.
+macro_rules! debug_hiding {
+    ($t:ident { $($f:ident),* } hiding { $($h:ident),* }) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($f), &self.$f))*
+                    $(.field(stringify!($h), &"…"))*
+                    .finish()
+            }
+        }
+    };
+}
+
 /// A record with the version its optimistic-concurrency condition checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -23,7 +38,7 @@ pub struct Versioned<T> {
 
 /// An account: credentials and everything sign-in needs, keyed by email so that login is a
 /// single read. `EMAIL#{email}` / `ACCOUNT`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRecord {
     pub user_id: UserId,
     pub org_id: OrgId,
@@ -40,6 +55,10 @@ pub struct AccountRecord {
     pub password_epoch: u64,
     pub created_at: Timestamp,
 }
+
+debug_hiding!(AccountRecord {
+    user_id, org_id, email, role, status, email_verified, mfa_enabled, password_epoch, created_at
+} hiding { password_hash });
 
 /// The way from a user id to the account. `USER#{user_id}` / `USER`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +148,7 @@ pub struct OrgRecord {
 }
 
 /// A signed-in device. `USER#{user_id}` / `SESSION#{session_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub session_id: SessionId,
     pub user_id: UserId,
@@ -159,6 +178,11 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
 }
 
+debug_hiding!(SessionRecord {
+    session_id, user_id, org_id, role, amr, created_at, last_used_at, ip, user_agent,
+    password_epoch, email, idle_expires_at, expires_at
+} hiding { refresh_hash, previous_refresh_hashes });
+
 impl SessionRecord {
     pub fn is_live(&self, now: Timestamp) -> bool {
         now < self.idle_expires_at && now < self.expires_at
@@ -174,7 +198,7 @@ pub enum FactorStatus {
 }
 
 /// A user's TOTP factor. `USER#{user_id}` / `MFA#TOTP`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct TotpFactorRecord {
     pub status: FactorStatus,
     /// The seed, AES-256-GCM under a data key, the user id as associated data.
@@ -188,8 +212,10 @@ pub struct TotpFactorRecord {
     pub enabled_at: Option<Timestamp>,
 }
 
+debug_hiding!(TotpFactorRecord { status, last_step, created_at, enabled_at } hiding { seed });
+
 /// One of ten recovery code slots. `USER#{user_id}` / `MFA#RECOVERY#{slot}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryCodeRecord {
     pub slot: u8,
     /// HMAC-SHA256 of the user id and the canonical code under the pepper `pepper_id`.
@@ -198,8 +224,10 @@ pub struct RecoveryCodeRecord {
     pub created_at: Timestamp,
 }
 
+debug_hiding!(RecoveryCodeRecord { slot, pepper_id, created_at } hiding { hash });
+
 /// The second step of a sign-in with MFA. `USER#{user_id}` / `MFA#CHALLENGE#{challenge_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChallengeRecord {
     pub challenge_id: ChallengeId,
     pub user_id: UserId,
@@ -215,6 +243,10 @@ pub struct ChallengeRecord {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+debug_hiding!(ChallengeRecord {
+    challenge_id, user_id, org_id, email, role, failures, password_epoch, created_at, expires_at
+} hiding { secret_hash });
 
 /// What a one-time token stored by its hash is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +269,7 @@ impl TokenKind {
 /// The mailed links of one kind for an email: the newest token (issuing one deletes the one
 /// before) and when recent mails went out (for the hourly limit).
 /// `EMAIL#{email}` / `MAIL#RESET` or `MAIL#VERIFY`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MailLinkState {
     /// Hash of the newest token, which may have been used or have expired since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +278,8 @@ pub struct MailLinkState {
     #[serde(default)]
     pub sent_at: Vec<Timestamp>,
 }
+
+debug_hiding!(MailLinkState { sent_at } hiding { current_hash });
 
 /// A one-time token, stored as the SHA-256 of its value. `TOKEN#{hash}` / `TOKEN`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
