@@ -57,6 +57,9 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Password hashes run at once, each with 19 MiB of working memory; more sign-ins queue.
     pub hash_concurrency: usize,
+    /// Browser origins (`https://app.example.com`) the local server answers CORS requests
+    /// from; none by default. In AWS, the HTTP API's `AllowedOrigins` does this instead.
+    pub cors_origins: Vec<String>,
 }
 
 /// The default of [`Config::hash_concurrency`]: one hash per CPU the process may use.
@@ -99,6 +102,7 @@ impl Default for Config {
             audit_retention: Duration::from_secs(400 * 24 * 3600),
             trust_forwarded_for: false,
             hash_concurrency: default_hash_concurrency(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -264,6 +268,24 @@ impl Config {
             }
             c.hash_concurrency = v as usize;
         }
+        if let Some(v) = text("GATEHOUSE_CORS_ORIGINS") {
+            let origins: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+                return Err(invalid(
+                    "GATEHOUSE_CORS_ORIGINS",
+                    format!(
+                        "{bad:?} is not an origin: write scheme://host[:port], e.g. \
+                         https://app.example.com, without a path or a wildcard"
+                    ),
+                ));
+            }
+            c.cors_origins = origins;
+        }
         if let Some(v) = text("GATEHOUSE_LOG_LEVEL")
             && crate::telemetry::parse_level(&v).is_none()
         {
@@ -284,6 +306,18 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// An origin as browsers send it (RFC 6454 §6.1): `http(s)://host[:port]`, nothing after.
+fn is_origin(v: &str) -> bool {
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    })
 }
 
 /// `addr@domain` or `Display Name <addr@domain>`, without line breaks (no header injection).
@@ -345,6 +379,30 @@ mod tests {
             "a@example.com\r\nBcc: x@evil.test",
         ] {
             assert!(cfg(&[("GATEHOUSE_MAIL_FROM", bad)]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_origins_and_nothing_else() {
+        let c = cfg(&[(
+            "GATEHOUSE_CORS_ORIGINS",
+            " https://app.example.com, http://localhost:5173 ",
+        )])
+        .ok();
+        assert_eq!(
+            c.map(|c| c.cors_origins),
+            Some(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:5173".to_owned()
+            ])
+        );
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://*.example.com",
+        ] {
+            assert!(cfg(&[("GATEHOUSE_CORS_ORIGINS", bad)]).is_err(), "{bad}");
         }
     }
 

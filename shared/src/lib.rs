@@ -17,6 +17,7 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod local;
+pub mod local_pages;
 pub mod mail;
 pub mod password;
 pub mod policy;

@@ -97,6 +97,13 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let mailer = Arc::new(LocalMailer::default());
     let state = AppState::new(config, backend, keys, mailer.clone(), Arc::new(SystemClock));
+    runtime::serve(app(state, mailer), args.addr).await
+}
+
+/// The local server's app: every family's routes, the local-only routes, the pages mailed
+/// links open, and CORS for `GATEHOUSE_CORS_ORIGINS`.
+pub fn app(state: AppState, mailer: Arc<LocalMailer>) -> axum::Router {
+    let cors = cors(&state.config.cors_origins);
     let app = api::app(
         state,
         vec![
@@ -106,6 +113,82 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             api::local::routes(),
         ],
     )
+    .merge(crate::local_pages::routes())
     .layer(axum::Extension(mailer));
-    runtime::serve(app, args.addr).await
+    match cors {
+        Some((layer, listed)) => {
+            app.layer(layer)
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    only_listed_origins(listed.clone(), req, next)
+                }))
+        }
+        None => app,
+    }
+}
+
+/// Strips every CORS header from answers to an origin that is not listed: such a caller
+/// learns nothing, not even which methods exist.
+async fn only_listed_origins(
+    listed: Arc<Vec<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let listed = req
+        .headers()
+        .get(axum::http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|o| listed.iter().any(|l| l == o));
+    let mut resp = next.run(req).await;
+    if !listed {
+        let cors: Vec<_> = resp
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for k in cors {
+            resp.headers_mut().remove(k);
+        }
+    }
+    resp
+}
+
+/// CORS for the listed origins (none: no CORS at all). Bearer tokens travel in the
+/// `Authorization` header, never in cookies, so no credentials mode. A preflight from an
+/// origin not listed gets no CORS headers, and the browser refuses the request.
+fn cors(origins: &[String]) -> Option<(tower_http::cors::CorsLayer, Arc<Vec<String>>)> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let listed = Arc::new(origins.to_vec());
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some((
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(crate::http::REQUEST_ID),
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                HeaderName::from_static(crate::http::REQUEST_ID),
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+        listed,
+    ))
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use gatehouse::AppState;
 use gatehouse::audit::AuditEvent;
 use gatehouse::clock::ManualClock;
 use gatehouse::config::Config;
 use gatehouse::keys::{KeyRing, Keys};
 use gatehouse::mail::LocalMailer;
 use gatehouse::store::{Backend, DynamoStore, MemoryStore, SkRange, Table};
-use gatehouse::{AppState, api};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -214,16 +214,7 @@ impl TestApp {
             mailer.clone(),
             Arc::new(clock.clone()),
         );
-        let router = api::app(
-            state.clone(),
-            vec![
-                api::login::routes(),
-                api::mfa::routes(),
-                api::reset::routes(),
-                api::local::routes(),
-            ],
-        )
-        .layer(axum::Extension(mailer.clone()));
+        let router = gatehouse::local::app(state.clone(), mailer.clone());
         Self {
             router,
             state,

@@ -354,3 +354,30 @@ fn the_log_level_is_limited_to_known_values() {
     assert_eq!(env["GATEHOUSE_LOG_LEVEL"]["Ref"], "LogLevel");
     assert!(env.get("RUST_LOG").is_none());
 }
+
+/// CORS is off unless the operator lists origins; then API Gateway answers preflights for
+/// exactly those, with the methods and headers the API uses and no credentials.
+#[test]
+fn cors_is_off_unless_origins_are_listed() {
+    let t = template();
+    assert_eq!(t["Parameters"]["AllowedOrigins"]["Default"], "");
+    let cors = &t["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]["Fn::If"];
+    assert_eq!(cors[0], "CorsOn");
+    assert_eq!(cors[2]["Ref"], "AWS::NoValue");
+    let on = &cors[1];
+    assert_eq!(on["AllowOrigins"]["Fn::Split"][1]["Ref"], "AllowedOrigins");
+    let list = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for m in ["GET", "POST", "DELETE"] {
+        assert!(list(&on["AllowMethods"]).contains(&m.to_owned()), "{m}");
+    }
+    for h in ["authorization", "content-type"] {
+        assert!(list(&on["AllowHeaders"]).contains(&h.to_owned()), "{h}");
+    }
+    assert!(on.get("AllowCredentials").is_none());
+}

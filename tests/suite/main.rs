@@ -11,6 +11,7 @@ mod infra;
 mod jwt;
 mod keys;
 mod lambda;
+mod local;
 mod lockout;
 mod login;
 mod logs;
