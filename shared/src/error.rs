@@ -31,22 +31,31 @@ impl FieldError {
     }
 }
 
-/// The problem document. `request_id` is filled in by the request-id middleware.
+/// The problem document (RFC 9457). `request_id` is filled in by the request-id middleware.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `urn:gatehouse:problem:` and the `code`.
     #[serde(rename = "type")]
     pub type_uri: String,
+    /// The status's reason phrase.
     pub title: String,
+    /// The HTTP status.
     pub status: u16,
+    /// For people; never internal detail.
     pub detail: String,
+    /// The stable, machine-readable part (`validation_failed`, `account_locked`, …).
     pub code: String,
+    /// For `validation_failed` and `password_policy`: one entry per bad field or failed rule.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For `account_locked`, `rate_limited` and `unavailable`: seconds to wait, as in the
+    /// `Retry-After` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
     /// For `account_locked`: only a password reset by mail lifts this lock; waiting does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_required: Option<bool>,
+    /// The request's id, as in the `x-request-id` header.
     pub request_id: String,
 }
 

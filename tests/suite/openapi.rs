@@ -107,3 +107,80 @@ async fn the_login_function_serves_the_deployed_document() {
         "local-only routes are not deployed"
     );
 }
+
+/// The guarantee `make api-contract` checks from outside, stated on the document itself: every
+/// operation documents the answers the shared edge gives (the JSON body extractor, the bearer
+/// extractor, failures of the server and its dependencies), each as problem+json with the
+/// headers the server sets; and every request body refuses unknown fields, as the server does.
+#[test]
+fn every_operation_documents_the_shared_answers_as_problem_json() {
+    let doc = serde_json::to_value(gatehouse::api::openapi()).unwrap();
+    let problem = serde_json::json!({"$ref": "#/components/schemas/Problem"});
+    let header = |name: &str| serde_json::json!({"$ref": format!("#/components/headers/{name}")});
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let op_name = format!("{} {path}", method.to_uppercase());
+            let responses = op["responses"].as_object().unwrap();
+            let mut expected = vec!["500", "503"];
+            if let Some(body) = op.get("requestBody") {
+                expected.extend(["400", "413", "415", "422"]);
+                let schema = &body["content"]["application/json"]["schema"]["$ref"];
+                let name = schema.as_str().unwrap().rsplit('/').next().unwrap();
+                assert_eq!(
+                    doc["components"]["schemas"][name]["additionalProperties"], false,
+                    "{op_name}: the request body {name} must refuse unknown fields"
+                );
+            }
+            let bearer = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if bearer {
+                expected.push("401");
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{op_name} does not document {status}"
+                );
+            }
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{op_name} {status} has no description"
+                );
+                assert_eq!(
+                    r["headers"]["x-request-id"],
+                    header("RequestId"),
+                    "{op_name} {status}"
+                );
+                if !status.starts_with(['4', '5']) {
+                    continue;
+                }
+                let content = r["content"].as_object().unwrap();
+                assert_eq!(
+                    content.keys().collect::<Vec<_>>(),
+                    ["application/problem+json"],
+                    "{op_name} {status} must be problem+json only"
+                );
+                assert_eq!(
+                    content["application/problem+json"]["schema"], problem,
+                    "{op_name} {status}"
+                );
+                let expected_header = match status.as_str() {
+                    "401" => Some(("WWW-Authenticate", "WwwAuthenticate")),
+                    "423" => Some(("Retry-After", "LockRetryAfter")),
+                    "429" | "503" => Some(("Retry-After", "RetryAfter")),
+                    _ => None,
+                };
+                if let Some((name, component)) = expected_header {
+                    assert_eq!(r["headers"][name], header(component), "{op_name} {status}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations in the document");
+    let headers = &doc["components"]["headers"];
+    for name in ["RequestId", "WwwAuthenticate", "RetryAfter"] {
+        assert_eq!(headers[name]["required"], true, "{name}");
+    }
+}

@@ -30,7 +30,8 @@ pub struct MailList {
 }
 
 /// The mails the local mailer would have sent, oldest first. Local server only.
-#[utoipa::path(get, path = "/_local/mail", tag = "local", responses((status = 200, body = MailList)))]
+#[utoipa::path(get, path = "/_local/mail", tag = "local",
+    responses((status = 200, body = MailList, description = "The mails, oldest first")))]
 async fn mail(mailer: Option<Extension<Arc<LocalMailer>>>) -> Response {
     let messages = mailer.map(|m| m.0.messages()).unwrap_or_default();
     let messages = messages

@@ -12,11 +12,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::contract;
+
 use crate::clock::Timestamp;
-use crate::domain::{
-    Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId,
-};
-use crate::error::{ApiError, Problem};
+use crate::domain::{Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId};
+use crate::error::ApiError;
 use crate::flows::{self, FlowError, IssuedTokens};
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
 use crate::state::AppState;
@@ -38,13 +38,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CreateOrgRequest {
-    /// 1 to 100 characters.
+    #[schema(schema_with = contract::org_name)]
     org_name: String,
+    /// The owner's address; a verification link is mailed to it.
+    #[schema(schema_with = contract::email)]
     email: String,
-    /// 12 to 128 characters by default, any characters; must not contain the email's local part.
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::new_password)]
     password: String,
 }
 
@@ -89,16 +91,16 @@ pub struct CreatedOrg {
     user: UserOut,
 }
 
-/// Creates an organization and its owner, and mails the owner a verification link.
+/// Creates an organization and its owner, and mails the owner a verification link. The owner
+/// signs in once the address is verified.
 #[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrgRequest,
-    params(("x-gatehouse-bootstrap-token" = Option<String>, Header, description = "Required when sign-up is closed")),
+    params(("x-gatehouse-bootstrap-token" = Option<String>, Header, nullable = false,
+        description = "Required when sign-up is closed on this deployment")),
     responses(
-        (status = 201, body = CreatedOrg),
-        (status = 400, body = Problem, description = "`malformed_request`"),
-        (status = 403, body = Problem, description = "`forbidden`: sign-up is closed"),
-        (status = 409, body = Problem, description = "`email_taken`"),
-        (status = 413, body = Problem, description = "`payload_too_large`"),
-        (status = 422, body = Problem, description = "`validation_failed` or `password_policy`"),
+        (status = 201, body = CreatedOrg, description = "The organization and its owner"),
+        (status = 403, description = "`forbidden`: sign-up is closed and no valid bootstrap token was given"),
+        (status = 409, description = "`email_taken`"),
+        (status = 422, description = "`password_policy`, one entry per failed rule"),
     ))]
 async fn create_org(
     State(st): State<AppState>,
@@ -155,10 +157,12 @@ async fn create_org(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct LoginRequest {
+    #[schema(schema_with = contract::email)]
     email: String,
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::password_offered)]
     password: String,
 }
 
@@ -235,9 +239,9 @@ pub(crate) fn token_response(t: IssuedTokens) -> Response {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = LoginResponse, description = "Tokens, or an MFA challenge"),
-        (status = 401, body = Problem, description = "`invalid_credentials`"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
-        (status = 423, body = Problem, description = "`account_locked`, with `Retry-After`"),
+        (status = 401, description = "`invalid_credentials`: unknown email, wrong password or disabled account, alike"),
+        (status = 403, description = "`email_not_verified`: the password is right but the address was never verified; the link is mailed again (at most 3 an hour)"),
+        (status = 423, description = "`account_locked`: too many failed attempts for this address"),
     ))]
 async fn login(
     State(st): State<AppState>,
@@ -269,8 +273,10 @@ async fn login(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RefreshRequest {
+    #[schema(schema_with = contract::refresh_token)]
     refresh_token: String,
 }
 
@@ -286,8 +292,8 @@ impl FromJson for RefreshBody {
 /// it again revokes the session.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
-        (status = 200, body = TokenResponse),
-        (status = 401, body = Problem, description = "`unauthenticated` or `refresh_token_reused`"),
+        (status = 200, body = TokenResponse, description = "New tokens for the same session"),
+        (status = 401, description = "`unauthenticated`: unknown, malformed or expired refresh token, or the session has ended; or `refresh_token_reused`: a rotated token came back, and the session is now revoked"),
     ))]
 async fn refresh(
     State(st): State<AppState>,
@@ -300,7 +306,7 @@ async fn refresh(
 
 /// Signs out the current session.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem, description = "`unauthenticated`")))]
+    responses((status = 204, description = "Signed out")))]
 async fn logout(
     State(st): State<AppState>,
     Principal(who): Principal,
@@ -324,7 +330,7 @@ pub struct MeResponse {
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
-    responses((status = 200, body = MeResponse), (status = 401, body = Problem, description = "`unauthenticated`")))]
+    responses((status = 200, body = MeResponse, description = "The signed-in user")))]
 async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Response, ApiError> {
     let account = st
         .store
@@ -363,7 +369,7 @@ pub struct SessionsResponse {
 
 /// Where the user is signed in, newest first.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
-    responses((status = 200, body = SessionsResponse), (status = 401, body = Problem, description = "`unauthenticated`")))]
+    responses((status = 200, body = SessionsResponse, description = "The live sessions")))]
 async fn list_sessions(
     State(st): State<AppState>,
     Principal(who): Principal,
@@ -385,11 +391,12 @@ async fn list_sessions(
 
 /// Signs out one of the user's sessions.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id")),
+    // The shape `SessionId::parse` accepts; any other id is a 404.
+    params(("id" = String, Path, pattern = "^ses_[0-9a-f]{32}$",
+        description = "A session id, as `GET /v1/sessions` lists them")),
     responses(
-        (status = 204),
-        (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 404, body = Problem, description = "`not_found`: no such live session of this user"),
+        (status = 204, description = "Signed out"),
+        (status = 404, description = "`not_found`: no such live session of this user"),
     ))]
 async fn revoke_session(
     State(st): State<AppState>,
@@ -404,7 +411,7 @@ async fn revoke_session(
 
 /// Signs out every session of the user except the current one.
 #[utoipa::path(post, path = "/v1/sessions/revoke-others", tag = "sessions", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem, description = "`unauthenticated`")))]
+    responses((status = 204, description = "The other sessions are signed out")))]
 async fn revoke_other_sessions(
     State(st): State<AppState>,
     Principal(who): Principal,
@@ -431,7 +438,8 @@ pub struct JwkSet {
 }
 
 /// The public keys that verify access tokens (RFC 7517, RFC 8037).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys", responses((status = 200, body = JwkSet)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
+    responses((status = 200, body = JwkSet, description = "Every key that may still verify a live access token")))]
 async fn jwks(State(st): State<AppState>) -> Response {
     let ring = st.keys.current();
     let keys = ring

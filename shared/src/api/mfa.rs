@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::contract;
 use super::login::{TokenResponse, no_store, token_response};
 use crate::domain::{LoginPassword, RecoveryCode, TotpCode};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::flows::FlowError;
 use crate::flows::mfa::{self, SecondFactor};
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
@@ -84,11 +85,12 @@ pub struct EnrollResponse {
     qr_png: String,
 }
 
+/// The account's password (re-authentication; a wrong one counts toward lockout).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PasswordRequest {
-    /// The account's password (re-authentication; a wrong one counts toward lockout).
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::password_offered)]
     password: String,
 }
 
@@ -105,9 +107,10 @@ impl FromJson for PasswordBody {
 #[utoipa::path(post, path = "/v1/mfa/totp/enroll", tag = "mfa", security(("bearer" = [])),
     request_body = PasswordRequest,
     responses(
-        (status = 200, body = EnrollResponse),
-        (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`mfa_already_enabled`"),
+        (status = 200, body = EnrollResponse, description = "The new secret, pending until confirmed"),
+        (status = 400, description = "`invalid_credentials`: the password is wrong (counted toward lockout)"),
+        (status = 409, description = "`mfa_already_enabled`; or `conflict`: another enrollment started meanwhile (retry)"),
+        (status = 423, description = "`account_locked`: too many wrong passwords"),
     ))]
 async fn enroll(
     State(st): State<AppState>,
@@ -134,9 +137,10 @@ async fn enroll(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CodeRequest {
-    /// The current 6-digit code from the authenticator app.
+    #[schema(schema_with = contract::totp_code)]
     code: String,
 }
 
@@ -158,11 +162,9 @@ pub struct RecoveryCodesResponse {
 /// shown once.
 #[utoipa::path(post, path = "/v1/mfa/totp/confirm", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest,
     responses(
-        (status = 200, body = RecoveryCodesResponse),
-        (status = 400, body = Problem, description = "`invalid_mfa_code`"),
-        (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`mfa_already_enabled`, or `conflict`: no pending enrollment, or it changed meanwhile (retry)"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 200, body = RecoveryCodesResponse, description = "MFA is on; the recovery codes, shown this once"),
+        (status = 400, description = "`invalid_mfa_code`: wrong code, or one already used"),
+        (status = 409, description = "`mfa_already_enabled`; or `conflict`: no pending enrollment, or it changed meanwhile (retry)"),
     ))]
 async fn confirm(
     State(st): State<AppState>,
@@ -182,14 +184,18 @@ async fn confirm(
     })))
 }
 
+/// The password, and exactly one of `code` (from the app) or `recovery_code` (when the phone
+/// is lost).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 2, max_properties = 2)]
 #[allow(dead_code)]
 pub struct DisableRequest {
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::password_offered)]
     password: String,
-    /// A current code from the app…
+    #[schema(schema_with = contract::totp_code)]
     code: Option<String>,
-    /// …or one of the recovery codes, when the phone is lost (exactly one of the two).
+    #[schema(schema_with = contract::recovery_code)]
     recovery_code: Option<String>,
 }
 
@@ -213,12 +219,10 @@ impl FromJson for DisableBody {
 /// is lost); signs out the other sessions.
 #[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", security(("bearer" = [])), request_body = DisableRequest,
     responses(
-        (status = 204),
-        (status = 400, body = Problem, description = "`invalid_mfa_code` (counted toward the MFA budget)"),
-        (status = 401, body = Problem, description = "`invalid_credentials` (wrong password, counted toward lockout) or `unauthenticated`"),
-        (status = 409, body = Problem, description = "`conflict`: MFA is not on"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
-        (status = 423, body = Problem, description = "`account_locked`: too many wrong passwords or codes"),
+        (status = 204, description = "MFA is off"),
+        (status = 400, description = "`invalid_credentials`: the password is wrong (counted toward lockout); or `invalid_mfa_code`: the code is wrong or used (counted toward the MFA budget)"),
+        (status = 409, description = "`conflict`: MFA is not on, or it changed meanwhile (retry)"),
+        (status = 423, description = "`account_locked`: too many wrong passwords or codes"),
     ))]
 async fn disable(
     State(st): State<AppState>,
@@ -243,12 +247,15 @@ async fn disable(
     Ok(no_content())
 }
 
+/// Exactly one of `code` (from the app) or `recovery_code` (when the phone is lost).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, max_properties = 1)]
 #[allow(dead_code)]
 pub struct SecondFactorRequest {
-    /// A current code from the app…
+    #[schema(schema_with = contract::totp_code)]
     code: Option<String>,
-    /// …or one of the recovery codes, when the phone is lost (exactly one of the two).
+    #[schema(schema_with = contract::recovery_code)]
     recovery_code: Option<String>,
 }
 
@@ -264,12 +271,10 @@ impl FromJson for SecondFactorBody {
 /// the old ones stop working and the other sessions are signed out.
 #[utoipa::path(post, path = "/v1/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = SecondFactorRequest,
     responses(
-        (status = 200, body = RecoveryCodesResponse),
-        (status = 400, body = Problem, description = "`invalid_mfa_code` (counted toward the MFA budget)"),
-        (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`conflict`: MFA is not on, or it changed meanwhile (retry)"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
-        (status = 423, body = Problem, description = "`account_locked`: too many wrong codes"),
+        (status = 200, body = RecoveryCodesResponse, description = "The new recovery codes, shown this once"),
+        (status = 400, description = "`invalid_mfa_code`: the code is wrong or used (counted toward the MFA budget)"),
+        (status = 409, description = "`conflict`: MFA is not on, or it changed meanwhile (retry)"),
+        (status = 423, description = "`account_locked`: too many wrong codes"),
     ))]
 async fn regenerate_recovery_codes(
     State(st): State<AppState>,
@@ -289,14 +294,17 @@ async fn regenerate_recovery_codes(
     })))
 }
 
+/// The `mfa_token`, and exactly one of `code` (from the app) or `recovery_code`.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 2, max_properties = 2)]
 #[allow(dead_code)]
 pub struct VerifyRequest {
-    /// From the sign-in response.
+    #[schema(schema_with = contract::mfa_token)]
     mfa_token: String,
-    /// A current code from the app…
+    #[schema(schema_with = contract::totp_code)]
     code: Option<String>,
-    /// …or one of the recovery codes (exactly one of the two).
+    #[schema(schema_with = contract::recovery_code)]
     recovery_code: Option<String>,
 }
 
@@ -320,10 +328,9 @@ impl FromJson for VerifyBody {
 /// is `["pwd","otp"]`.
 #[utoipa::path(post, path = "/v1/auth/mfa/verify", tag = "auth", request_body = VerifyRequest,
     responses(
-        (status = 200, body = TokenResponse),
-        (status = 401, body = Problem, description = "`invalid_mfa_code`, or `mfa_token_invalid` (expired, used, or out of attempts)"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
-        (status = 423, body = Problem, description = "`account_locked`: too many wrong codes"),
+        (status = 200, body = TokenResponse, description = "Signed in"),
+        (status = 401, description = "`invalid_mfa_code`: the code is wrong or used (counted toward the challenge's 5 attempts and the MFA budget); or `mfa_token_invalid`: the challenge is unknown, malformed, expired, used or out of attempts"),
+        (status = 423, description = "`account_locked`: too many wrong codes"),
     ))]
 async fn verify(
     State(st): State<AppState>,

@@ -1,6 +1,7 @@
 //! HTTP routers: one per endpoint family, each its own Lambda; the local server merges them.
 //! Routes are declared with their OpenAPI description, so the document cannot miss one.
 
+pub mod contract;
 pub mod local;
 pub mod login;
 pub mod mfa;
@@ -67,11 +68,20 @@ fn document(
             .response(
                 "200",
                 utoipa::openapi::ResponseBuilder::new()
-                    .description("OpenAPI 3.1 document")
+                    .description("The OpenAPI 3.1 document")
+                    .content(
+                        "application/json",
+                        utoipa::openapi::Content::new(Some(
+                            utoipa::openapi::schema::Object::with_type(
+                                utoipa::openapi::schema::Type::Object,
+                            ),
+                        )),
+                    )
                     .build(),
             )
             .build(),
     );
+    contract::Responses.modify(&mut doc);
     (router, doc)
 }
 

@@ -9,8 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::contract;
 use crate::domain::{Email, LoginPassword};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::flows;
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
 use crate::state::AppState;
@@ -33,8 +34,10 @@ fn accepted() -> Response {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ForgotRequest {
+    #[schema(schema_with = contract::email)]
     email: String,
 }
 
@@ -56,7 +59,6 @@ impl FromJson for ForgotBody {
 #[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "password", request_body = ForgotRequest,
     responses(
         (status = 202, body = Accepted, description = "Always, for any well-formed address"),
-        (status = 422, body = Problem, description = "`validation_failed`: not an email address"),
     ))]
 async fn forgot(
     State(st): State<AppState>,
@@ -81,12 +83,12 @@ async fn forgot(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ResetRequest {
-    /// The token from the link in the mail.
+    #[schema(schema_with = contract::link_token)]
     token: String,
-    /// The password policy applies (see `POST /v1/orgs`).
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::new_password)]
     new_password: String,
 }
 
@@ -109,9 +111,9 @@ impl FromJson for ResetBody {
 /// session of the user is signed out and the lockout cleared; MFA stays on if it was.
 #[utoipa::path(post, path = "/v1/auth/password/reset", tag = "password", request_body = ResetRequest,
     responses(
-        (status = 204),
-        (status = 400, body = Problem, description = "`invalid_token`: unknown, expired, used or replaced by a newer one"),
-        (status = 422, body = Problem, description = "`password_policy`, one entry per failed rule; the token stays usable"),
+        (status = 204, description = "The password is set; every session is signed out"),
+        (status = 400, description = "`invalid_token`: unknown, malformed, expired, used or replaced by a newer one"),
+        (status = 422, description = "`password_policy`, one entry per failed rule; the token stays usable"),
     ))]
 async fn reset(
     State(st): State<AppState>,
@@ -123,12 +125,12 @@ async fn reset(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ChangeRequest {
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::password_offered)]
     current_password: String,
-    /// The password policy applies (see `POST /v1/orgs`).
-    #[schema(format = Password)]
+    #[schema(schema_with = contract::new_password)]
     new_password: String,
 }
 
@@ -152,11 +154,11 @@ impl FromJson for ChangeBody {
 #[utoipa::path(post, path = "/v1/auth/password/change", tag = "password", security(("bearer" = [])),
     request_body = ChangeRequest,
     responses(
-        (status = 204),
-        (status = 401, body = Problem, description = "`unauthenticated`, or `invalid_credentials`: the current password is wrong (it counts toward lockout)"),
-        (status = 409, body = Problem, description = "`conflict`: the password was changed meanwhile"),
-        (status = 422, body = Problem, description = "`password_policy`, one entry per failed rule"),
-        (status = 423, body = Problem, description = "`account_locked`, with `Retry-After`"),
+        (status = 204, description = "The password is changed; the other sessions are signed out"),
+        (status = 400, description = "`invalid_credentials`: the current password is wrong (counted toward lockout)"),
+        (status = 409, description = "`conflict`: the password was changed meanwhile"),
+        (status = 422, description = "`password_policy`, one entry per failed rule"),
+        (status = 423, description = "`account_locked`: too many wrong passwords"),
     ))]
 async fn change(
     State(st): State<AppState>,
@@ -181,9 +183,10 @@ async fn change(
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct VerifyEmailRequest {
-    /// The token from the link in the verification mail.
+    #[schema(schema_with = contract::link_token)]
     token: String,
 }
 
@@ -198,8 +201,8 @@ impl FromJson for VerifyEmailBody {
 /// Confirms an email address with the token from a verification mail. The token works once.
 #[utoipa::path(post, path = "/v1/auth/email/verify", tag = "email", request_body = VerifyEmailRequest,
     responses(
-        (status = 204),
-        (status = 400, body = Problem, description = "`invalid_token`: unknown, expired, used or replaced by a newer one"),
+        (status = 204, description = "The address is verified"),
+        (status = 400, description = "`invalid_token`: unknown, malformed, expired, used or replaced by a newer one"),
     ))]
 async fn verify_email(
     State(st): State<AppState>,
@@ -214,10 +217,9 @@ async fn verify_email(
 /// most 3 an hour.
 #[utoipa::path(post, path = "/v1/auth/email/verify/resend", tag = "email", security(("bearer" = [])),
     responses(
-        (status = 202, body = Accepted),
-        (status = 401, body = Problem, description = "`unauthenticated`"),
-        (status = 409, body = Problem, description = "`conflict`: the address is already verified"),
-        (status = 429, body = Problem, description = "`rate_limited`, with `Retry-After`"),
+        (status = 202, body = Accepted, description = "A new link is mailed"),
+        (status = 409, description = "`conflict`: the address is already verified"),
+        (status = 429, description = "`rate_limited`: 3 links were mailed within the hour"),
     ))]
 async fn resend_verification(
     State(st): State<AppState>,
