@@ -5,6 +5,7 @@ CARGO ?= cargo
 ARGS  ?=
 
 include mk/infra.mk
+include mk/api.mk
 
 .PHONY: run test test-rust lint fmt fmt-check clippy bench build deploy clean openapi
 
@@ -15,7 +16,7 @@ run:
 
 ## Everything CI runs: template lint, formatting, clippy, and every Rust test (the DynamoDB and
 ## Secrets Manager ones against moto's server, started and stopped by scripts/with-moto).
-test: venv lint-infra fmt-check clippy test-rust
+test: venv lint-infra fmt-check clippy test-rust api-contract
 
 test-rust: venv
 	scripts/with-moto $(CARGO) test --workspace --locked

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates/updates the Python virtualenv at .venv/ with the pinned test and infra tooling
-# (moto server, cfn-lint, aws-sam-cli, pyotp) from scripts/requirements-test.txt.
+# (moto server, cfn-lint, aws-sam-cli, pyotp) from scripts/requirements-test.txt and the API
+# contract tooling (schemathesis, openapi-spec-validator) from scripts/requirements-api.txt;
+# the two locks pin every package they share to the same version.
 # With --build it also installs scripts/requirements-build.txt (cargo-lambda + zig).
 #
 # Idempotent and fast when nothing changed: each requirements file has a stamp holding a
@@ -13,7 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 venv="${VENV_DIR:-$root/.venv}"
 
-reqs=("$root/scripts/requirements-test.txt")
+reqs=("$root/scripts/requirements-test.txt" "$root/scripts/requirements-api.txt")
 for arg in "$@"; do
     case "$arg" in
         --build) reqs+=("$root/scripts/requirements-build.txt") ;;
