@@ -1,7 +1,8 @@
 //! `make bench`: in-process latency of the login, MFA and reset families on the memory store,
 //! against the time of one argon2id hash with the production parameters, plus store round trips per
 //! operation. Cases are measured round-robin, sample by sample, so that noise on this shared
-//! machine falls on all of them alike and the ratios stay meaningful.
+//! machine falls on all of them alike and the ratios stay meaningful. Then the local server as a
+//! process of its own under sign-in load: its peak resident memory (docs/performance.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -81,7 +82,7 @@ fn main() {
     let mut mfa_token = String::new();
     let mut mfa_access = String::new();
     rt.block_on(app.verified_user("verified@example.com"));
-    rt.block_on(app.signup("unverified@example.com"));
+    rt.block_on(app.signup_unverified("unverified@example.com"));
     rt.block_on(app.verified_user("reset@example.com"));
     let mut reset_token = String::new();
 
@@ -245,6 +246,12 @@ fn main() {
         "login / argon2id hash = {ratio:.3} (budget ≤ 1.15: {})",
         if ratio <= 1.15 { "met" } else { "NOT met" }
     );
+    let (hash_reads, hash_writes) = (cases[1].reads, cases[1].writes);
+    println!(
+        "login round trips: {:.0} read(s) + {:.0} write(s) per sign-in (budget: 3 in all)",
+        hash_reads as f64 / cases[1].ops as f64,
+        hash_writes as f64 / cases[1].ops as f64
+    );
     let unknown = median(&mut cases[10].samples).as_secs_f64();
     let verified = median(&mut cases[12].samples).as_secs_f64();
     println!(
@@ -252,5 +259,68 @@ fn main() {
          the answer waits for (plus the SES call in Lambda)",
         verified / unknown,
         (verified - unknown) * 1e3
+    );
+    memory(&rt);
+}
+
+/// Peak RSS of the local server (`local-server`, the same code as `gatehouse-local`) as a
+/// process of its own: after start-up, after 1,000 sequential sign-ins, and after 320 more at
+/// concurrency 4, with two hashes at once (`GATEHOUSE_HASH_CONCURRENCY=2`).
+fn memory(rt: &tokio::runtime::Runtime) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let (start, sequential, concurrent) = rt.block_on(async {
+        let server = gatehouse_tests::LocalServer::start(
+            env!("CARGO_BIN_EXE_local-server"),
+            &[
+                ("GATEHOUSE_HASH_CONCURRENCY", "2"),
+                ("GATEHOUSE_LOG_LEVEL", "warn"),
+            ],
+        )
+        .await;
+        server.verified_user("mem@example.com").await;
+        let login = serde_json::json!({"email": "mem@example.com", "password": PASSWORD});
+        let start = server.peak_rss_kib();
+        for _ in 0..1_000 {
+            let (status, _) = server
+                .http("POST", "/v1/auth/login", Some(login.clone()))
+                .await;
+            assert_eq!(status, 200);
+        }
+        let sequential = server.peak_rss_kib();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (addr, login) = (server.addr, login.clone());
+                tokio::spawn(async move {
+                    for _ in 0..80 {
+                        let r = gatehouse_tests::http(
+                            addr,
+                            "POST",
+                            "/v1/auth/login",
+                            None,
+                            Some(login.clone()),
+                        );
+                        assert_eq!(r.await.0, 200);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (start, sequential, server.peak_rss_kib())
+    });
+    println!();
+    println!("Local server as its own process, peak RSS (VmHWM), GATEHOUSE_HASH_CONCURRENCY=2");
+    println!(
+        "  after start-up and one sign-up      {:>7.1} MiB",
+        mib(start)
+    );
+    println!(
+        "  after 1,000 sequential sign-ins     {:>7.1} MiB (bound 64 MiB)",
+        mib(sequential)
+    );
+    println!(
+        "  after 320 more at concurrency 4     {:>7.1} MiB (bound 96 MiB)",
+        mib(concurrent)
     );
 }

@@ -699,3 +699,125 @@ pub fn link_token(text: &str, prefix: &str) -> Option<String> {
             .collect(),
     )
 }
+
+/// One HTTP/1.1 exchange with a server on `addr`, on a fresh connection; returns the status
+/// and the JSON body (`Null` when there is none).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: gatehouse.test\r\nuser-agent: e2e\r\n\
+         connection: close\r\n{auth}content-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let (_, payload) = text.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+/// The local server as a process of its own, on a free loopback port with a fresh key file:
+/// what tests and `make bench` measure. Killed when dropped.
+pub struct LocalServer {
+    child: tokio::process::Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl LocalServer {
+    /// Starts `bin` (the `local-server` binary, `env!("CARGO_BIN_EXE_local-server")`) with
+    /// `env` on top of the inherited environment.
+    pub async fn start(bin: &str, env: &[(&str, &str)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = std::env::temp_dir().join(format!("gh-server-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(["--addr", "127.0.0.1:0"])
+            .env("GATEHOUSE_KEYS_FILE", dir.join("keys.json"))
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the server's first line");
+            if let Some(a) = line.strip_prefix("Gatehouse is listening on http://") {
+                break a.parse().unwrap();
+            }
+        };
+        Self {
+            child,
+            pid,
+            addr,
+            dir,
+        }
+    }
+
+    pub async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        http(self.addr, method, path, None, body).await
+    }
+
+    /// Signs up `email` with [`PASSWORD`] and verifies it through the mailed link.
+    pub async fn verified_user(&self, email: &str) {
+        let signup = json!({"org_name": "Load", "email": email, "password": PASSWORD});
+        assert_eq!(self.http("POST", "/v1/orgs", Some(signup)).await.0, 201);
+        let (_, mail) = self.http("GET", "/_local/mail", None).await;
+        let text = mail["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["to"] == email)
+            .and_then(|m| m["text"].as_str())
+            .unwrap()
+            .to_owned();
+        let token = link_token(&text, "verify-email?token=").unwrap();
+        let verify = json!({ "token": token });
+        assert_eq!(
+            self.http("POST", "/v1/auth/email/verify", Some(verify))
+                .await
+                .0,
+            204
+        );
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -25,7 +25,7 @@ use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::domain::{Email, LoginPassword};
+use crate::domain::{Email, LoginPassword, OrgId, UserId};
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{AccountRecord, Budget, LockoutRecord, StoreError, Tx, Versioned};
@@ -104,15 +104,23 @@ fn locked(l: &LockoutRecord, now: Timestamp) -> FlowError {
     }
 }
 
-/// What the audit trail says about whom a budget belongs to: the address, and the
-/// account's org and user when there is an account.
+/// Whom a budget belongs to, as the audit trail and the mail say it: the address, and the
+/// org and user when an account has it.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
     pub email: &'a Email,
-    pub account: Option<&'a AccountRecord>,
+    pub owner: Option<(&'a OrgId, &'a UserId)>,
 }
 
-impl Subject<'_> {
+impl<'a> Subject<'a> {
+    /// The address, and its account if there is one.
+    pub fn of(email: &'a Email, account: Option<&'a AccountRecord>) -> Self {
+        Self {
+            email,
+            owner: account.map(|a| (&a.org_id, &a.user_id)),
+        }
+    }
+
     pub fn event(
         &self,
         t: EventType,
@@ -121,8 +129,8 @@ impl Subject<'_> {
         now: Timestamp,
     ) -> AuditEvent {
         let e = AuditEvent::new(t, outcome, meta, now).email(self.email);
-        match self.account {
-            Some(a) => e.org(&a.org_id).target(&a.user_id),
+        match self.owner {
+            Some((org, user)) => e.org(org).target(user),
             None => e,
         }
     }
@@ -250,9 +258,16 @@ pub async fn failed(
     }
     if counted.locks
         && counted.record.reset_required
-        && let Some(a) = subject.account
+        && let Some((_, user)) = subject.owner
     {
-        send_reset_required_mail(st, a, "password", now).await;
+        send_reset_required_mail(
+            st,
+            subject.email,
+            user,
+            Budget::Password(subject.email),
+            now,
+        )
+        .await;
     }
     if counted.locks {
         locked(&counted.record, now)
@@ -297,12 +312,18 @@ pub async fn clear_after_success(
         match st.store.commit(tx).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { .. }) => {
-                ver = st.store.budget(budget).await?.map(|l| l.ver);
+                ver = current_version(st, budget).await?;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(FlowError::Contended)
+}
+
+/// The version a budget stands at now (`None`: there is none), for a success to clear it
+/// under after other attempts were counted since its own.
+pub async fn current_version(st: &AppState, budget: Budget<'_>) -> Result<Option<u64>, FlowError> {
+    Ok(st.store.budget(budget).await?.map(|l| l.ver))
 }
 
 /// Re-checks the password of a signed-in user before a sensitive change (`during` names
@@ -316,10 +337,7 @@ pub async fn reverify_password(
     meta: &RequestMeta,
 ) -> Result<(), FlowError> {
     let a = &account.value;
-    let subject = Subject {
-        email: &a.email,
-        account: Some(a),
-    };
+    let subject = Subject::of(&a.email, Some(a));
     let current = st.store.budget(Budget::Password(&a.email)).await?;
     let counted = count_attempt(st, subject, current, meta).await?;
     if st.hasher.verify(pw, Some(&a.password_hash)).await {
@@ -329,19 +347,21 @@ pub async fn reverify_password(
     }
 }
 
-/// Tells the owner of an account that sign-in is blocked until they reset the password.
+/// Tells the owner of an account that sign-in is blocked until they reset the password,
+/// because `budget` passed the hard limit.
 pub async fn send_reset_required_mail(
     st: &AppState,
-    account: &AccountRecord,
-    what: &str,
+    email: &Email,
+    user: &UserId,
+    budget: Budget<'_>,
     now: Timestamp,
 ) {
-    let (what, step) = match what {
-        "mfa" => ("wrong two-step verification codes", "its second step"),
-        _ => ("failed sign-in attempts", "sign-in"),
+    let (what, step) = match budget {
+        Budget::Mfa(_) => ("wrong two-step verification codes", "its second step"),
+        Budget::Password(_) => ("failed sign-in attempts", "sign-in"),
     };
     let mail = Mail {
-        to: account.email.clone(),
+        to: email.clone(),
         subject: "Sign-in to your account is blocked".into(),
         text: format!(
             "There were {HARD_LIMIT} {what} in a row for the account {email}, so \
@@ -349,12 +369,11 @@ pub async fn send_reset_required_mail(
              may be trying to get into your account. Reset your password at \
              {app}/forgot-password (the link goes to this address only), and tell your \
              administrator.\n",
-            email = account.email,
             app = st.config.app_url,
         ),
     };
     if let Err(e) = st.mailer.send(mail, now).await {
-        tracing::warn!(user_id = %account.user_id, error = %e, "reset-required mail not sent");
+        tracing::warn!(user_id = %user, error = %e, "reset-required mail not sent");
     }
 }
 

@@ -25,10 +25,7 @@ pub async fn login(
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, FlowError> {
     let state = st.store.login_state(email).await?;
-    let subject = Subject {
-        email,
-        account: state.account.as_ref().map(|a| &a.value),
-    };
+    let subject = Subject::of(email, state.account.as_ref().map(|a| &a.value));
     let counted = lockout::count_attempt(st, subject, state.lockout, meta).await?;
     let verified = st
         .hasher
@@ -54,10 +51,7 @@ pub async fn login(
                 Some(a) if a.value.status != AccountStatus::Active => "account_disabled",
                 Some(_) => "wrong_password",
             };
-            let subject = Subject {
-                email,
-                account: account.as_ref().map(|a| &a.value),
-            };
+            let subject = Subject::of(email, account.as_ref().map(|a| &a.value));
             Err(lockout::failed(st, subject, &counted, reason, None, meta).await)
         }
     }
@@ -111,11 +105,7 @@ async fn unverified(
                 return Err(FlowError::EmailNotVerified);
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
-                budget_ver = st
-                    .store
-                    .budget(Budget::Password(&a.email))
-                    .await?
-                    .map(|l| l.ver);
+                budget_ver = lockout::current_version(st, Budget::Password(&a.email)).await?;
             }
             Err(StoreError::ConditionFailed { .. }) => {
                 link_state = st
@@ -214,11 +204,7 @@ async fn succeed(
                 });
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
-                budget_ver = st
-                    .store
-                    .budget(Budget::Password(&a.email))
-                    .await?
-                    .map(|l| l.ver);
+                budget_ver = lockout::current_version(st, Budget::Password(&a.email)).await?;
             }
             Err(StoreError::ConditionFailed { index }) if index == account_write => {
                 // Changed meanwhile. Go on only if the password verified above is still the

@@ -486,9 +486,9 @@ async fn succeed(
     tx.put_totp_factor(&c.user_id, &written, Some(factor.ver));
     let subject = Subject {
         email: &c.email,
-        account: None,
+        owner: Some((&c.org_id, &c.user_id)),
     };
-    clear_budget(&mut tx, state, subject, &c.org_id, &c.user_id, meta, now);
+    clear_budget(&mut tx, state, subject, &c.user_id, meta, now);
     tx.put_session(&session, None);
     // Only while the password that passed the first step is still the account's: a reset
     // or change meanwhile ends the challenge.
@@ -520,13 +520,12 @@ fn clear_budget(
     tx: &mut Tx,
     state: &MfaState,
     subject: Subject<'_>,
-    org: &OrgId,
     user: &UserId,
     meta: &RequestMeta,
     now: Timestamp,
 ) {
     tx.clear_budget(Budget::Mfa(user), state.lockout.as_ref().map(|l| l.ver));
-    summarize_refusals(tx, state, subject, org, user, meta, now);
+    summarize_refusals(tx, state, subject, meta, now);
 }
 
 /// The summary of the requests refused while the MFA budget was locked, if any.
@@ -534,25 +533,11 @@ fn summarize_refusals(
     tx: &mut Tx,
     state: &MfaState,
     subject: Subject<'_>,
-    org: &OrgId,
-    user: &UserId,
     meta: &RequestMeta,
     now: Timestamp,
 ) {
-    let Some(l) = state.lockout.as_ref().filter(|l| l.value.refused > 0) else {
-        return;
-    };
-    let e = AuditEvent::new(EventType::MfaFailed, Outcome::Failure, meta, now)
-        .org(org)
-        .target(user)
-        .email(subject.email)
-        .reason("account_locked")
-        .detail("refused", l.value.refused);
-    let e = match (l.value.first_refused_at, l.value.last_refused_at) {
-        (Some(a), Some(b)) => e.detail("first_refused_at", a).detail("last_refused_at", b),
-        _ => e,
-    };
-    tx.audit(&e);
+    let prev = state.lockout.as_ref().map(|l| &l.value);
+    lockout::add_refusal_summary(tx, prev, EventType::MfaFailed, subject, meta, now);
 }
 
 /// The account a wrong code is charged to.
@@ -594,9 +579,9 @@ async fn charge_budget(
     );
     let subject = Subject {
         email: who.email,
-        account: None,
+        owner: Some((who.org, who.user)),
     };
-    summarize_refusals(tx, state, subject, who.org, who.user, meta, now);
+    summarize_refusals(tx, state, subject, meta, now);
     if locks {
         let password = st.store.budget(Budget::Password(who.email)).await?;
         let mut lock = password
@@ -605,11 +590,13 @@ async fn charge_budget(
         lock.locked_until = lock.locked_until.max(record.locked_until);
         lock.reset_required |= record.reset_required;
         tx.put_budget(Budget::Password(who.email), &lock, password.map(|l| l.ver));
-        tx.audit(
-            &lockout::locked_event(subject, &record, "too_many_mfa_failures", meta, now)
-                .org(who.org)
-                .target(who.user),
-        );
+        tx.audit(&lockout::locked_event(
+            subject,
+            &record,
+            "too_many_mfa_failures",
+            meta,
+            now,
+        ));
     }
     Ok(Charge {
         failures: record.failures,
@@ -624,10 +611,9 @@ async fn answer_wrong_code(st: &AppState, charge: &Charge, who: &Charged<'_>) ->
     if !charge.locks {
         return FlowError::InvalidMfaCode;
     }
-    if charge.record.reset_required
-        && let Ok(Some(a)) = st.store.account(who.email).await
-    {
-        lockout::send_reset_required_mail(st, &a.value, "mfa", now).await;
+    if charge.record.reset_required {
+        lockout::send_reset_required_mail(st, who.email, who.user, Budget::Mfa(who.user), now)
+            .await;
     }
     FlowError::Locked {
         retry_after: lockout::retry_after(&charge.record, now),
@@ -792,11 +778,14 @@ fn consume(
         );
     }
     let a = &r.account.value;
-    let subject = Subject {
-        email: &a.email,
-        account: Some(a),
-    };
-    clear_budget(tx, &r.state, subject, &a.org_id, &a.user_id, meta, now);
+    clear_budget(
+        tx,
+        &r.state,
+        Subject::of(&a.email, Some(a)),
+        &a.user_id,
+        meta,
+        now,
+    );
 }
 
 /// Turns MFA off (the password and a current code or a recovery code required) and signs

@@ -228,10 +228,7 @@ pub async fn reset(
             &mut tx,
             budget.as_ref().map(|b| &b.value),
             EventType::LoginFailed,
-            lockout::Subject {
-                email: &a.email,
-                account: Some(a),
-            },
+            lockout::Subject::of(&a.email, Some(a)),
             meta,
             now,
         );
