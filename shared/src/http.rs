@@ -119,10 +119,11 @@ impl Fields {
         }
     }
 
-    /// An optional string field (absent or null).
+    /// An optional string field: absent, or a string (`null` is a wrong type, as the OpenAPI
+    /// document says).
     pub fn optional_string(&mut self, name: &'static str) -> Option<String> {
         match self.take(name) {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(Value::String(s)) => Some(s),
             Some(_) => {
                 self.error(name, "must be a string");

@@ -218,7 +218,35 @@ async fn at_most_five_challenges_live_at_once(kind: StoreKind) {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
 }
 
+/// Wrong first codes at confirm count toward the MFA budget too: a stolen session cannot
+/// send unlimited guesses (or audit events) there either.
+async fn wrong_codes_at_confirm_count_toward_the_mfa_budget(kind: StoreKind) {
+    let a = TestApp::with_config(kind, |c| c.mfa_lockout_threshold = 3).await;
+    a.signup("o@example.com").await;
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let secret = a
+        .post_auth("/v1/mfa/totp/enroll", json!({"password": PASSWORD}), &at)
+        .await
+        .str("secret");
+    let right = a.code(&secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let confirm = |code: &str| a.post_auth("/v1/mfa/totp/confirm", json!({ "code": code }), &at);
+    for _ in 0..2 {
+        confirm(wrong).await.assert_problem(400, "invalid_mfa_code");
+    }
+    confirm(wrong).await.assert_problem(423, "account_locked");
+    confirm(&right).await.assert_problem(423, "account_locked");
+    a.post_auth("/v1/mfa/totp/confirm", json!({ "code": null }), &at)
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
 both_stores!(
+    wrong_codes_at_confirm_count_toward_the_mfa_budget,
     the_mfa_budget_keeps_counting_and_its_locks_grow,
     a_hundred_wrong_codes_require_a_password_reset,
     enrolling_needs_the_password_and_wrong_ones_count,

@@ -163,8 +163,9 @@ pub struct RecoveryCodesResponse {
 #[utoipa::path(post, path = "/v1/mfa/totp/confirm", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest,
     responses(
         (status = 200, body = RecoveryCodesResponse, description = "MFA is on; the recovery codes, shown this once"),
-        (status = 400, description = "`invalid_mfa_code`: wrong code, or one already used"),
+        (status = 400, description = "`invalid_mfa_code`: wrong code, or one already used (it counts toward the MFA budget)"),
         (status = 409, description = "`mfa_already_enabled`; or `conflict`: no pending enrollment, or it changed meanwhile (retry)"),
+        (status = 423, description = "`account_locked`: too many wrong codes"),
     ))]
 async fn confirm(
     State(st): State<AppState>,

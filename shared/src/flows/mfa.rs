@@ -249,33 +249,14 @@ pub async fn confirm(
 ) -> Result<Vec<String>, FlowError> {
     super::sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
-    let state = st.store.mfa_state(&who.sub).await?;
-    let factor = match state.factor {
-        Some(f) if f.value.status == FactorStatus::Pending => f,
-        Some(_) => return Err(FlowError::MfaAlreadyEnabled),
-        None => {
-            return Err(FlowError::Conflict(
-                "There is no enrollment to confirm; enroll first.",
-            ));
-        }
+    let a = &account.value;
+    let charged = Charged {
+        user: &a.user_id,
+        org: &a.org_id,
+        email: &a.email,
     };
-    let now = st.clock.now();
-    let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? else {
-        let mut tx = st.store.tx();
-        tx.audit(
-            &event(
-                EventType::MfaFailed,
-                Outcome::Failure,
-                &account.value,
-                meta,
-                now,
-            )
-            .reason("wrong_code")
-            .detail("during", "confirm"),
-        );
-        st.store.commit(tx).await?;
-        return Err(FlowError::InvalidMfaCode);
-    };
+    // Wrong codes count toward the MFA budget here too, under the same rules as everywhere.
+    let (state, factor, step, now) = confirm_code(st, who, code, &charged, a, meta).await?;
     // The other sessions go first (then once more after): MFA never comes on while a
     // session that may be an intruder's, opened with the password alone, lives on.
     super::sessions::revoke_others(st, who, meta).await?;
@@ -298,6 +279,14 @@ pub async fn confirm(
     for r in &records {
         tx.put_recovery_code(&who.sub, r);
     }
+    clear_budget(
+        &mut tx,
+        &state,
+        Subject::of(&a.email, Some(a)),
+        &a.user_id,
+        meta,
+        now,
+    );
     tx.audit(&event(
         EventType::MfaEnabled,
         Outcome::Success,
@@ -344,6 +333,53 @@ pub(crate) fn evict_challenges(
             Cond::Version(c.ver),
         );
     }
+}
+
+/// Checks the first code of a pending enrollment: the pending factor, the state it was read
+/// in, the accepted step and when; or a wrong code, counted toward the MFA budget like one
+/// offered anywhere else (re-read and retried after a lost race, so none goes uncounted),
+/// and refused while the budget is locked.
+async fn confirm_code(
+    st: &AppState,
+    who: &AccessClaims,
+    code: &TotpCode,
+    charged: &Charged<'_>,
+    a: &AccountRecord,
+    meta: &RequestMeta,
+) -> Result<(MfaState, Versioned<TotpFactorRecord>, u64, Timestamp), FlowError> {
+    for _ in 0..MAX_RACE_RETRIES {
+        let state = st.store.mfa_state(&who.sub).await?;
+        let factor = match &state.factor {
+            Some(f) if f.value.status == FactorStatus::Pending => f.clone(),
+            Some(_) => return Err(FlowError::MfaAlreadyEnabled),
+            None => {
+                return Err(FlowError::Conflict(
+                    "There is no enrollment to confirm; enroll first.",
+                ));
+            }
+        };
+        let now = st.clock.now();
+        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, now).await);
+        }
+        if let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? {
+            return Ok((state, factor, step, now));
+        }
+        let mut tx = st.store.tx();
+        let charge = charge_budget(st, &mut tx, &state, charged, meta, now).await?;
+        tx.audit(
+            &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
+                .reason("wrong_code")
+                .detail("during", "confirm")
+                .detail("failures", charge.failures),
+        );
+        match st.store.commit(tx).await {
+            Ok(()) => return Err(answer_wrong_code(st, &charge, charged).await),
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FlowError::Contended)
 }
 
 /// Adds a challenge to the first step's transaction and returns its token,
