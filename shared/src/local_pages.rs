@@ -1,4 +1,5 @@
-//! The pages the links in mail open, served by the local server so that a newcomer can click
+//! The pages the links in mail open (and the forgot-password page they mention), served by
+//! the local server so that a newcomer can click
 //! through verification and password reset without a web app of their own (a deployment's
 //! `APP_URL` points at its own app instead). Plain HTML and one script file: the page reads
 //! the token from its link and posts it to the API.
@@ -18,11 +19,13 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
                    style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /verify-email`, `GET /reset-password` and the script they load.
+/// `GET /verify-email`, `GET /reset-password`, `GET /forgot-password` (the page security
+/// mails point to) and the script they load.
 pub fn routes() -> Router {
     Router::new()
         .route("/verify-email", get(verify_email))
         .route("/reset-password", get(reset_password))
+        .route("/forgot-password", get(forgot_password))
         .route("/_local/pages.js", get(script))
 }
 
@@ -76,6 +79,16 @@ async fn reset_password() -> Response {
         "<label for=\"password\">New password</label>\n\
          <input id=\"password\" type=\"password\" autocomplete=\"new-password\" required \
          minlength=\"8\" maxlength=\"128\">\n<button type=\"submit\">Set the password</button>",
+    )
+}
+
+async fn forgot_password() -> Response {
+    page(
+        "forgot-password",
+        "Forgot your password?",
+        "<label for=\"email\">Email address</label>\n\
+         <input id=\"email\" type=\"email\" autocomplete=\"email\" required maxlength=\"254\">\n\
+         <button type=\"submit\">Mail me a reset link</button>",
     )
 }
 

@@ -1,5 +1,6 @@
-// The local server's pages for mailed links (/verify-email, /reset-password): they read the
-// token from the link and post it to the API. A deployment's own web app replaces them.
+// The local server's pages for mailed links (/verify-email, /reset-password) and the page
+// security mails point to (/forgot-password): they post to the API. A deployment's own web
+// app replaces them.
 "use strict";
 
 const token = new URLSearchParams(window.location.search).get("token") || "";
@@ -36,7 +37,8 @@ function explain(problem) {
 }
 
 const form = document.getElementById("form");
-if (!token) {
+const needsToken = document.body.dataset.page !== "forgot-password";
+if (needsToken && !token) {
   show("This link has no token. Open the link from the mail again.", false);
   form.hidden = true;
 }
@@ -55,6 +57,14 @@ form.addEventListener("submit", async (event) => {
     r = await post("/v1/auth/password/reset", { token, new_password: pw });
     if (r.ok) {
       show("Your password is set. Every device was signed out; sign in with the new one.", true);
+      form.hidden = true;
+    }
+  }
+  } else if (page === "forgot-password") {
+    const email = document.getElementById("email").value;
+    r = await post("/v1/auth/password/forgot", { email });
+    if (r.ok) {
+      show("If an account has this address, a link is on its way. It works once, for a short time.", true);
       form.hidden = true;
     }
   }

@@ -186,8 +186,12 @@ fn main() {
                         11 => assert_eq!(app.forgot("unverified@example.com").await.status, 202),
                         12 => assert_eq!(app.forgot("verified@example.com").await.status, 202),
                         13 => {
+                            // A new one each time: the current password is refused.
                             let r = app
-                                .reset(&reset_token, "a passphrase set by the bench")
+                                .reset(
+                                    &reset_token,
+                                    &format!("a passphrase set by the bench {round}"),
+                                )
                                 .await;
                             assert_eq!(r.status, 204, "{}", r.body);
                         }

@@ -364,6 +364,7 @@ async fn number_conditions_compare_an_attribute(kind: StoreKind) {
 }
 
 both_stores!(
+    a_count_tallies_without_touching_the_version,
     a_recreated_item_never_repeats_a_version,
     number_conditions_compare_an_attribute,
     get_returns_what_put_wrote_and_none_for_missing,
@@ -413,4 +414,52 @@ async fn a_recreated_item_never_repeats_a_version(kind: StoreKind) {
         store.commit(tx).await,
         Err(StoreError::ConditionFailed { index: 0 })
     ));
+}
+
+/// `Count` adds one to a tally, stamps its times and the item's TTL, and leaves the version
+/// alone; only on an existing item.
+async fn a_count_tallies_without_touching_the_version(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(&[put(Table::Main, versioned("C", "1", 7), Cond::None)])
+        .await
+        .unwrap();
+    let count = |sk: &str, at: &str| Write::Count {
+        table: Table::Main,
+        key: Key::new("C", sk),
+        counter: "refused",
+        first: "first",
+        last: "last",
+        at: AttributeValue::S(at.into()),
+        ttl: 5,
+        cond: Cond::Exists,
+    };
+    b.transact(&[count("1", "t1")]).await.unwrap();
+    b.transact(&[count("1", "t2")]).await.unwrap();
+    let got = b
+        .get(Table::Main, &Key::new("C", "1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["refused"].as_n().unwrap(), "2");
+    assert_eq!(got["first"].as_s().unwrap(), "t1");
+    assert_eq!(got["last"].as_s().unwrap(), "t2");
+    assert_eq!(got["ttl"].as_n().unwrap(), "5");
+    assert_eq!(got["ver"].as_n().unwrap(), "7");
+    let absent = b.transact(&[count("2", "t1")]).await;
+    assert!(
+        matches!(absent, Err(StoreError::ConditionFailed { index: 0 })),
+        "{absent:?}"
+    );
+    // A versioned condition that also names the tally holds only for that tally.
+    let delete = |value: u64| Write::Delete {
+        table: Table::Main,
+        key: Key::new("C", "1"),
+        cond: Cond::VersionAndNumber {
+            ver: 7,
+            attr: "refused",
+            value,
+        },
+    };
+    assert!(b.transact(&[delete(0)]).await.is_err());
+    b.transact(&[delete(2)]).await.unwrap();
 }

@@ -160,7 +160,14 @@ fn update_item_may_only_count_refusals() {
                 .collect();
         assert_eq!(
             allowed,
-            ["pk", "sk", "refused", "first_refused_at", "last_refused_at"],
+            [
+                "pk",
+                "sk",
+                "refused",
+                "first_refused_at",
+                "last_refused_at",
+                "ttl"
+            ],
             "{function}"
         );
     }

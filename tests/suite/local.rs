@@ -101,6 +101,7 @@ async fn mailed_links_open_pages_that_post_the_token() {
     for (path, needle) in [
         ("/verify-email", "Confirm my address"),
         ("/reset-password", "autocomplete=\"new-password\""),
+        ("/forgot-password", "autocomplete=\"email\""),
     ] {
         let (status, headers, body) = get_page(&a, &format!("{path}?token={token}")).await;
         assert_eq!(status, 200, "{path}");
@@ -122,7 +123,11 @@ async fn mailed_links_open_pages_that_post_the_token() {
             .unwrap()
             .starts_with("text/javascript")
     );
-    for route in ["/v1/auth/email/verify", "/v1/auth/password/reset"] {
+    for route in [
+        "/v1/auth/email/verify",
+        "/v1/auth/password/reset",
+        "/v1/auth/password/forgot",
+    ] {
         assert!(script.contains(route), "{route}");
         let r = a.request(Method::POST, route, Some(json!({})), None).await;
         assert!(!r.unrouted, "{route}");

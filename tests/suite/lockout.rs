@@ -63,18 +63,18 @@ async fn a_burst_of_guesses_checks_at_most_threshold_passwords(kind: StoreKind) 
         })
         .await;
         let checked = a.state.hasher.verifications() - before;
-        assert!(
-            checked <= THRESHOLD,
-            "burst {b}: {checked} passwords were checked"
-        );
         let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
         let ok = statuses.iter().filter(|s| **s == 200).count();
+        // A success starts a new window (only a success resets the count): once the right
+        // password got in, up to `threshold` more may be checked. Before that, never more.
+        let bound = if ok == 0 { THRESHOLD } else { 2 * THRESHOLD };
+        assert!(
+            checked <= bound,
+            "burst {b}: {checked} passwords were checked ({statuses:?})"
+        );
         let refused = statuses.iter().filter(|s| **s == 423).count();
         assert!(ok <= 1, "{statuses:?}");
-        assert!(
-            refused >= BURST - THRESHOLD as usize,
-            "burst {b}: {statuses:?}"
-        );
+        assert!(refused >= BURST - bound as usize, "burst {b}: {statuses:?}");
         if ok == 1 {
             assert_eq!(statuses[right], 200, "only the right password signs in");
             wins += 1;
@@ -121,8 +121,13 @@ async fn a_stolen_session_cannot_guess_the_password_by_changing_it(kind: StoreKi
     })
     .await;
     let checked = a.state.hasher.verifications() - before;
-    assert!(checked <= THRESHOLD, "{checked} passwords were checked");
     let changed = answers.iter().filter(|r| r.status == 204).count();
+    let bound = if changed == 0 {
+        THRESHOLD
+    } else {
+        2 * THRESHOLD
+    };
+    assert!(checked <= bound, "{checked} passwords were checked");
     for (i, r) in answers.iter().enumerate() {
         assert!(
             matches!(r.status.as_u16(), 204 | 400 | 409 | 423),
@@ -240,7 +245,144 @@ async fn failures_before_sign_up_do_not_lock_the_new_account(kind: StoreKind) {
     );
 }
 
+/// When the right password wins a burst, every refusal still reaches the audit trail once:
+/// its success clears the tally only with its summary, and a refusal that finds the tally
+/// gone is audited on its own.
+async fn a_success_after_a_burst_reports_the_refusals_it_clears(kind: StoreKind) {
+    let a = Arc::new(TestApp::new(kind).await);
+    let (org, _) = a.signup("o@example.com").await;
+    // The right password first, so that it is among the checked ones.
+    let answers = burst(|i| {
+        let a = Arc::clone(&a);
+        let guess = if i == 0 {
+            PASSWORD.to_owned()
+        } else {
+            format!("wrong guess number {i}")
+        };
+        async move {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            a.login("o@example.com", &guess).await
+        }
+    })
+    .await;
+    let refused = answers.iter().filter(|r| r.status == 423).count();
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    if ok == 0 || refused == 0 {
+        // The scheduler ran the burst another way; nothing to check here.
+        return;
+    }
+    let reported: usize = a
+        .audit(Some(&org))
+        .await
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .map(|e| e.details["refused"].parse::<usize>().unwrap())
+        .sum();
+    // An attempt that set a lock answers 423 too, as `account.locked`; every other 423 is a
+    // refusal, reported once.
+    let locks = TestApp::audit_types(&a.audit(Some(&org)).await)
+        .iter()
+        .filter(|t| *t == "account.locked")
+        .count();
+    // Refusals during a lock that is still running (set again after the success reset the
+    // count) wait on the record for its next write.
+    let email = gatehouse::domain::Email::parse("o@example.com").unwrap();
+    let pending = a
+        .state
+        .store
+        .budget(Budget::Password(&email))
+        .await
+        .unwrap()
+        .map_or(0, |l| l.value.refused as usize);
+    assert_eq!(
+        reported + pending,
+        refused - locks,
+        "every refusal reported once, or still tallied"
+    );
+}
+
+/// The right password that set the lock (the threshold-th attempt) signs in, while
+/// requests refused meanwhile are tallied: its success clears the count only together with
+/// their summary.
+async fn a_success_clears_a_tally_only_with_its_summary(kind: StoreKind) {
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let a = Arc::new(
+        TestApp::intercepted(
+            kind,
+            |_| {},
+            |w| gatehouse_tests::touches(w, "SESSION#"),
+            gatehouse_tests::OnMatch::Hold {
+                reached: reached_tx,
+                release: release_rx,
+            },
+        )
+        .await,
+    );
+    let (org, _) = a.signup("o@example.com").await;
+    for _ in 0..4 {
+        a.login("o@example.com", "wrong password here")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let winner = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move { a.login("o@example.com", PASSWORD).await })
+    };
+    reached.await.unwrap();
+    for _ in 0..3 {
+        a.login("o@example.com", PASSWORD)
+            .await
+            .assert_problem(423, "account_locked");
+    }
+    release.send(()).unwrap();
+    assert_eq!(winner.await.unwrap().status, StatusCode::OK);
+    let summaries: Vec<String> = a
+        .audit(Some(&org))
+        .await
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .map(|e| e.details["refused"].clone())
+        .collect();
+    assert_eq!(summaries, ["3"]);
+}
+
+/// An owner who never verified the address and whose sign-in is blocked after 100
+/// failures gets back in: forgot-password mails the verification link, then the reset.
+async fn an_unverified_owner_blocked_for_good_gets_back_in(kind: StoreKind) {
+    let a = TestApp::with_config(kind, |c| c.lockout_threshold = 50).await;
+    a.signup_unverified("o@example.com").await;
+    for round in 0..2 {
+        for _ in 0..50 {
+            a.login("o@example.com", "wrong password here").await;
+        }
+        if round == 0 {
+            a.clock.advance(Duration::from_secs(24 * 3600));
+        }
+    }
+    let r = a.login("o@example.com", PASSWORD).await;
+    r.assert_problem(423, "account_locked");
+    assert_eq!(r.body["reset_required"], true);
+    a.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(a.forgot("o@example.com").await.status, StatusCode::ACCEPTED);
+    let verify = a.mailed_token("o@example.com", "verify-email");
+    let r = a
+        .post("/v1/auth/email/verify", json!({ "token": verify }))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let token = a.reset_token("o@example.com").await;
+    let r = a.reset(&token, "a new passphrase after the attack").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    a.login_ok_with("o@example.com", "a new passphrase after the attack")
+        .await;
+}
+
 both_stores!(
+    a_success_clears_a_tally_only_with_its_summary,
+    a_success_after_a_burst_reports_the_refusals_it_clears,
+    an_unverified_owner_blocked_for_good_gets_back_in,
     a_burst_of_guesses_checks_at_most_threshold_passwords,
     a_stolen_session_cannot_guess_the_password_by_changing_it,
     locks_grow_and_a_lock_running_out_resets_nothing,

@@ -60,10 +60,21 @@ async fn forgot_answers_alike_and_mails_only_a_verified_active_address(kind: Sto
     assert_eq!(answers[0].1, "{}");
     assert!(answers.iter().all(|x| *x == answers[0]), "{answers:?}");
 
+    // A reset link only to the verified address; the unverified one is sent the link that
+    // verifies it, saying why (no reset link goes to an address nobody proved).
     let mails = &a.mailer.messages()[mails_before..];
-    assert_eq!(mails.len(), 1, "{mails:?}");
-    assert_eq!(mails[0].mail.to.as_str(), "verified@example.com");
-    assert_eq!(mails[0].mail.subject, "Reset your password");
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails[0].mail.to.as_str(), "unverified@example.com");
+    assert_eq!(mails[0].mail.subject, "Verify your email address");
+    assert!(
+        mails[0]
+            .mail
+            .text
+            .contains("confirm yours first, then ask for the reset again")
+    );
+    assert!(!mails[0].mail.text.contains("reset-password?token="));
+    assert_eq!(mails[1].mail.to.as_str(), "verified@example.com");
+    assert_eq!(mails[1].mail.subject, "Reset your password");
 
     // Recorded for every address, with the reason the caller was not told.
     let reasons = |events: Vec<gatehouse::audit::AuditEvent>| -> Vec<(Outcome, Option<String>)> {

@@ -12,24 +12,39 @@ use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{AccountRecord, StoreError, TokenKind};
 
+/// Why a verification link is mailed: the mail says so.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Why<'a> {
+    /// A new org was created with this owner (the org's name, as typed).
+    Signup { org_name: &'a str },
+    /// Asked for again (a sign-in before verification, or a resend).
+    Again,
+    /// A password reset was asked for an address not verified yet.
+    BeforeReset,
+}
+
 /// Mails a verification link and, once it went out, records `email.verification_sent`.
 /// A failed send is logged: the account is fine, and the user can ask for another link.
 pub(crate) async fn send_verification(
     st: &AppState,
     account: &AccountRecord,
-    org_name: Option<&str>,
+    why: Why<'_>,
     link: &Issued,
     meta: &RequestMeta,
     now: Timestamp,
 ) {
     let hours = st.config.email_verification_ttl.as_secs().div_ceil(3600);
     let url = links::url(&st.config.app_url, "verify-email", &link.token);
-    let greeting = match org_name {
-        Some(name) => format!(
+    let greeting = match why {
+        Why::Signup { org_name } => format!(
             "Welcome to the organization {} on Gatehouse.\n\n",
-            crate::mail::quoted(name)
+            crate::mail::quoted(org_name)
         ),
-        None => String::new(),
+        Why::Again => String::new(),
+        Why::BeforeReset => "Someone (hopefully you) asked to reset the password of this \
+                             account. A reset link goes only to a confirmed address: confirm \
+                             yours first, then ask for the reset again.\n\n"
+            .to_owned(),
     };
     let mail = Mail {
         to: account.email.clone(),
@@ -152,7 +167,7 @@ pub async fn resend(
         .map_err(|retry_after| FlowError::RateLimited { retry_after })?;
         match st.store.commit(tx).await {
             Ok(()) => {
-                send_verification(st, &account.value, None, &link, meta, now).await;
+                send_verification(st, &account.value, Why::Again, &link, meta, now).await;
                 return Ok(());
             }
             Err(StoreError::ConditionFailed { .. }) => continue,

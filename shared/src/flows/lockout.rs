@@ -162,21 +162,47 @@ pub fn add_refusal_summary(
     tx.audit(&e);
 }
 
-/// Refuses a request while `current` is locked: counts the refusal on the record (one
-/// update that never conflicts) and writes no audit event of its own. A failed write only
-/// loses the count: the answer is 423 either way.
+/// Refuses a request while `current` is locked: tallies the refusal on the record (one
+/// update that never conflicts), whose next write summarizes it in the audit trail. Should
+/// the record be gone meanwhile (a success or a reset cleared it after this request read
+/// it), the refusal is audited on its own instead (`kind`, reason `account_locked`), so every
+/// refusal is in the trail exactly once. The answer is 423 either way.
 pub async fn refuse(
     st: &AppState,
     budget: Budget<'_>,
     current: &Versioned<LockoutRecord>,
+    refusal: Refusal<'_>,
+    meta: &RequestMeta,
     now: Timestamp,
 ) -> FlowError {
     let mut tx = st.store.tx();
     tx.count_refusal(budget, now);
-    if let Err(e) = st.store.commit(tx).await {
-        tracing::debug!(error = %e, "refusal while locked not counted");
+    match st.store.commit(tx).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => {
+            let mut tx = st.store.tx();
+            tx.audit(
+                &refusal
+                    .subject
+                    .event(refusal.kind, Outcome::Failure, meta, now)
+                    .reason("account_locked")
+                    .detail("refused", 1),
+            );
+            if let Err(e) = st.store.commit(tx).await {
+                tracing::warn!(error = %e, "refusal while locked not audited");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "refusal while locked not counted"),
     }
     locked(&current.value, now)
+}
+
+/// Whose request a refusal answers, and as which event it is audited if need be.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    pub subject: Subject<'a>,
+    /// `login.failed` for the password budget, `mfa.failed` for the MFA one.
+    pub kind: EventType,
 }
 
 /// A password attempt, counted before its check.
@@ -203,7 +229,11 @@ pub async fn count_attempt(
     for _ in 0..MAX_RACE_RETRIES {
         let now = st.clock.now();
         if let Some(l) = current.as_ref().filter(|l| l.value.is_locked(now)) {
-            return Err(refuse(st, budget, l, now).await);
+            let refusal = Refusal {
+                subject,
+                kind: EventType::LoginFailed,
+            };
+            return Err(refuse(st, budget, l, refusal, meta, now).await);
         }
         let prev = current.as_ref().map(|l| &l.value);
         let record = policy.count(prev, now);
@@ -295,35 +325,63 @@ pub fn locked_event(
     }
 }
 
-/// Clears the address's budget after a right password, under the version this attempt
-/// counted; should other attempts have been counted since, under theirs (this attempt's
-/// slot was within the budget). Used where the success writes nothing else.
+impl Counted {
+    /// The budget as this attempt left it: what a success clears, unless others changed it.
+    pub fn seen(&self) -> Versioned<LockoutRecord> {
+        Versioned {
+            value: self.record.clone(),
+            ver: self.ver,
+        }
+    }
+}
+
+/// Adds to `tx` the clearing of the address's budget after a right password, as `seen`
+/// (the attempt's own count, or what a re-read found), with the summary of the refusals it
+/// holds. Returns the index of the write whose failure means "read it again".
+pub fn clear_seen(
+    tx: &mut Tx,
+    subject: Subject<'_>,
+    seen: Option<&Versioned<LockoutRecord>>,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Option<usize> {
+    let seen = seen?;
+    let index = tx.clear_budget(Budget::Password(subject.email), Some(seen));
+    add_refusal_summary(
+        tx,
+        Some(&seen.value),
+        EventType::LoginFailed,
+        subject,
+        meta,
+        now,
+    );
+    Some(index)
+}
+
+/// Clears the address's budget after a right password: under the version this attempt
+/// counted; should other attempts (or refusals) have been counted since, as a re-read finds
+/// it (this attempt's slot was within the budget). For successes that write nothing else.
 pub async fn clear_after_success(
     st: &AppState,
-    email: &Email,
+    subject: Subject<'_>,
     counted: &Counted,
+    meta: &RequestMeta,
 ) -> Result<(), FlowError> {
-    let budget = Budget::Password(email);
-    let mut ver = Some(counted.ver);
+    let mut seen = Some(counted.seen());
     for _ in 0..MAX_RACE_RETRIES {
-        let Some(v) = ver else { return Ok(()) };
         let mut tx = st.store.tx();
-        tx.clear_budget(budget, Some(v));
+        if clear_seen(&mut tx, subject, seen.as_ref(), meta, st.clock.now()).is_none() {
+            return Ok(());
+        }
         match st.store.commit(tx).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { .. }) => {
-                ver = current_version(st, budget).await?;
+                seen = st.store.budget(Budget::Password(subject.email)).await?;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(FlowError::Contended)
-}
-
-/// The version a budget stands at now (`None`: there is none), for a success to clear it
-/// under after other attempts were counted since its own.
-pub async fn current_version(st: &AppState, budget: Budget<'_>) -> Result<Option<u64>, FlowError> {
-    Ok(st.store.budget(budget).await?.map(|l| l.ver))
 }
 
 /// Re-checks the password of a signed-in user before a sensitive change (`during` names
@@ -341,7 +399,7 @@ pub async fn reverify_password(
     let current = st.store.budget(Budget::Password(&a.email)).await?;
     let counted = count_attempt(st, subject, current, meta).await?;
     if st.hasher.verify(pw, Some(&a.password_hash)).await {
-        clear_after_success(st, &a.email, &counted).await
+        clear_after_success(st, subject, &counted, meta).await
     } else {
         Err(failed(st, subject, &counted, "wrong_password", Some(during), meta).await)
     }
@@ -367,7 +425,8 @@ pub async fn send_reset_required_mail(
             "There were {HARD_LIMIT} {what} in a row for the account {email}, so \
              {step} is blocked until the password is reset.\n\nIf this was not you, someone \
              may be trying to get into your account. Reset your password at \
-             {app}/forgot-password (the link goes to this address only), and tell your \
+             {app}/forgot-password (the link goes to this address only; if you never \
+             confirmed the address, the mail you get first confirms it), and tell your \
              administrator.\n",
             app = st.config.app_url,
         ),

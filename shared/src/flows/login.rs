@@ -75,11 +75,17 @@ async fn unverified(
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, FlowError> {
     let a = &account.value;
-    let mut budget_ver = Some(counted.ver);
+    let mut budget = Some(counted.seen());
     for _ in 0..MAX_RACE_RETRIES {
         let now = st.clock.now();
         let mut tx = st.store.tx();
-        let budget_write = budget_ver.map(|v| tx.clear_budget(Budget::Password(&a.email), Some(v)));
+        let budget_write = lockout::clear_seen(
+            &mut tx,
+            Subject::of(&a.email, Some(a)),
+            budget.as_ref(),
+            meta,
+            now,
+        );
         let link = links::issue(
             &mut tx,
             TokenKind::EmailVerification,
@@ -100,12 +106,20 @@ async fn unverified(
         match st.store.commit(tx).await {
             Ok(()) => {
                 if let Some(link) = link {
-                    super::email::send_verification(st, a, None, &link, meta, now).await;
+                    super::email::send_verification(
+                        st,
+                        a,
+                        super::email::Why::Again,
+                        &link,
+                        meta,
+                        now,
+                    )
+                    .await;
                 }
                 return Err(FlowError::EmailNotVerified);
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
-                budget_ver = lockout::current_version(st, Budget::Password(&a.email)).await?;
+                budget = st.store.budget(Budget::Password(&a.email)).await?;
             }
             Err(StoreError::ConditionFailed { .. }) => {
                 link_state = st
@@ -138,7 +152,7 @@ async fn succeed(
     let (secret, refresh_hash) = super::new_refresh_secret();
     // The budget as this attempt counted it; newer when others were counted since. This
     // attempt's slot was within the budget, so it clears whatever stands now.
-    let mut budget_ver = Some(counted.ver);
+    let mut budget = Some(counted.seen());
     // With MFA on, the challenges the user already has: at most a few stay live.
     let mut challenges = if account.value.mfa_enabled {
         st.store.mfa_state(&account.value.user_id).await?.challenges
@@ -178,7 +192,13 @@ async fn succeed(
             );
             Ok(session)
         };
-        let budget_write = budget_ver.map(|v| tx.clear_budget(Budget::Password(&a.email), Some(v)));
+        let budget_write = lockout::clear_seen(
+            &mut tx,
+            Subject::of(&a.email, Some(a)),
+            budget.as_ref(),
+            meta,
+            now,
+        );
         let account_write = match &rehashed {
             Some(hash) => {
                 let updated = AccountRecord {
@@ -204,7 +224,7 @@ async fn succeed(
                 });
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
-                budget_ver = lockout::current_version(st, Budget::Password(&a.email)).await?;
+                budget = st.store.budget(Budget::Password(&a.email)).await?;
             }
             Err(StoreError::ConditionFailed { index }) if index == account_write => {
                 // Changed meanwhile. Go on only if the password verified above is still the

@@ -360,7 +360,11 @@ async fn confirm_code(
         };
         let now = st.clock.now();
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, now).await);
+            let refusal = lockout::Refusal {
+                subject: Subject::of(&a.email, Some(a)),
+                kind: EventType::MfaFailed,
+            };
+            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, refusal, meta, now).await);
         }
         if let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? {
             return Ok((state, factor, step, now));
@@ -438,7 +442,15 @@ pub async fn verify(
             .cloned()
             .ok_or(FlowError::MfaTokenInvalid)?;
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            return Err(lockout::refuse(st, Budget::Mfa(&user), l, now).await);
+            let c = &challenge.value;
+            let refusal = lockout::Refusal {
+                subject: Subject {
+                    email: &c.email,
+                    owner: Some((&c.org_id, &c.user_id)),
+                },
+                kind: EventType::MfaFailed,
+            };
+            return Err(lockout::refuse(st, Budget::Mfa(&user), l, refusal, meta, now).await);
         }
         let factor = state
             .factor
@@ -560,7 +572,7 @@ fn clear_budget(
     meta: &RequestMeta,
     now: Timestamp,
 ) {
-    tx.clear_budget(Budget::Mfa(user), state.lockout.as_ref().map(|l| l.ver));
+    tx.clear_budget(Budget::Mfa(user), state.lockout.as_ref());
     summarize_refusals(tx, state, subject, meta, now);
 }
 
@@ -749,7 +761,11 @@ async fn reauthenticate(
             .ok_or(FlowError::Conflict("MFA is not enabled."))?;
         let now = st.clock.now();
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, now).await);
+            let refusal = lockout::Refusal {
+                subject: Subject::of(&a.email, Some(a)),
+                kind: EventType::MfaFailed,
+            };
+            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, refusal, meta, now).await);
         }
         let accepted = match offered {
             SecondFactor::Totp(code) => {

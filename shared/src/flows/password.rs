@@ -56,7 +56,27 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
         }
         let mut tx = st.store.tx();
         let mut issued = None;
+        let mut verification = None;
         match (not_eligible(state.account.as_ref()), &state.account) {
+            // No reset link to an address nobody proved: the link that proves it instead
+            // (3 an hour), so that an owner who never verified, even one whose sign-in is
+            // blocked until a reset, has a way back.
+            (Some("email_unverified"), Some(a)) => {
+                let link = links::issue(
+                    &mut tx,
+                    TokenKind::EmailVerification,
+                    &a.value,
+                    state.verify_link.as_ref(),
+                    st.config.email_verification_ttl,
+                    now,
+                )
+                .ok();
+                event.outcome = Outcome::Failure;
+                event = event
+                    .reason("email_unverified")
+                    .detail("verification_sent", link.is_some());
+                verification = link.map(|l| (a.value.clone(), l));
+            }
             (None, Some(a)) => match links::issue(
                 &mut tx,
                 TokenKind::PasswordReset,
@@ -81,6 +101,17 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
             Ok(()) => {
                 if let Some((account, link)) = issued {
                     send_reset_mail(st, &account, &link, now).await;
+                }
+                if let Some((account, link)) = verification {
+                    super::email::send_verification(
+                        st,
+                        &account,
+                        super::email::Why::BeforeReset,
+                        &link,
+                        meta,
+                        now,
+                    )
+                    .await;
                 }
                 return Ok(());
             }
@@ -219,16 +250,26 @@ pub async fn reset(
         // Both failure budgets end, a lock past the hard limit included: this is the way
         // back in it asks for. Refusals while locked are summarized first.
         let budget = st.store.budget(Budget::Password(&a.email)).await?;
+        let mfa_budget = st.store.budget(Budget::Mfa(&a.user_id)).await?;
         let mut tx = st.store.tx();
         let token_write = tx.consume_token(&hash);
         let account_write = tx.put_account(&updated, Some(account.ver));
         tx.remove_budget(Budget::Password(&a.email));
         tx.remove_budget(Budget::Mfa(&a.user_id));
+        let subject = lockout::Subject::of(&a.email, Some(a));
         lockout::add_refusal_summary(
             &mut tx,
             budget.as_ref().map(|b| &b.value),
             EventType::LoginFailed,
-            lockout::Subject::of(&a.email, Some(a)),
+            subject,
+            meta,
+            now,
+        );
+        lockout::add_refusal_summary(
+            &mut tx,
+            mfa_budget.as_ref().map(|b| &b.value),
+            EventType::MfaFailed,
+            subject,
             meta,
             now,
         );

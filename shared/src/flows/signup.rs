@@ -108,6 +108,16 @@ pub async fn create_org(
     }
     tracing::info!(org_id = %org.org_id, user_id = %owner.user_id, "organization created");
 
-    super::email::send_verification(st, &owner, Some(&org.name), &link, meta, now).await;
+    super::email::send_verification(
+        st,
+        &owner,
+        super::email::Why::Signup {
+            org_name: &org.name,
+        },
+        &link,
+        meta,
+        now,
+    )
+    .await;
     Ok(Created { org, owner })
 }

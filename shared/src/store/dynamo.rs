@@ -151,6 +151,10 @@ where
     StoreError::Unavailable(format!("{op}: {}", e.code().unwrap_or("request failed")))
 }
 
+fn ver_value(v: u64) -> HashMap<String, AttributeValue> {
+    HashMap::from([(":ver".to_owned(), AttributeValue::N(v.to_string()))])
+}
+
 /// A condition as a DynamoDB condition expression with its names and values.
 struct Expr {
     text: &'static str,
@@ -191,6 +195,23 @@ fn expression(cond: &Cond) -> Option<Expr> {
             ]),
             values: ver(*v),
         }),
+        Cond::VersionAndNumber { ver, attr, value } => {
+            let mut values =
+                HashMap::from([(":a".to_owned(), AttributeValue::N(value.to_string()))]);
+            values.extend(ver_value(*ver));
+            Some(Expr {
+                text: if *value == 0 {
+                    "#ver = :ver AND (attribute_not_exists(#a) OR #a = :a)"
+                } else {
+                    "#ver = :ver AND #a = :a"
+                },
+                names: HashMap::from([
+                    ("#ver".to_owned(), super::VERSION.to_owned()),
+                    ("#a".to_owned(), (*attr).to_owned()),
+                ]),
+                values: Some(values),
+            })
+        }
         Cond::NumberIs { attr, value } => {
             let mut names = HashMap::from([("#a".to_owned(), (*attr).to_owned())]);
             // DynamoDB refuses names an expression does not use.
@@ -323,9 +344,10 @@ impl Backend for DynamoStore {
                     first,
                     last,
                     at,
+                    ttl,
                     cond,
                 } => {
-                    let c = count_expression(counter, first, last, at, cond);
+                    let c = count_expression(counter, first, last, at, *ttl, cond);
                     let update = Update::builder()
                         .table_name(self.table_name(*table))
                         .set_key(Some(Self::key_item(key)))
@@ -410,9 +432,10 @@ impl DynamoStore {
                 first,
                 last,
                 at,
+                ttl,
                 cond,
             } => {
-                let c = count_expression(counter, first, last, at, cond);
+                let c = count_expression(counter, first, last, at, *ttl, cond);
                 self.client
                     .update_item()
                     .table_name(self.table_name(*table))
@@ -434,8 +457,8 @@ impl DynamoStore {
 }
 
 /// The update expression of [`Write::Count`].
-const COUNT_UPDATE: &str =
-    "SET #c = if_not_exists(#c, :zero) + :one, #f = if_not_exists(#f, :at), #l = :at";
+const COUNT_UPDATE: &str = "SET #c = if_not_exists(#c, :zero) + :one, \
+                            #f = if_not_exists(#f, :at), #l = :at, #t = :ttl";
 
 struct CountExpr {
     condition: Option<String>,
@@ -448,17 +471,20 @@ fn count_expression(
     first: &str,
     last: &str,
     at: &AttributeValue,
+    ttl: i64,
     cond: &Cond,
 ) -> CountExpr {
     let mut names = HashMap::from([
         ("#c".to_owned(), counter.to_owned()),
         ("#f".to_owned(), first.to_owned()),
         ("#l".to_owned(), last.to_owned()),
+        ("#t".to_owned(), super::TTL.to_owned()),
     ]);
     let mut values = HashMap::from([
         (":zero".to_owned(), AttributeValue::N("0".into())),
         (":one".to_owned(), AttributeValue::N("1".into())),
         (":at".to_owned(), at.clone()),
+        (":ttl".to_owned(), AttributeValue::N(ttl.to_string())),
     ]);
     let condition = expression(cond).map(|e| {
         names.extend(e.names);

@@ -109,6 +109,9 @@ fn holds(cond: &Cond, current: Option<&Item>) -> bool {
         Cond::NumberIs { attr, value } => {
             current.is_some_and(|i| attr_u64(i, attr).unwrap_or(0) == *value)
         }
+        Cond::VersionAndNumber { ver, attr, value } => current.is_some_and(|i| {
+            attr_u64(i, super::VERSION) == Some(*ver) && attr_u64(i, attr).unwrap_or(0) == *value
+        }),
     }
 }
 
@@ -253,6 +256,7 @@ impl Backend for MemoryStore {
                     first,
                     last,
                     at,
+                    ttl,
                     ..
                 } => {
                     let (pk, sk) = row_key(key);
@@ -270,6 +274,7 @@ impl Backend for MemoryStore {
                     item.entry((*first).to_owned())
                         .or_insert_with(|| at.clone());
                     item.insert((*last).to_owned(), at.clone());
+                    item.insert(super::TTL.to_owned(), AttributeValue::N(ttl.to_string()));
                 }
                 Write::Check { .. } => {}
             }

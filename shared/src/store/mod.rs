@@ -99,6 +99,14 @@ pub enum Cond {
         attr: &'static str,
         value: u64,
     },
+    /// The item exists at version `ver` and its number attribute `attr` equals `value` (absent
+    /// reads as 0): for a state that carries a tally beside its version ([`Write::Count`]
+    /// changes the tally, not the version).
+    VersionAndNumber {
+        ver: u64,
+        attr: &'static str,
+        value: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -119,9 +127,10 @@ pub enum Write {
         cond: Cond,
     },
     /// Counts an event on an item: adds 1 to the number attribute `counter` (absent reads
-    /// as 0), sets `last` to `at`, and `first` to `at` unless it is set. Leaves `ver` alone:
-    /// a tally beside the item's state, which versioned writers neither wait for nor keep.
-    /// One `UpdateItem` in DynamoDB, so concurrent counts never conflict or get lost.
+    /// as 0), sets `last` to `at`, `first` to `at` unless it is set, and the item's `ttl` to
+    /// `ttl`. Leaves `ver` alone: a tally beside the item's state, which versioned writers
+    /// need not wait for (see [`Cond::VersionAndNumber`]). One `UpdateItem` in DynamoDB, so
+    /// concurrent counts never conflict or get lost.
     Count {
         table: Table,
         key: Key,
@@ -129,6 +138,7 @@ pub enum Write {
         first: &'static str,
         last: &'static str,
         at: AttributeValue,
+        ttl: i64,
         cond: Cond,
     },
 }

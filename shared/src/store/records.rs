@@ -820,18 +820,36 @@ impl Tx {
         let ttl = keep_until.plus(LockoutRecord::RETENTION).unix_seconds();
         let ver = prev.map_or_else(initial_version, |v| v + 1);
         let extra = vec![(super::VERSION, n(ver)), (super::TTL, n(ttl))];
-        self.put(Table::Main, b.key(), l, Cond::VersionOrAbsent(prev), extra);
+        // Strictly as read: a budget read at a version and cleared (deleted) since must not
+        // come back with a count built on the cleared one.
+        self.put(
+            Table::Main,
+            b.key(),
+            l,
+            prev.map_or(Cond::NotExists, Cond::Version),
+            extra,
+        );
         ver
     }
 
-    /// Clears a failure budget on a success, on the condition that it is at version `ver`
-    /// (what this request counted or read); `None` checks that no budget appeared meanwhile.
-    pub fn clear_budget(&mut self, b: Budget<'_>, ver: Option<u64>) -> usize {
-        match ver {
-            Some(ver) => self.push(Write::Delete {
+    /// Clears a failure budget on a success, on the condition that it is still as `seen`
+    /// (what this request counted or read): its version, and its tally of refusals, whose
+    /// summary the caller writes in the same transaction, so none goes unreported. `None`
+    /// checks that no budget appeared meanwhile.
+    pub fn clear_budget(
+        &mut self,
+        b: Budget<'_>,
+        seen: Option<&Versioned<LockoutRecord>>,
+    ) -> usize {
+        match seen {
+            Some(l) => self.push(Write::Delete {
                 table: Table::Main,
                 key: b.key(),
-                cond: Cond::Version(ver),
+                cond: Cond::VersionAndNumber {
+                    ver: l.ver,
+                    attr: "refused",
+                    value: u64::from(l.value.refused),
+                },
             }),
             None => self.push(Write::Check {
                 table: Table::Main,
@@ -852,6 +870,9 @@ impl Tx {
             first: "first_refused_at",
             last: "last_refused_at",
             at: s(now.to_string()),
+            // Kept a year after the last refusal too: a record that needs a reset must not
+            // expire while it is being hammered.
+            ttl: now.plus(LockoutRecord::RETENTION).unix_seconds(),
             cond: Cond::Exists,
         })
     }
