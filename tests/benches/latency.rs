@@ -300,35 +300,10 @@ fn memory(rt: &tokio::runtime::Runtime) {
         )
         .await;
         server.verified_user("mem@example.com").await;
-        let login = serde_json::json!({"email": "mem@example.com", "password": PASSWORD});
         let start = server.peak_rss_kib();
-        for _ in 0..1_000 {
-            let (status, _) = server
-                .http("POST", "/v1/auth/login", Some(login.clone()))
-                .await;
-            assert_eq!(status, 200);
-        }
+        server.sign_ins("mem@example.com", 1, 1_000).await;
         let sequential = server.peak_rss_kib();
-        let tasks: Vec<_> = (0..4)
-            .map(|_| {
-                let (addr, login) = (server.addr, login.clone());
-                tokio::spawn(async move {
-                    for _ in 0..80 {
-                        let r = gatehouse_tests::http(
-                            addr,
-                            "POST",
-                            "/v1/auth/login",
-                            None,
-                            Some(login.clone()),
-                        );
-                        assert_eq!(r.await.0, 200);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        server.sign_ins("mem@example.com", 4, 80).await;
         (start, sequential, server.peak_rss_kib())
     });
     println!();

@@ -803,6 +803,27 @@ impl LocalServer {
         );
     }
 
+    /// Signs `email` in with [`PASSWORD`] `per_client` times from each of `clients` clients
+    /// at once (one after the other for one client); every sign-in must succeed.
+    pub async fn sign_ins(&self, email: &str, clients: usize, per_client: usize) {
+        let login = json!({"email": email, "password": PASSWORD});
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (addr, login) = (self.addr, login.clone());
+                tokio::spawn(async move {
+                    for i in 0..per_client {
+                        let (status, body) =
+                            http(addr, "POST", "/v1/auth/login", None, Some(login.clone())).await;
+                        assert_eq!(status, 200, "sign-in {i}: {body}");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
     /// Peak resident memory so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();

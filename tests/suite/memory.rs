@@ -5,8 +5,7 @@
 //! sign-ins and then a concurrent load. Memory, not time, is asserted: the check holds on a
 //! slow or busy machine too.
 
-use gatehouse_tests::{LocalServer, PASSWORD};
-use serde_json::json;
+use gatehouse_tests::LocalServer;
 
 /// The bounds (MiB): one hash at a time needs one working memory; a concurrent load, with
 /// two hashes at once (`GATEHOUSE_HASH_CONCURRENCY=2`), two.
@@ -24,37 +23,12 @@ async fn peak_memory_stays_bounded_through_a_thousand_sign_ins_and_a_concurrent_
     )
     .await;
     server.verified_user("load@example.com").await;
-    let login = json!({"email": "load@example.com", "password": PASSWORD});
     let start = server.peak_rss_kib();
-    for i in 0..1_000 {
-        let (status, _) = server
-            .http("POST", "/v1/auth/login", Some(login.clone()))
-            .await;
-        assert_eq!(status, 200, "sign-in {i}");
-    }
+    server.sign_ins("load@example.com", 1, 1_000).await;
     let sequential = server.peak_rss_kib();
     // Four at once: more simultaneous sign-ins to one address than the lockout threshold
     // (5) would be refused while the others are being checked (docs/lockout.md).
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let (addr, login) = (server.addr, login.clone());
-            tokio::spawn(async move {
-                for _ in 0..80 {
-                    let r = gatehouse_tests::http(
-                        addr,
-                        "POST",
-                        "/v1/auth/login",
-                        None,
-                        Some(login.clone()),
-                    );
-                    assert_eq!(r.await.0, 200);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    server.sign_ins("load@example.com", 4, 80).await;
     let concurrent = server.peak_rss_kib();
     eprintln!(
         "peak RSS: {} MiB at start, {} MiB after 1,000 sequential sign-ins, {} MiB after 320 \

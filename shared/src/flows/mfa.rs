@@ -359,12 +359,8 @@ async fn confirm_code(
             }
         };
         let now = st.clock.now();
-        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            let refusal = lockout::Refusal {
-                subject: Subject::of(&a.email, Some(a)),
-                kind: EventType::MfaFailed,
-            };
-            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, refusal, meta, now).await);
+        if let Some(refused) = refuse_if_locked(st, &state, a, meta, now).await {
+            return Err(refused);
         }
         if let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? {
             return Ok((state, factor, step, now));
@@ -384,6 +380,22 @@ async fn confirm_code(
         }
     }
     Err(FlowError::Contended)
+}
+
+/// The 423 for a signed-in user whose MFA budget is locked (the refusal tallied), if it is.
+async fn refuse_if_locked(
+    st: &AppState,
+    state: &MfaState,
+    a: &AccountRecord,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Option<FlowError> {
+    let l = state.lockout.as_ref().filter(|l| l.value.is_locked(now))?;
+    let refusal = lockout::Refusal {
+        subject: Subject::of(&a.email, Some(a)),
+        kind: EventType::MfaFailed,
+    };
+    Some(lockout::refuse(st, Budget::Mfa(&a.user_id), l, refusal, meta, now).await)
 }
 
 /// Adds a challenge to the first step's transaction and returns its token,
@@ -760,12 +772,8 @@ async fn reauthenticate(
             .filter(|f| f.value.status == FactorStatus::Enabled)
             .ok_or(FlowError::Conflict("MFA is not enabled."))?;
         let now = st.clock.now();
-        if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
-            let refusal = lockout::Refusal {
-                subject: Subject::of(&a.email, Some(a)),
-                kind: EventType::MfaFailed,
-            };
-            return Err(lockout::refuse(st, Budget::Mfa(&who.sub), l, refusal, meta, now).await);
+        if let Some(refused) = refuse_if_locked(st, &state, a, meta, now).await {
+            return Err(refused);
         }
         let accepted = match offered {
             SecondFactor::Totp(code) => {
