@@ -2,15 +2,16 @@
 //!
 //! Three round trips (DESIGN.md budget): one Query of the email's partition (account,
 //! failure budget, mailed links); one conditional write that counts the attempt *before*
-//! the password is checked (`flows::lockout`); one transaction with the outcome. Unknown
+//! the password is checked (`flows::steps::lockout`); one transaction with the outcome. Unknown
 //! emails, wrong passwords and disabled accounts take the same path: a counted attempt, a
 //! full argon2id verification (against a dummy hash when there is no account), the same 401.
 //! The budget lives beside the account under the email, whether or not an account exists,
 //! so a 423 reveals nothing either.
 
-use super::links;
-use super::lockout::{self, Counted, Subject};
-use super::sessions::{SessionOwner, new_session};
+use super::steps::challenge::{self, Challenge};
+use super::steps::links;
+use super::steps::lockout::{self, Counted, Subject};
+use super::steps::session::{SessionOwner, issue, new_refresh_secret, new_session};
 use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::domain::{AccountStatus, Email, LoginPassword};
@@ -61,7 +62,7 @@ pub async fn login(
 #[derive(Debug)]
 pub enum LoginOutcome {
     Tokens(Box<IssuedTokens>),
-    MfaRequired(super::mfa::Challenge),
+    MfaRequired(Challenge),
 }
 
 /// The right password for an address that was never verified: no session (API.md). The
@@ -106,15 +107,7 @@ async fn unverified(
         match st.store.commit(tx).await {
             Ok(()) => {
                 if let Some(link) = link {
-                    super::email::send_verification(
-                        st,
-                        a,
-                        super::email::Why::Again,
-                        &link,
-                        meta,
-                        now,
-                    )
-                    .await;
+                    links::send_verification(st, a, links::Why::Again, &link, meta, now).await;
                 }
                 return Err(FlowError::EmailNotVerified);
             }
@@ -149,7 +142,7 @@ async fn succeed(
     } else {
         None
     };
-    let (secret, refresh_hash) = super::new_refresh_secret();
+    let (secret, refresh_hash) = new_refresh_secret();
     // The budget as this attempt counted it; newer when others were counted since. This
     // attempt's slot was within the budget, so it clears whatever stands now.
     let mut budget = Some(counted.seen());
@@ -170,8 +163,8 @@ async fn succeed(
                     .user(&a.user_id)
                     .email(&a.email),
             );
-            super::mfa::evict_challenges(&mut tx, &challenges, now);
-            Err(super::mfa::add_challenge(&mut tx, a, now))
+            challenge::evict_challenges(&mut tx, &challenges, now);
+            Err(challenge::add_challenge(&mut tx, a, now))
         } else {
             let session = new_session(
                 st,
@@ -218,7 +211,7 @@ async fn succeed(
             Ok(()) => {
                 return Ok(match opened {
                     Ok(session) => {
-                        LoginOutcome::Tokens(Box::new(super::issue(st, &session, &secret, now)))
+                        LoginOutcome::Tokens(Box::new(issue(st, &session, &secret, now)))
                     }
                     Err(challenge) => LoginOutcome::MfaRequired(challenge),
                 });

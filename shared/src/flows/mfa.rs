@@ -13,17 +13,19 @@
 //! Starting an enrollment needs the password, confirming one signs out the other sessions,
 //! and turning MFA on or off or replacing the recovery codes mails the user.
 
-use std::time::Duration;
+use secrecy::SecretString;
 
-use secrecy::{ExposeSecret, SecretString};
-
-use super::lockout::{self, Policy, Subject};
-use super::sessions::{SessionOwner, new_session};
-use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES, notice};
+use super::steps::challenge::{CHALLENGE_MAX_FAILURES, parse_challenge_token};
+use super::steps::lockout::{self, Policy, Subject};
+use super::steps::notice;
+use super::steps::session::{
+    self as sessions, SessionOwner, issue, new_refresh_secret, new_session,
+};
+use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::domain::{ChallengeId, Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
+use crate::domain::{Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
@@ -32,11 +34,6 @@ use crate::store::{
 };
 use crate::totp;
 
-/// A challenge lives 5 minutes and survives 5 wrong codes (API.md).
-pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
-pub const CHALLENGE_MAX_FAILURES: u32 = 5;
-/// Live challenges a user may have at once; a new one evicts the oldest beyond this.
-pub const MAX_LIVE_CHALLENGES: usize = 5;
 pub const RECOVERY_CODE_COUNT: u8 = 10;
 
 /// What `POST /v1/mfa/totp/enroll` shows once.
@@ -52,13 +49,6 @@ pub struct Enrollment {
 pub enum SecondFactor {
     Totp(TotpCode),
     Recovery(RecoveryCode),
-}
-
-/// The first step's answer when MFA is on.
-#[derive(Debug)]
-pub struct Challenge {
-    pub token: SecretString,
-    pub expires_in: u64,
 }
 
 fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, FlowError> {
@@ -180,7 +170,7 @@ pub async fn enroll(
     password: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<Enrollment, FlowError> {
-    super::sessions::require_live_session(st, who).await?;
+    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if account.value.mfa_enabled {
         return Err(FlowError::MfaAlreadyEnabled);
@@ -247,7 +237,7 @@ pub async fn confirm(
     code: &TotpCode,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, FlowError> {
-    super::sessions::require_live_session(st, who).await?;
+    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     let a = &account.value;
     let charged = Charged {
@@ -259,7 +249,7 @@ pub async fn confirm(
     let (state, factor, step, now) = confirm_code(st, who, code, &charged, a, meta).await?;
     // The other sessions go first (then once more after): MFA never comes on while a
     // session that may be an intruder's, opened with the password alone, lives on.
-    super::sessions::revoke_others(st, who, meta).await?;
+    sessions::revoke_others(st, who, meta).await?;
     let (codes, records) = new_recovery_codes(st, &who.sub, now);
     let enabled = TotpFactorRecord {
         status: FactorStatus::Enabled,
@@ -297,7 +287,7 @@ pub async fn confirm(
     // The enrollment or the account changed meanwhile (a concurrent confirm or enroll, a
     // password rehash at sign-in): the code was right, so this is a conflict to retry.
     commit_or_conflict(st, tx).await?;
-    if let Err(e) = super::sessions::revoke_others(st, who, meta).await {
+    if let Err(e) = sessions::revoke_others(st, who, meta).await {
         tracing::warn!(error = %e, "sessions opened during MFA confirmation were not revoked");
     }
     notice::send(
@@ -310,29 +300,6 @@ pub async fn confirm(
     )
     .await;
     Ok(codes)
-}
-
-/// Adds to a sign-in's transaction the deletion of the oldest live challenges, so that with
-/// the new one at most [`MAX_LIVE_CHALLENGES`] live: someone with the password cannot pile up
-/// challenges (each worth five guesses) faster than they expire.
-pub(crate) fn evict_challenges(
-    tx: &mut Tx,
-    challenges: &[Versioned<ChallengeRecord>],
-    now: Timestamp,
-) {
-    let mut live: Vec<&Versioned<ChallengeRecord>> = challenges
-        .iter()
-        .filter(|c| now < c.value.expires_at)
-        .collect();
-    live.sort_by_key(|c| c.value.created_at);
-    let excess = (live.len() + 1).saturating_sub(MAX_LIVE_CHALLENGES);
-    for c in live.into_iter().take(excess) {
-        tx.delete_challenge(
-            &c.value.user_id,
-            &c.value.challenge_id,
-            Cond::Version(c.ver),
-        );
-    }
 }
 
 /// Checks the first code of a pending enrollment: the pending factor, the state it was read
@@ -396,40 +363,6 @@ async fn refuse_if_locked(
         kind: EventType::MfaFailed,
     };
     Some(lockout::refuse(st, Budget::Mfa(&a.user_id), l, refusal, meta, now).await)
-}
-
-/// Adds a challenge to the first step's transaction and returns its token,
-/// `{user_id}.{challenge_id}.{secret}` (only the SHA-256 of the secret is stored).
-pub(crate) fn add_challenge(tx: &mut Tx, a: &AccountRecord, now: Timestamp) -> Challenge {
-    let (secret, secret_hash) = super::new_refresh_secret();
-    let c = ChallengeRecord {
-        challenge_id: ChallengeId::new(),
-        user_id: a.user_id.clone(),
-        org_id: a.org_id.clone(),
-        email: a.email.clone(),
-        role: a.role,
-        secret_hash,
-        failures: 0,
-        password_epoch: a.password_epoch,
-        created_at: now,
-        expires_at: now.plus(CHALLENGE_TTL),
-    };
-    tx.put_challenge(&c, None);
-    Challenge {
-        token: SecretString::from(format!("{}.{}.{secret}", c.user_id, c.challenge_id)),
-        expires_in: CHALLENGE_TTL.as_secs(),
-    }
-}
-
-fn parse_challenge_token(token: &SecretString) -> Option<(UserId, ChallengeId, String)> {
-    let mut parts = token.expose_secret().split('.');
-    let (Some(u), Some(c), Some(secret), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    (!secret.is_empty()).then_some(())?;
-    Some((UserId::parse(u)?, ChallengeId::parse(c)?, secret.to_owned()))
 }
 
 /// The second step of sign-in: a TOTP code or a recovery code completes it.
@@ -506,7 +439,7 @@ async fn succeed(
     now: Timestamp,
 ) -> Result<IssuedTokens, FlowError> {
     let c = &challenge.value;
-    let (secret, refresh_hash) = super::new_refresh_secret();
+    let (secret, refresh_hash) = new_refresh_secret();
     let session = new_session(
         st,
         SessionOwner {
@@ -565,7 +498,7 @@ async fn succeed(
             .detail("amr", session.amr.join(" ")),
     );
     match st.store.commit(tx).await {
-        Ok(()) => Ok(super::issue(st, &session, &secret, now)),
+        Ok(()) => Ok(issue(st, &session, &secret, now)),
         Err(StoreError::ConditionFailed { index }) if index == epoch_check => {
             Err(FlowError::MfaTokenInvalid)
         }
@@ -758,7 +691,7 @@ async fn reauthenticate(
     during: &'static str,
     meta: &RequestMeta,
 ) -> Result<Reauthenticated, FlowError> {
-    super::sessions::require_live_session(st, who).await?;
+    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if let Some(pw) = password {
         lockout::reverify_password(st, &account, pw, during, meta).await?;
@@ -861,7 +794,7 @@ pub async fn disable(
     let r = reauthenticate(st, who, Some(password), offered, "disable", meta).await?;
     // The other sessions go first: should the change below fail, the caller retries, but
     // MFA is never off while a session that may be an intruder's lives on.
-    super::sessions::revoke_others(st, who, meta).await?;
+    sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
     let mut tx = st.store.tx();
     tx.delete_totp_factor(&who.sub, Cond::Version(r.factor.ver));
@@ -909,7 +842,7 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<Vec<String>, FlowError> {
     let r = reauthenticate(st, who, None, offered, "recovery_codes", meta).await?;
     // As for disable: sessions first, so new codes never leave an intruder signed in.
-    super::sessions::revoke_others(st, who, meta).await?;
+    sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
     let (codes, records) = new_recovery_codes(st, &who.sub, now);
     let mut factor = resealed(st, &who.sub, &r.factor.value)?;

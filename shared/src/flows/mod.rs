@@ -2,27 +2,21 @@
 //! clock and mailer from the state; they hold no HTTP types.
 
 pub mod email;
-pub mod links;
-pub mod lockout;
 pub mod login;
 pub mod mfa;
-pub mod notice;
 pub mod password;
 pub mod refresh;
 pub mod sessions;
 pub mod signup;
+pub mod steps;
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-
-use crate::clock::Timestamp;
-use crate::crypto;
-use crate::domain::{PolicyViolation, SessionId, UserId};
+use crate::domain::PolicyViolation;
 use crate::error::{ApiError, FieldError};
-use crate::jwt::{self, AccessClaims};
-use crate::state::AppState;
-use crate::store::{SessionRecord, StoreError};
+use crate::store::StoreError;
+
+pub use steps::session::IssuedTokens;
 
 /// How often a flow re-reads and retries after losing an optimistic-concurrency race. Enough
 /// for dozens of simultaneous writers to one item; past it the caller gets a 503.
@@ -100,18 +94,6 @@ impl From<FlowError> for ApiError {
     }
 }
 
-impl std::fmt::Debug for IssuedTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedTokens")
-            .field("access_token", &"…")
-            .field("expires_in", &self.expires_in)
-            .field("refresh_token", &"…")
-            .field("session_id", &self.session_id)
-            .field("claims", &self.claims)
-            .finish()
-    }
-}
-
 /// One field error per failed password rule.
 pub fn policy_errors(pointer: &str, violations: &[PolicyViolation]) -> Vec<FieldError> {
     violations
@@ -122,67 +104,4 @@ pub fn policy_errors(pointer: &str, violations: &[PolicyViolation]) -> Vec<Field
             rule: Some(v.rule().into()),
         })
         .collect()
-}
-
-/// What a successful sign-in or refresh hands the client. Its `Debug` hides the tokens.
-pub struct IssuedTokens {
-    pub access_token: String,
-    pub expires_in: u64,
-    pub refresh_token: SecretString,
-    pub session_id: SessionId,
-    pub claims: AccessClaims,
-}
-
-/// A refresh token: `{user_id}.{session_id}.{secret}`. The ids locate the session in one read;
-/// only the SHA-256 of the secret is stored.
-pub fn refresh_token(user: &UserId, session: &SessionId, secret: &str) -> SecretString {
-    SecretString::from(format!("{user}.{session}.{secret}"))
-}
-
-pub fn parse_refresh_token(token: &SecretString) -> Option<(UserId, SessionId, String)> {
-    let mut parts = token.expose_secret().split('.');
-    let (Some(u), Some(s), Some(secret), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    (!secret.is_empty()).then_some(())?;
-    Some((UserId::parse(u)?, SessionId::parse(s)?, secret.to_owned()))
-}
-
-/// Signs an access token for a session and pairs it with a refresh token.
-pub fn issue(
-    st: &AppState,
-    session: &SessionRecord,
-    refresh_secret: &str,
-    now: Timestamp,
-) -> IssuedTokens {
-    let ttl = st.config.access_token_ttl;
-    let claims = AccessClaims {
-        iss: st.config.issuer.clone(),
-        aud: st.config.audience.clone(),
-        sub: session.user_id.clone(),
-        org: session.org_id.clone(),
-        role: session.role,
-        sid: session.session_id.clone(),
-        amr: session.amr.clone(),
-        iat: now.unix_seconds(),
-        exp: now.plus(ttl).unix_seconds(),
-        jti: uuid::Uuid::now_v7().simple().to_string(),
-    };
-    let access_token = jwt::sign(&st.keys.current(), &claims);
-    IssuedTokens {
-        access_token,
-        expires_in: ttl.as_secs(),
-        refresh_token: refresh_token(&session.user_id, &session.session_id, refresh_secret),
-        session_id: session.session_id.clone(),
-        claims,
-    }
-}
-
-/// A new refresh secret and the hash stored in its place.
-pub fn new_refresh_secret() -> (String, String) {
-    let secret = crypto::random_token();
-    let hash = crypto::token_hash(&secret);
-    (secret, hash)
 }

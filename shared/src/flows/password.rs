@@ -8,9 +8,9 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::links::{self, Issued};
-use super::lockout;
-use super::sessions::{self, Stale};
+use super::steps::links::{self, Issued, token_account};
+use super::steps::lockout;
+use super::steps::session::{self as sessions, Stale};
 use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
@@ -103,10 +103,10 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
                     send_reset_mail(st, &account, &link, now).await;
                 }
                 if let Some((account, link)) = verification {
-                    super::email::send_verification(
+                    links::send_verification(
                         st,
                         &account,
-                        super::email::Why::BeforeReset,
+                        links::Why::BeforeReset,
                         &link,
                         meta,
                         now,
@@ -164,30 +164,6 @@ async fn send_changed_mail(
     if let Err(e) = st.mailer.send(mail, now).await {
         tracing::warn!(user_id = %account.user_id, error = %e, "password-changed mail not sent");
     }
-}
-
-/// The account a presented token belongs to, when it is a live token of `kind` and its
-/// account still has the email and the user id it was issued for.
-pub(crate) async fn token_account(
-    st: &AppState,
-    token: &SecretString,
-    kind: TokenKind,
-) -> Result<(String, Versioned<AccountRecord>), FlowError> {
-    let hash = links::presented_hash(token).ok_or(FlowError::InvalidToken)?;
-    let now = st.clock.now();
-    let record = st
-        .store
-        .token(&hash)
-        .await?
-        .filter(|t| t.kind == kind && now < t.expires_at)
-        .ok_or(FlowError::InvalidToken)?;
-    let account = st
-        .store
-        .account(&record.email)
-        .await?
-        .filter(|a| a.value.user_id == record.user_id)
-        .ok_or(FlowError::InvalidToken)?;
-    Ok((hash, account))
 }
 
 /// The argon2id hash of a new password for `account` that passed the policy
@@ -379,7 +355,7 @@ pub async fn change(
         .account_by_user(&who.sub)
         .await?
         .ok_or(FlowError::Unauthenticated)?;
-    super::lockout::reverify_password(st, &account, current, "password_change", meta).await?;
+    lockout::reverify_password(st, &account, current, "password_change", meta).await?;
     let password_hash = policy_then_hash(st, new_password, &account.value, Some(current)).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;

@@ -6,6 +6,7 @@
 
 use secrecy::SecretString;
 
+use super::steps::session::{issue, new_refresh_secret, parse_refresh_token};
 use super::{FlowError, IssuedTokens};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::crypto;
@@ -21,8 +22,7 @@ pub async fn refresh(
     token: &SecretString,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, FlowError> {
-    let (user, sid, secret) =
-        super::parse_refresh_token(token).ok_or(FlowError::Unauthenticated)?;
+    let (user, sid, secret) = parse_refresh_token(token).ok_or(FlowError::Unauthenticated)?;
     let session = st
         .store
         .session(&user, &sid)
@@ -35,7 +35,7 @@ pub async fn refresh(
     let presented = crypto::token_hash(&secret);
     let s = &session.value;
     if crypto::ct_eq(presented.as_bytes(), s.refresh_hash.as_bytes()) {
-        let (new_secret, new_hash) = super::new_refresh_secret();
+        let (new_secret, new_hash) = new_refresh_secret();
         let mut previous = Vec::with_capacity(REMEMBERED_ROTATIONS);
         previous.push(s.refresh_hash.clone());
         previous.extend(
@@ -68,7 +68,7 @@ pub async fn refresh(
                 .session(&s.session_id),
         );
         return match st.store.commit(tx).await {
-            Ok(()) => Ok(super::issue(st, &rotated, &new_secret, now)),
+            Ok(()) => Ok(issue(st, &rotated, &new_secret, now)),
             Err(StoreError::ConditionFailed { index }) if Some(index) == epoch_check => {
                 Err(FlowError::Unauthenticated)
             }

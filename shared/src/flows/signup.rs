@@ -77,7 +77,7 @@ pub async fn create_org(
     // Failed sign-ins on the address before it had an account (anyone may try any address)
     // do not lock the account created now.
     tx.remove_budget(Budget::Password(&owner.email));
-    let link = super::links::issue(
+    let link = super::steps::links::issue(
         &mut tx,
         TokenKind::EmailVerification,
         &owner,
@@ -108,10 +108,10 @@ pub async fn create_org(
     }
     tracing::info!(org_id = %org.org_id, user_id = %owner.user_id, "organization created");
 
-    super::email::send_verification(
+    super::steps::links::send_verification(
         st,
         &owner,
-        super::email::Why::Signup {
+        super::steps::links::Why::Signup {
             org_name: &org.name,
         },
         &link,

@@ -21,11 +21,11 @@
 
 use std::time::Duration;
 
-use super::{FlowError, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::{Email, LoginPassword, OrgId, UserId};
+use crate::flows::{FlowError, MAX_RACE_RETRIES};
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{AccountRecord, Budget, LockoutRecord, StoreError, Tx, Versioned};

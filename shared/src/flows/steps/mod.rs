@@ -1,0 +1,8 @@
+//! The steps flows share, one level below them (docs/architecture.md): a flow imports steps,
+//! never another flow, and no step imports a flow.
+
+pub mod challenge;
+pub mod links;
+pub mod lockout;
+pub mod notice;
+pub mod session;

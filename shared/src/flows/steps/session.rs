@@ -1,0 +1,316 @@
+//! Sessions, the steps every flow that opens, checks or ends one shares: opening a session
+//! and issuing its tokens, checking the caller's own session, and revoking sessions (one by
+//! one, all others, or all those an old password opened).
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::domain::{Email, SessionId, UserId};
+use crate::flows::FlowError;
+use crate::jwt::{self, AccessClaims};
+use crate::state::AppState;
+use crate::store::{AccountRecord, ChallengeRecord, Cond, SessionRecord, Tx, Versioned};
+
+/// What a successful sign-in or refresh hands the client. Its `Debug` hides the tokens.
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: SecretString,
+    pub session_id: SessionId,
+    pub claims: AccessClaims,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"…")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &"…")
+            .field("session_id", &self.session_id)
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// A refresh token: `{user_id}.{session_id}.{secret}`. The ids locate the session in one read;
+/// only the SHA-256 of the secret is stored.
+pub fn refresh_token(user: &UserId, session: &SessionId, secret: &str) -> SecretString {
+    SecretString::from(format!("{user}.{session}.{secret}"))
+}
+
+pub fn parse_refresh_token(token: &SecretString) -> Option<(UserId, SessionId, String)> {
+    let mut parts = token.expose_secret().split('.');
+    let (Some(u), Some(s), Some(secret), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!secret.is_empty()).then_some(())?;
+    Some((UserId::parse(u)?, SessionId::parse(s)?, secret.to_owned()))
+}
+
+/// Signs an access token for a session and pairs it with a refresh token.
+pub fn issue(
+    st: &AppState,
+    session: &SessionRecord,
+    refresh_secret: &str,
+    now: Timestamp,
+) -> IssuedTokens {
+    let ttl = st.config.access_token_ttl;
+    let claims = AccessClaims {
+        iss: st.config.issuer.clone(),
+        aud: st.config.audience.clone(),
+        sub: session.user_id.clone(),
+        org: session.org_id.clone(),
+        role: session.role,
+        sid: session.session_id.clone(),
+        amr: session.amr.clone(),
+        iat: now.unix_seconds(),
+        exp: now.plus(ttl).unix_seconds(),
+        jti: uuid::Uuid::now_v7().simple().to_string(),
+    };
+    let access_token = jwt::sign(&st.keys.current(), &claims);
+    IssuedTokens {
+        access_token,
+        expires_in: ttl.as_secs(),
+        refresh_token: refresh_token(&session.user_id, &session.session_id, refresh_secret),
+        session_id: session.session_id.clone(),
+        claims,
+    }
+}
+
+/// A new refresh secret and the hash stored in its place.
+pub fn new_refresh_secret() -> (String, String) {
+    let secret = crypto::random_token();
+    let hash = crypto::token_hash(&secret);
+    (secret, hash)
+}
+/// Sessions revoked per transaction: a delete and an audit event each, within DynamoDB's 100.
+pub const REVOKE_BATCH: usize = 50;
+
+pub fn revoked_event(
+    s: &SessionRecord,
+    by: &UserId,
+    reason: &str,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(EventType::SessionRevoked, Outcome::Success, meta, now)
+        .org(&s.org_id)
+        .target(&s.user_id)
+        .session(&s.session_id)
+        .reason(reason);
+    e.actor_user_id = Some(by.clone());
+    e
+}
+
+/// The caller's session must be live, not just its access token: a signed-out device must
+/// not see or manage the others during the access token's remaining minutes.
+pub fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), FlowError> {
+    if own.is_some_and(|s| s.is_live(now)) {
+        Ok(())
+    } else {
+        Err(FlowError::Unauthenticated)
+    }
+}
+
+/// Fails unless the caller's own session is live (one read).
+pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), FlowError> {
+    own_live_session(st, who).await.map(|_| ())
+}
+
+/// The caller's own session, when it is live (one read).
+pub async fn own_live_session(
+    st: &AppState,
+    who: &AccessClaims,
+) -> Result<Versioned<SessionRecord>, FlowError> {
+    let own = st.store.session(&who.sub, &who.sid).await?;
+    require_live(own.as_ref().map(|v| &v.value), st.clock.now())?;
+    own.ok_or(FlowError::Unauthenticated)
+}
+
+/// Revokes every session of the caller but the current one. Returns how many.
+pub async fn revoke_others(
+    st: &AppState,
+    who: &AccessClaims,
+    meta: &RequestMeta,
+) -> Result<usize, FlowError> {
+    let now = st.clock.now();
+    let (own, others): (Vec<SessionRecord>, Vec<SessionRecord>) = st
+        .store
+        .sessions(&who.sub)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .partition(|s| s.session_id == who.sid);
+    require_live(own.first(), now)?;
+    for batch in others.chunks(REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        for s in batch {
+            // Unconditional: a session refreshed meanwhile is still to be revoked.
+            tx.delete_session(&s.user_id, &s.session_id, Cond::None);
+            tx.audit(&revoked_event(s, &who.sub, "revoke_others", meta, now));
+        }
+        st.store.commit(tx).await?;
+    }
+    Ok(others.len())
+}
+
+/// What a password reset or change signs out: the sessions and pending MFA challenges opened
+/// with an older password.
+#[derive(Debug, Default)]
+pub struct Stale {
+    pub sessions: Vec<SessionRecord>,
+    pub challenges: Vec<ChallengeRecord>,
+}
+
+impl Stale {
+    /// Items [`Stale::add_to`] writes: a delete and an event per session, a delete per challenge.
+    pub fn items(&self) -> usize {
+        2 * self.sessions.len() + self.challenges.len()
+    }
+
+    /// Keeps what fits in `items` transaction items: sessions first, then challenges.
+    pub fn truncate(&mut self, items: usize) {
+        self.sessions.truncate(items / 2);
+        self.challenges
+            .truncate(items.saturating_sub(2 * self.sessions.len()));
+    }
+
+    /// Deletes every stale session (with a `session.revoked` event) and challenge in `tx`.
+    /// Unconditional: a session refreshed meanwhile is still to go.
+    pub fn add_to(
+        &self,
+        tx: &mut Tx,
+        by: &UserId,
+        reason: &str,
+        meta: &RequestMeta,
+        now: Timestamp,
+    ) {
+        for s in &self.sessions {
+            tx.delete_session(&s.user_id, &s.session_id, Cond::None);
+            tx.audit(&revoked_event(s, by, reason, meta, now));
+        }
+        for c in &self.challenges {
+            tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::None);
+        }
+    }
+}
+
+/// The sessions and MFA challenges of `user` opened before password epoch `epoch`, but
+/// `keep` (two queries).
+pub async fn stale(
+    st: &AppState,
+    user: &UserId,
+    epoch: u64,
+    keep: Option<&SessionId>,
+) -> Result<Stale, FlowError> {
+    // Challenges first: one completed between the two reads shows up as a session.
+    let challenges = st
+        .store
+        .mfa_state(user)
+        .await?
+        .challenges
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|c| c.password_epoch < epoch)
+        .collect();
+    let sessions = st
+        .store
+        .sessions(user)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|s| s.password_epoch < epoch && Some(&s.session_id) != keep)
+        .collect();
+    Ok(Stale {
+        sessions,
+        challenges,
+    })
+}
+
+/// Revokes, in batches, what [`stale`] finds. Runs after a password reset or change has
+/// committed, for what was opened while it was under way; and before, when there is more
+/// than one transaction can hold. Returns how many sessions it revoked.
+pub async fn sweep(
+    st: &AppState,
+    user: &UserId,
+    epoch: u64,
+    keep: Option<&SessionId>,
+    reason: &str,
+    meta: &RequestMeta,
+) -> Result<usize, FlowError> {
+    let found = stale(st, user, epoch, keep).await?;
+    let now = st.clock.now();
+    for batch in found.sessions.chunks(REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        Stale {
+            sessions: batch.to_vec(),
+            challenges: Vec::new(),
+        }
+        .add_to(&mut tx, user, reason, meta, now);
+        st.store.commit(tx).await?;
+    }
+    for batch in found.challenges.chunks(2 * REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        Stale {
+            sessions: Vec::new(),
+            challenges: batch.to_vec(),
+        }
+        .add_to(&mut tx, user, reason, meta, now);
+        st.store.commit(tx).await?;
+    }
+    Ok(found.sessions.len())
+}
+
+/// Whose session a sign-in (or its MFA step) opens.
+pub struct SessionOwner<'a> {
+    pub user: &'a crate::domain::UserId,
+    pub org: &'a crate::domain::OrgId,
+    pub role: crate::domain::Role,
+    pub email: &'a Email,
+    /// The account's password epoch when the password was verified.
+    pub password_epoch: u64,
+}
+
+impl<'a> SessionOwner<'a> {
+    pub fn of(a: &'a AccountRecord) -> Self {
+        Self {
+            user: &a.user_id,
+            org: &a.org_id,
+            role: a.role,
+            email: &a.email,
+            password_epoch: a.password_epoch,
+        }
+    }
+}
+
+pub fn new_session(
+    st: &AppState,
+    owner: SessionOwner<'_>,
+    amr: Vec<String>,
+    refresh_hash: String,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> SessionRecord {
+    let expires_at = now.plus(st.config.session_lifetime);
+    SessionRecord {
+        session_id: SessionId::new(),
+        user_id: owner.user.clone(),
+        org_id: owner.org.clone(),
+        role: owner.role,
+        amr,
+        created_at: now,
+        last_used_at: now,
+        ip: meta.ip.to_string(),
+        user_agent: meta.user_agent.clone(),
+        refresh_hash,
+        previous_refresh_hashes: Vec::new(),
+        password_epoch: owner.password_epoch,
+        email: Some(owner.email.clone()),
+        idle_expires_at: now.plus(st.config.session_idle_timeout).min(expires_at),
+        expires_at,
+    }
+}
