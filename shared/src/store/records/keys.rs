@@ -1,0 +1,173 @@
+//! Key builders: the only place key strings are spelled.
+
+use crate::clock::Timestamp;
+use crate::domain::{ChallengeId, Email, EventId, OrgId, SessionId, UserId};
+use crate::store::{Key, TokenKind};
+
+pub fn account(email: &Email) -> Key {
+    Key::new(format!("EMAIL#{email}"), "ACCOUNT")
+}
+pub fn lockout(email: &Email) -> Key {
+    Key::new(format!("EMAIL#{email}"), "LOCKOUT")
+}
+pub fn email_partition(email: &Email) -> String {
+    format!("EMAIL#{email}")
+}
+pub fn user_ref(user: &UserId) -> Key {
+    Key::new(format!("USER#{user}"), "USER")
+}
+pub fn user_partition(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+pub fn session(user: &UserId, session: &SessionId) -> Key {
+    Key::new(format!("USER#{user}"), format!("SESSION#{session}"))
+}
+pub fn org(org: &OrgId) -> Key {
+    Key::new(format!("ORG#{org}"), "ORG")
+}
+pub fn org_partition(org: &OrgId) -> String {
+    format!("ORG#{org}")
+}
+pub fn totp_factor(user: &UserId) -> Key {
+    Key::new(format!("USER#{user}"), "MFA#TOTP")
+}
+pub fn recovery_code(user: &UserId, slot: u8) -> Key {
+    Key::new(format!("USER#{user}"), format!("MFA#RECOVERY#{slot}"))
+}
+pub fn challenge(user: &UserId, id: &ChallengeId) -> Key {
+    Key::new(format!("USER#{user}"), format!("MFA#CHALLENGE#{id}"))
+}
+/// The MFA failure budget of a user, apart from the password one.
+pub fn mfa_lockout(user: &UserId) -> Key {
+    Key::new(format!("USER#{user}"), "MFA#LOCKOUT")
+}
+/// Every MFA item of a user sorts under this prefix, so one query reads them all.
+pub const MFA_PREFIX: &str = "MFA#";
+pub fn mail_link(email: &Email, kind: TokenKind) -> Key {
+    Key::new(format!("EMAIL#{email}"), kind.state_sk())
+}
+pub fn token(hash: &str) -> Key {
+    Key::new(format!("TOKEN#{hash}"), "TOKEN")
+}
+/// Audit events of sign-ins with no account behind them belong to no org.
+pub const NO_ORG: &str = "ORG#-";
+/// Partitions an org's audit events are spread over, so that no org's audit becomes
+/// the hot key that throttles its sign-ins (docs/data-model.md, "Audit at scale").
+pub const AUDIT_SHARDS: u8 = 4;
+fn org_part(org: Option<&OrgId>) -> String {
+    org.map_or_else(|| NO_ORG.to_owned(), |o| format!("ORG#{o}"))
+}
+/// `ORG#{org}#S{shard}` (or `ORG#-#S{shard}`): shard `0..AUDIT_SHARDS`.
+pub fn audit_partition(org: Option<&OrgId>, shard: u8) -> String {
+    format!("{}#S{shard}", org_part(org))
+}
+/// The shard of an event: from its id, so it is spread evenly and known again.
+pub fn audit_shard(id: &EventId) -> u8 {
+    let h = crate::crypto::token_hash(id.as_str());
+    h.bytes().next().map_or(0, |b| b % AUDIT_SHARDS)
+}
+pub fn audit_user_partition(org: Option<&OrgId>, user: &UserId) -> String {
+    format!("{}#USER#{user}", org_part(org))
+}
+pub fn audit_sort(at: Timestamp, id: &EventId) -> String {
+    format!("{at}#{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The key strings as `docs/data-model.md` lists them: stored items carry them, so a
+    //! change here is a data migration, not a refactoring.
+    use super::*;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef";
+
+    fn id<T>(parse: fn(&str) -> Option<T>, prefix: &str) -> Result<T, String> {
+        parse(&format!("{prefix}_{HEX}")).ok_or_else(|| format!("{prefix} id"))
+    }
+
+    fn email() -> Result<Email, String> {
+        Email::parse("a@example.com").map_err(|e| e.0)
+    }
+
+    #[test]
+    fn key_strings_are_as_documented() -> Result<(), String> {
+        let em = email()?;
+        let usr: UserId = id(UserId::parse, "usr")?;
+        let og: OrgId = id(OrgId::parse, "org")?;
+        let ses: SessionId = id(SessionId::parse, "ses")?;
+        let ch: ChallengeId = id(ChallengeId::parse, "mfc")?;
+        let ev: EventId = id(EventId::parse, "evt")?;
+        let (e, u, o) = (
+            "EMAIL#a@example.com",
+            format!("USER#usr_{HEX}"),
+            format!("ORG#org_{HEX}"),
+        );
+        let k = |pk: &str, sk: &str| Key::new(pk, sk);
+        assert_eq!(account(&em), k(e, "ACCOUNT"));
+        assert_eq!(lockout(&em), k(e, "LOCKOUT"));
+        assert_eq!(email_partition(&em), e);
+        assert_eq!(mail_link(&em, TokenKind::PasswordReset), k(e, "MAIL#RESET"));
+        assert_eq!(
+            mail_link(&em, TokenKind::EmailVerification),
+            k(e, "MAIL#VERIFY")
+        );
+        assert_eq!(user_ref(&usr), k(&u, "USER"));
+        assert_eq!(user_partition(&usr), u);
+        assert_eq!(session(&usr, &ses), k(&u, &format!("SESSION#ses_{HEX}")));
+        assert_eq!(totp_factor(&usr), k(&u, "MFA#TOTP"));
+        assert_eq!(recovery_code(&usr, 7), k(&u, "MFA#RECOVERY#7"));
+        assert_eq!(
+            challenge(&usr, &ch),
+            k(&u, &format!("MFA#CHALLENGE#mfc_{HEX}"))
+        );
+        assert_eq!(mfa_lockout(&usr), k(&u, "MFA#LOCKOUT"));
+        assert_eq!(MFA_PREFIX, "MFA#");
+        assert_eq!(org(&og), k(&o, "ORG"));
+        assert_eq!(org_partition(&og), o);
+        assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));
+        assert_eq!(NO_ORG, "ORG#-");
+        assert_eq!(audit_partition(Some(&og), 3), format!("{o}#S3"));
+        assert_eq!(audit_partition(None, 0), "ORG#-#S0");
+        assert_eq!(audit_user_partition(Some(&og), &usr), format!("{o}#{u}"));
+        assert_eq!(audit_user_partition(None, &usr), format!("ORG#-#{u}"));
+        let at = Timestamp::from_unix_millis(0);
+        assert_eq!(
+            audit_sort(at, &ev),
+            format!("1970-01-01T00:00:00.000Z#evt_{HEX}")
+        );
+        assert!(audit_shard(&ev) < AUDIT_SHARDS);
+        Ok(())
+    }
+
+    /// An account is indexed under its org on `gsi1`.
+    #[test]
+    fn an_account_is_indexed_under_its_org() -> Result<(), String> {
+        use crate::domain::{AccountStatus, Role};
+        use crate::store::{AccountRecord, AttributeValue, MemoryStore, Store, Write};
+        let store = Store::new(
+            std::sync::Arc::new(MemoryStore::new()),
+            std::time::Duration::from_secs(60),
+        );
+        let a = AccountRecord {
+            user_id: id(UserId::parse, "usr")?,
+            org_id: id(OrgId::parse, "org")?,
+            email: email()?,
+            role: Role::Owner,
+            status: AccountStatus::Active,
+            email_verified: true,
+            mfa_enabled: false,
+            password_hash: String::new(),
+            password_epoch: 0,
+            created_at: Timestamp::from_unix_millis(0),
+        };
+        let mut tx = store.tx();
+        tx.put_account(&a, None);
+        let Some(Write::Put { item, .. }) = tx.writes.first() else {
+            return Err(format!("{:?}", tx.writes));
+        };
+        let s = |v: &str| Some(AttributeValue::S(v.to_owned()));
+        assert_eq!(item.get("gsi1pk").cloned(), s(&format!("ORG#org_{HEX}")));
+        assert_eq!(item.get("gsi1sk").cloned(), s(&format!("USER#usr_{HEX}")));
+        Ok(())
+    }
+}
