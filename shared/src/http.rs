@@ -14,8 +14,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::audit::RequestMeta;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{Error, FieldError};
 use crate::jwt::{self, AccessClaims};
+use crate::problem::Problem;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -61,13 +62,13 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 pub struct Unrouted;
 
 pub async fn not_found() -> Response {
-    let mut r = ApiError::NotFound.into_response();
+    let mut r = Error::NotFound.into_response();
     r.extensions_mut().insert(Unrouted);
     r
 }
 
 pub async fn method_not_allowed() -> Response {
-    let mut r = ApiError::MethodNotAllowed.into_response();
+    let mut r = Error::MethodNotAllowed.into_response();
     r.extensions_mut().insert(Unrouted);
     r
 }
@@ -137,7 +138,7 @@ impl Fields {
         self.string(name).map(SecretString::from)
     }
 
-    fn finish(mut self) -> Result<(), ApiError> {
+    fn finish(mut self) -> Result<(), Error> {
         let mut unknown: Vec<String> = self
             .obj
             .keys()
@@ -151,7 +152,7 @@ impl Fields {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.errors))
+            Err(Error::Validation(self.errors))
         }
     }
 }
@@ -178,24 +179,24 @@ fn is_json(ct: &HeaderValue) -> bool {
 }
 
 impl<T: FromJson, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         if !req.headers().get(header::CONTENT_TYPE).is_some_and(is_json) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(Error::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
             BytesRejection::FailedToBufferBody(e)
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                ApiError::PayloadTooLarge
+                Error::PayloadTooLarge
             }
-            _ => ApiError::Malformed("The request body could not be read.".into()),
+            _ => Error::Malformed("The request body could not be read.".into()),
         })?;
         let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError::Malformed("The request body is not valid JSON.".into()))?;
+            .map_err(|_| Error::Malformed("The request body is not valid JSON.".into()))?;
         let Value::Object(obj) = value else {
-            return Err(ApiError::Malformed(
+            return Err(Error::Malformed(
                 "The request body must be a JSON object.".into(),
             ));
         };
@@ -208,7 +209,7 @@ impl<T: FromJson, S: Send + Sync> FromRequest<S> for Json<T> {
         fields.finish()?;
         parsed
             .map(Json)
-            .ok_or_else(|| ApiError::Validation(Vec::new()))
+            .ok_or_else(|| Error::Validation(Vec::new()))
     }
 }
 
@@ -232,11 +233,11 @@ impl Check {
         }
     }
 
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub fn finish(self) -> Result<(), Error> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.0))
+            Err(Error::Validation(self.0))
         }
     }
 }
@@ -280,11 +281,11 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
 pub struct Meta(pub RequestMeta);
 
 impl FromRequestParts<AppState> for Meta {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let ip = client_ip(parts, state.config.trust_forwarded_for)
-            .ok_or_else(|| ApiError::Internal("no client IP for the request".into()))?;
+            .ok_or(Error::Internal("no client IP for the request"))?;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -308,9 +309,9 @@ impl FromRequestParts<AppState> for Meta {
 pub struct Principal(pub AccessClaims);
 
 impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -319,7 +320,7 @@ impl FromRequestParts<AppState> for Principal {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or(ApiError::Unauthenticated)?;
+            .ok_or(Error::Unauthenticated)?;
         let ring = state.keys.current();
         let claims = jwt::verify(
             &ring,
@@ -330,7 +331,7 @@ impl FromRequestParts<AppState> for Principal {
         )
         .map_err(|e| {
             tracing::debug!(reason = %e, "access token refused");
-            ApiError::Unauthenticated
+            Error::Unauthenticated
         })?;
         Ok(Self(claims))
     }

@@ -21,6 +21,7 @@ pub mod local_pages;
 pub mod mail;
 pub mod password;
 pub mod policy;
+pub mod problem;
 pub mod runtime;
 pub mod state;
 pub mod store;

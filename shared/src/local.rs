@@ -104,17 +104,9 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// links open, and CORS for `GATEHOUSE_CORS_ORIGINS`.
 pub fn app(state: AppState, mailer: Arc<LocalMailer>) -> axum::Router {
     let cors = cors(&state.config.cors_origins);
-    let app = api::app(
-        state,
-        vec![
-            api::login::routes(),
-            api::mfa::routes(),
-            api::reset::routes(),
-            api::local::routes(),
-        ],
-    )
-    .merge(crate::local_pages::routes())
-    .layer(axum::Extension(mailer));
+    let app = api::app(state, api::all_routes(true))
+        .merge(crate::local_pages::routes())
+        .layer(axum::Extension(mailer));
     match cors {
         Some((layer, listed)) => {
             app.layer(layer)

@@ -171,7 +171,11 @@ fn update_item_may_only_count_refusals() {
             "{function}"
         );
     }
-    assert_eq!(seen, 3, "login, mfa and reset count refusals");
+    assert_eq!(
+        seen,
+        gatehouse::api::FAMILIES.len(),
+        "every function counts refusals"
+    );
 }
 
 #[test]
@@ -187,17 +191,18 @@ fn no_wildcards_in_function_policies() {
     }
 }
 
-/// Every function of the template and its binary crate.
-const FUNCTIONS: [(&str, &str); 3] = [
-    ("LoginFunction", "login"),
-    ("MfaFunction", "mfa"),
-    ("ResetFunction", "reset"),
-];
+/// Every function of the template and its binary crate, from the registry of families.
+fn functions() -> Vec<(&'static str, &'static str)> {
+    gatehouse::api::FAMILIES
+        .iter()
+        .map(|f| (f.resource, f.function))
+        .collect()
+}
 
 #[test]
 fn each_function_is_built_with_cargo_lambda_from_its_own_binary() {
     let t = template();
-    for (resource, binary) in FUNCTIONS {
+    for (resource, binary) in functions() {
         let f = &t["Resources"][resource];
         assert_eq!(
             f["Metadata"]["BuildMethod"], "rust-cargolambda",
@@ -220,11 +225,9 @@ fn every_routed_operation_has_an_api_gateway_route_to_its_function() {
     // The families' routers define what each function answers; API Gateway must send exactly
     // those routes to it (the local-only ones never).
     let t = template();
-    let families = [
-        ("LoginFunction", gatehouse::api::login::routes()),
-        ("MfaFunction", gatehouse::api::mfa::routes()),
-        ("ResetFunction", gatehouse::api::reset::routes()),
-    ];
+    let families = gatehouse::api::FAMILIES
+        .iter()
+        .map(|f| (f.resource, (f.routes)()));
     for (resource, routes) in families {
         let (_, doc) = routes.split_for_parts();
         let mut expected: Vec<(String, String)> = Vec::new();
@@ -285,7 +288,7 @@ fn the_deployed_openapi_document_lists_exactly_the_api_gateway_routes() {
 fn only_functions_that_mail_may_send_and_only_from_the_configured_identity() {
     let t = template();
     let all = statements(&t);
-    for (resource, binary) in FUNCTIONS {
+    for (resource, binary) in functions() {
         let main = std::fs::read_to_string(format!(
             "{}/../functions/{binary}/src/main.rs",
             env!("CARGO_MANIFEST_DIR")
@@ -387,4 +390,31 @@ fn cors_is_off_unless_origins_are_listed() {
         assert!(list(&on["AllowHeaders"]).contains(&h.to_owned()), "{h}");
     }
     assert!(on.get("AllowCredentials").is_none());
+}
+
+/// One registry of families: every function of the template and every crate under
+/// `functions/` is a family of `api::FAMILIES`, and every family is both.
+#[test]
+fn the_template_the_workspace_and_the_registry_list_the_same_functions() {
+    let t = template();
+    let mut in_template: Vec<String> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect();
+    in_template.sort();
+    let mut registered: Vec<String> = functions().iter().map(|(r, _)| (*r).to_owned()).collect();
+    registered.sort();
+    assert_eq!(in_template, registered);
+    let dir = format!("{}/../functions", env!("CARGO_MANIFEST_DIR"));
+    let mut crates: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    crates.sort();
+    let mut binaries: Vec<String> = functions().iter().map(|(_, b)| (*b).to_owned()).collect();
+    binaries.sort();
+    assert_eq!(crates, binaries);
 }

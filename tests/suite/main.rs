@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api_errors;
+mod architecture;
 mod audit;
 mod concurrency;
 mod conflicts;

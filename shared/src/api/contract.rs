@@ -21,8 +21,8 @@ use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, 
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
 
 use crate::domain::{Email, LoginPassword, OrgName, PasswordPolicy};
-use crate::error::PROBLEM_JSON;
 use crate::http::REQUEST_ID;
+use crate::problem::PROBLEM_JSON;
 
 /// The common answers of every operation (see the module documentation).
 pub(crate) struct Responses;

@@ -16,8 +16,8 @@ use super::contract;
 
 use crate::clock::Timestamp;
 use crate::domain::{Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId};
-use crate::error::ApiError;
-use crate::flows::{self, FlowError, IssuedTokens};
+use crate::error::Error;
+use crate::flows::{self, IssuedTokens};
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
 use crate::state::AppState;
 
@@ -107,13 +107,13 @@ async fn create_org(
     Meta(meta): Meta,
     headers: HeaderMap,
     Json(body): Json<CreateOrgBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let org_name = check.field("/org_name", OrgName::parse(&body.org_name), |e| e.0);
     let email = check.field("/email", Email::parse(&body.email), |e| e.0);
     check.finish()?;
     let (Some(org_name), Some(email)) = (org_name, email) else {
-        return Err(ApiError::Validation(Vec::new()));
+        return Err(Error::Validation(Vec::new()));
     };
     let context = PasswordContext {
         email: &email,
@@ -125,7 +125,10 @@ async fn create_org(
         st.config.password_policy,
         &context,
     )
-    .map_err(|v| ApiError::PasswordPolicy(flows::policy_errors("/password", &v)))?;
+    .map_err(|violations| Error::PasswordPolicy {
+        field: "/password",
+        violations,
+    })?;
     let bootstrap = headers
         .get(BOOTSTRAP_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -247,7 +250,7 @@ async fn login(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<LoginBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let email = check.field("/email", Email::parse(&body.email), |e| e.0);
     let password = check.field(
@@ -257,7 +260,7 @@ async fn login(
     );
     check.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Validation(Vec::new()));
+        return Err(Error::Validation(Vec::new()));
     };
     match flows::login::login(&st, &email, &password, &meta).await? {
         flows::login::LoginOutcome::Tokens(tokens) => Ok(token_response(*tokens)),
@@ -299,7 +302,7 @@ async fn refresh(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<RefreshBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let tokens = flows::refresh::refresh(&st, &body.0, &meta).await?;
     Ok(token_response(tokens))
 }
@@ -311,10 +314,10 @@ async fn logout(
     State(st): State<AppState>,
     Principal(who): Principal,
     Meta(meta): Meta,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     match flows::sessions::revoke(&st, &who, &who.sid, "logout", &meta).await {
-        Ok(()) | Err(FlowError::NotFound) => Ok(no_content()),
-        Err(e) => Err(e.into()),
+        Ok(()) | Err(Error::NotFound) => Ok(no_content()),
+        Err(e) => Err(e),
     }
 }
 
@@ -331,13 +334,13 @@ pub struct MeResponse {
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = MeResponse, description = "The signed-in user")))]
-async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Response, ApiError> {
+async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Response, Error> {
     let account = st
         .store
         .account_by_user(&who.sub)
         .await
-        .map_err(FlowError::from)?
-        .ok_or(ApiError::Unauthenticated)?;
+        .map_err(Error::from)?
+        .ok_or(Error::Unauthenticated)?;
     let a = account.value;
     Ok(no_store(axum::Json(MeResponse {
         id: a.user_id.to_string(),
@@ -373,7 +376,7 @@ pub struct SessionsResponse {
 async fn list_sessions(
     State(st): State<AppState>,
     Principal(who): Principal,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let sessions = flows::sessions::list(&st, &who).await?;
     let sessions = sessions
         .into_iter()
@@ -403,8 +406,8 @@ async fn revoke_session(
     Principal(who): Principal,
     Meta(meta): Meta,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let sid = SessionId::parse(&id).ok_or(ApiError::NotFound)?;
+) -> Result<Response, Error> {
+    let sid = SessionId::parse(&id).ok_or(Error::NotFound)?;
     flows::sessions::revoke(&st, &who, &sid, "user_revoked", &meta).await?;
     Ok(no_content())
 }
@@ -416,7 +419,7 @@ async fn revoke_other_sessions(
     State(st): State<AppState>,
     Principal(who): Principal,
     Meta(meta): Meta,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     flows::sessions::revoke_others(&st, &who, &meta).await?;
     Ok(no_content())
 }

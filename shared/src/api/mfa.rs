@@ -12,8 +12,7 @@ use utoipa_axum::routes;
 use super::contract;
 use super::login::{TokenResponse, no_store, token_response};
 use crate::domain::{LoginPassword, RecoveryCode, TotpCode};
-use crate::error::ApiError;
-use crate::flows::FlowError;
+use crate::error::Error;
 use crate::flows::mfa::{self, SecondFactor};
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
 use crate::state::AppState;
@@ -25,11 +24,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disable))
         .routes(routes!(regenerate_recovery_codes))
         .routes(routes!(verify))
-}
-
-/// Where a signed-in user offers a password or a code, a wrong one is 400 (API.md), not 401.
-fn signed_in(e: FlowError) -> ApiError {
-    crate::api::signed_in(e)
 }
 
 fn totp_code(check: &mut Check, raw: &str) -> Option<TotpCode> {
@@ -117,7 +111,7 @@ async fn enroll(
     Principal(who): Principal,
     Meta(meta): Meta,
     Json(body): Json<PasswordBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let password = check.field(
         "/password",
@@ -125,10 +119,8 @@ async fn enroll(
         |e| e.0,
     );
     check.finish()?;
-    let password = password.ok_or_else(|| ApiError::Validation(Vec::new()))?;
-    let e = mfa::enroll(&st, &who, &password, &meta)
-        .await
-        .map_err(signed_in)?;
+    let password = password.ok_or_else(|| Error::Validation(Vec::new()))?;
+    let e = mfa::enroll(&st, &who, &password, &meta).await?;
     Ok(no_store(axum::Json(EnrollResponse {
         secret: e.secret.expose_secret().to_owned(),
         otpauth_uri: e.otpauth_uri.expose_secret().to_owned(),
@@ -172,14 +164,12 @@ async fn confirm(
     Principal(who): Principal,
     Meta(meta): Meta,
     Json(body): Json<CodeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let code = totp_code(&mut check, &body.0);
     check.finish()?;
-    let code = code.ok_or_else(|| ApiError::Validation(Vec::new()))?;
-    let codes = mfa::confirm(&st, &who, &code, &meta)
-        .await
-        .map_err(signed_in)?;
+    let code = code.ok_or_else(|| Error::Validation(Vec::new()))?;
+    let codes = mfa::confirm(&st, &who, &code, &meta).await?;
     Ok(no_store(axum::Json(RecoveryCodesResponse {
         recovery_codes: codes,
     })))
@@ -230,7 +220,7 @@ async fn disable(
     Principal(who): Principal,
     Meta(meta): Meta,
     Json(body): Json<DisableBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let password = check.field(
         "/password",
@@ -240,11 +230,9 @@ async fn disable(
     let factor = body.factor.parse(&mut check);
     check.finish()?;
     let (Some(password), Some(factor)) = (password, factor) else {
-        return Err(ApiError::Validation(Vec::new()));
+        return Err(Error::Validation(Vec::new()));
     };
-    mfa::disable(&st, &who, &password, &factor, &meta)
-        .await
-        .map_err(signed_in)?;
+    mfa::disable(&st, &who, &password, &factor, &meta).await?;
     Ok(no_content())
 }
 
@@ -282,14 +270,12 @@ async fn regenerate_recovery_codes(
     Principal(who): Principal,
     Meta(meta): Meta,
     Json(body): Json<SecondFactorBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let factor = body.0.parse(&mut check);
     check.finish()?;
-    let factor = factor.ok_or_else(|| ApiError::Validation(Vec::new()))?;
-    let codes = mfa::regenerate_recovery_codes(&st, &who, &factor, &meta)
-        .await
-        .map_err(signed_in)?;
+    let factor = factor.ok_or_else(|| Error::Validation(Vec::new()))?;
+    let codes = mfa::regenerate_recovery_codes(&st, &who, &factor, &meta).await?;
     Ok(no_store(axum::Json(RecoveryCodesResponse {
         recovery_codes: codes,
     })))
@@ -337,11 +323,11 @@ async fn verify(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<VerifyBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let offered = body.factor.parse(&mut check);
     check.finish()?;
-    let offered = offered.ok_or_else(|| ApiError::Validation(Vec::new()))?;
+    let offered = offered.ok_or_else(|| Error::Validation(Vec::new()))?;
     let tokens = mfa::verify(&st, &body.mfa_token, &offered, &meta).await?;
     Ok(token_response(tokens))
 }

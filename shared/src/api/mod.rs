@@ -14,8 +14,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::{FieldError, Problem};
+use crate::error::FieldError;
 use crate::http;
+use crate::problem::Problem;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -109,9 +110,49 @@ pub fn app_with_document(
 /// in `docs/openapi.json`; a test keeps it equal to [`deployed_openapi`].
 pub const DEPLOYED_OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
+/// An endpoint family: the routes one Lambda serves (docs/architecture.md, "Adding a
+/// family"). The local server, the OpenAPI documents, the tests and the template check all
+/// read [`FAMILIES`], so a family is added in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The function's crate and binary, `functions/<name>`, and what `cargo lambda` builds.
+    pub function: &'static str,
+    /// Its `AWS::Serverless::Function` in `infra/template.yaml`.
+    pub resource: &'static str,
+    pub routes: fn() -> OpenApiRouter<AppState>,
+}
+
+/// Every family a deployed stack routes, each its own Lambda.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        function: "login",
+        resource: "LoginFunction",
+        routes: login::routes,
+    },
+    Family {
+        function: "mfa",
+        resource: "MfaFunction",
+        routes: mfa::routes,
+    },
+    Family {
+        function: "reset",
+        resource: "ResetFunction",
+        routes: reset::routes,
+    },
+];
+
+/// The routes of every deployed family, and with `local_too` the local server's own.
+pub fn all_routes(local_too: bool) -> Vec<OpenApiRouter<AppState>> {
+    let mut routes: Vec<_> = FAMILIES.iter().map(|f| (f.routes)()).collect();
+    if local_too {
+        routes.push(local::routes());
+    }
+    routes
+}
+
 /// Every family that a deployed stack routes, for [`DEPLOYED_OPENAPI`].
 pub fn deployed_openapi() -> utoipa::openapi::OpenApi {
-    document(vec![login::routes(), mfa::routes(), reset::routes()]).1
+    document(all_routes(false)).1
 }
 
 fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) -> Router {
@@ -136,29 +177,7 @@ fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) ->
         .with_state(state)
 }
 
-/// The answer to a failed re-authentication of a signed-in caller: a wrong password or code
-/// is 400 (API.md), because a 401 would read as "your session is gone".
-pub(crate) fn signed_in(e: crate::flows::FlowError) -> crate::error::ApiError {
-    use crate::error::ApiError;
-    use crate::flows::FlowError;
-    match e {
-        FlowError::InvalidMfaCode => ApiError::InvalidMfaCode {
-            unauthorized: false,
-        },
-        FlowError::InvalidCredentials => ApiError::InvalidCredentials {
-            unauthorized: false,
-        },
-        e => e.into(),
-    }
-}
-
 /// The OpenAPI document of the whole API (every family and the local-only routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    document(vec![
-        login::routes(),
-        mfa::routes(),
-        reset::routes(),
-        local::routes(),
-    ])
-    .1
+    document(all_routes(true)).1
 }

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::contract;
 use crate::domain::{Email, LoginPassword};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::flows;
 use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
 use crate::state::AppState;
@@ -64,13 +64,13 @@ async fn forgot(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<ForgotBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let started = tokio::time::Instant::now();
     let mut check = Check::default();
     let email = check.field("/email", Email::parse(&body.email), |e| e.0);
     check.finish()?;
     let Some(email) = email else {
-        return Err(ApiError::Validation(Vec::new()));
+        return Err(Error::Validation(Vec::new()));
     };
     let outcome = flows::password::forgot(&st, &email, &meta).await;
     // Whether a token was written and a mail sent must not show in the response time.
@@ -119,7 +119,7 @@ async fn reset(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<ResetBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     flows::password::reset(&st, &body.token, &body.new_password, &meta).await?;
     Ok(no_content())
 }
@@ -165,7 +165,7 @@ async fn change(
     Principal(who): Principal,
     Meta(meta): Meta,
     Json(body): Json<ChangeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut check = Check::default();
     let current = check.field(
         "/current_password",
@@ -174,11 +174,9 @@ async fn change(
     );
     check.finish()?;
     let Some(current) = current else {
-        return Err(ApiError::Validation(Vec::new()));
+        return Err(Error::Validation(Vec::new()));
     };
-    flows::password::change(&st, &who, &current, &body.new_password, &meta)
-        .await
-        .map_err(super::signed_in)?;
+    flows::password::change(&st, &who, &current, &body.new_password, &meta).await?;
     Ok(no_content())
 }
 
@@ -208,7 +206,7 @@ async fn verify_email(
     State(st): State<AppState>,
     Meta(meta): Meta,
     Json(body): Json<VerifyEmailBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     flows::email::verify(&st, &body.0, &meta).await?;
     Ok(no_content())
 }
@@ -225,7 +223,7 @@ async fn resend_verification(
     State(st): State<AppState>,
     Principal(who): Principal,
     Meta(meta): Meta,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     flows::email::resend(&st, &who, &meta).await?;
     Ok(accepted())
 }

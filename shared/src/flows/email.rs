@@ -5,7 +5,7 @@ use secrecy::SecretString;
 
 use super::steps::links::{self, Why, send_verification, token_account};
 use super::steps::session;
-use super::{FlowError, MAX_RACE_RETRIES};
+use super::{Error, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
@@ -13,11 +13,7 @@ use crate::store::{AccountRecord, StoreError, TokenKind};
 
 /// Marks the address of a verification token verified, using the token up.
 #[tracing::instrument(skip_all)]
-pub async fn verify(
-    st: &AppState,
-    token: &SecretString,
-    meta: &RequestMeta,
-) -> Result<(), FlowError> {
+pub async fn verify(st: &AppState, token: &SecretString, meta: &RequestMeta) -> Result<(), Error> {
     let (hash, mut account) = token_account(st, token, TokenKind::EmailVerification).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
@@ -42,7 +38,7 @@ pub async fn verify(
         match st.store.commit(tx).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { index }) if index == token_write => {
-                return Err(FlowError::InvalidToken);
+                return Err(Error::InvalidToken);
             }
             // The account changed meanwhile, or a conflict on another item: read again.
             Err(StoreError::ConditionFailed { index }) if index != token_write => {
@@ -55,38 +51,32 @@ pub async fn verify(
                     .account(&a.email)
                     .await?
                     .filter(|f| f.value.user_id == a.user_id)
-                    .ok_or(FlowError::InvalidToken)?;
+                    .ok_or(Error::InvalidToken)?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// Mails the signed-in user a new verification link; the previous one stops working.
 #[tracing::instrument(skip_all, fields(user_id = %who.sub))]
-pub async fn resend(
-    st: &AppState,
-    who: &AccessClaims,
-    meta: &RequestMeta,
-) -> Result<(), FlowError> {
+pub async fn resend(st: &AppState, who: &AccessClaims, meta: &RequestMeta) -> Result<(), Error> {
     session::require_live_session(st, who).await?;
     let email = st
         .store
         .user_ref(&who.sub)
         .await?
-        .ok_or(FlowError::Unauthenticated)?
+        .ok_or(Error::Unauthenticated)?
         .email;
     for _ in 0..MAX_RACE_RETRIES {
         let state = st.store.login_state(&email).await?;
         let account = state
             .account
             .filter(|a| a.value.user_id == who.sub)
-            .ok_or(FlowError::Unauthenticated)?;
+            .ok_or(Error::Unauthenticated)?;
         if account.value.email_verified {
-            return Err(FlowError::Conflict(
-                "The email address is already verified.",
-            ));
+            return Err(Error::Conflict("The email address is already verified."));
         }
         let now = st.clock.now();
         let mut tx = st.store.tx();
@@ -98,7 +88,7 @@ pub async fn resend(
             st.config.email_verification_ttl,
             now,
         )
-        .map_err(|retry_after| FlowError::RateLimited { retry_after })?;
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
         match st.store.commit(tx).await {
             Ok(()) => {
                 send_verification(st, &account.value, Why::Again, &link, meta, now).await;
@@ -108,5 +98,5 @@ pub async fn resend(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }

@@ -12,7 +12,7 @@ use super::steps::challenge::{self, Challenge};
 use super::steps::links;
 use super::steps::lockout::{self, Counted, Subject};
 use super::steps::session::{SessionOwner, issue, new_refresh_secret, new_session};
-use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
+use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::domain::{AccountStatus, Email, LoginPassword};
 use crate::state::AppState;
@@ -24,7 +24,7 @@ pub async fn login(
     email: &Email,
     pw: &LoginPassword,
     meta: &RequestMeta,
-) -> Result<LoginOutcome, FlowError> {
+) -> Result<LoginOutcome, Error> {
     let state = st.store.login_state(email).await?;
     let subject = Subject::of(email, state.account.as_ref().map(|a| &a.value));
     let counted = lockout::count_attempt(st, subject, state.lockout, meta).await?;
@@ -74,7 +74,7 @@ async fn unverified(
     counted: Counted,
     mut link_state: Option<Versioned<MailLinkState>>,
     meta: &RequestMeta,
-) -> Result<LoginOutcome, FlowError> {
+) -> Result<LoginOutcome, Error> {
     let a = &account.value;
     let mut budget = Some(counted.seen());
     for _ in 0..MAX_RACE_RETRIES {
@@ -109,7 +109,7 @@ async fn unverified(
                 if let Some(link) = link {
                     links::send_verification(st, a, links::Why::Again, &link, meta, now).await;
                 }
-                return Err(FlowError::EmailNotVerified);
+                return Err(Error::EmailNotVerified);
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
                 budget = st.store.budget(Budget::Password(&a.email)).await?;
@@ -123,7 +123,7 @@ async fn unverified(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// Opens a session (or, with MFA on, a challenge), clears the failure count and upgrades an
@@ -136,7 +136,7 @@ async fn succeed(
     counted: Counted,
     pw: &LoginPassword,
     meta: &RequestMeta,
-) -> Result<LoginOutcome, FlowError> {
+) -> Result<LoginOutcome, Error> {
     let mut rehashed = if crate::password::needs_rehash(&account.value.password_hash) {
         Some(st.hasher.rehash(pw).await?)
     } else {
@@ -233,7 +233,7 @@ async fn succeed(
                         rehashed = None;
                         fresh
                     }
-                    _ => return Err(FlowError::InvalidCredentials),
+                    _ => return Err(Error::InvalidCredentials { signed_in: false }),
                 };
             }
             // An evicted challenge was used or evicted meanwhile: read them again.
@@ -243,5 +243,5 @@ async fn succeed(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }

@@ -21,7 +21,7 @@ use super::steps::notice;
 use super::steps::session::{
     self as sessions, SessionOwner, issue, new_refresh_secret, new_session,
 };
-use super::{FlowError, IssuedTokens, MAX_RACE_RETRIES};
+use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
@@ -51,7 +51,7 @@ pub enum SecondFactor {
     Recovery(RecoveryCode),
 }
 
-fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, FlowError> {
+fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, Error> {
     let ring = st.keys.current();
     let key = ring.data_key_by_id(&f.seed.key_id).ok_or_else(|| {
         StoreError::Corrupt("TOTP seed under a data key no longer in the key ring".into())
@@ -62,11 +62,7 @@ fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u
 
 /// The factor as it is written back: its seed sealed again under the current data key when
 /// an older key sealed it, so that a rotated-out key stops being needed once users sign in.
-fn resealed(
-    st: &AppState,
-    user: &UserId,
-    f: &TotpFactorRecord,
-) -> Result<TotpFactorRecord, FlowError> {
+fn resealed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<TotpFactorRecord, Error> {
     let ring = st.keys.current();
     let (key_id, key) = ring.data_key();
     if f.seed.key_id == key_id {
@@ -85,7 +81,7 @@ fn accept_totp(
     f: &TotpFactorRecord,
     code: &TotpCode,
     now: Timestamp,
-) -> Result<Option<u64>, FlowError> {
+) -> Result<Option<u64>, Error> {
     let seed = open_seed(st, user, f)?;
     let now = u64::try_from(now.unix_seconds()).unwrap_or(0);
     let step = totp::verify(&seed, totp::Params::APP, code.as_str(), now);
@@ -151,14 +147,11 @@ fn event(
         .user(&a.user_id)
 }
 
-async fn account_of(
-    st: &AppState,
-    who: &AccessClaims,
-) -> Result<Versioned<AccountRecord>, FlowError> {
+async fn account_of(st: &AppState, who: &AccessClaims) -> Result<Versioned<AccountRecord>, Error> {
     st.store
         .account_by_user(&who.sub)
         .await?
-        .ok_or(FlowError::Unauthenticated)
+        .ok_or(Error::Unauthenticated)
 }
 
 /// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed. Needs the
@@ -169,11 +162,11 @@ pub async fn enroll(
     who: &AccessClaims,
     password: &LoginPassword,
     meta: &RequestMeta,
-) -> Result<Enrollment, FlowError> {
+) -> Result<Enrollment, Error> {
     sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if account.value.mfa_enabled {
-        return Err(FlowError::MfaAlreadyEnabled);
+        return Err(Error::MfaAlreadyEnabled);
     }
     lockout::reverify_password(st, &account, password, "mfa_enroll", meta).await?;
     let state = st.store.mfa_state(&who.sub).await?;
@@ -182,7 +175,7 @@ pub async fn enroll(
         .as_ref()
         .is_some_and(|f| f.value.status == FactorStatus::Enabled)
     {
-        return Err(FlowError::MfaAlreadyEnabled);
+        return Err(Error::MfaAlreadyEnabled);
     }
     let now = st.clock.now();
     let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>();
@@ -209,7 +202,7 @@ pub async fn enroll(
     match st.store.commit(tx).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { .. }) => {
-            return Err(FlowError::Conflict("Another enrollment is in progress."));
+            return Err(Error::Conflict("Another enrollment is in progress."));
         }
         Err(e) => return Err(e.into()),
     }
@@ -236,7 +229,7 @@ pub async fn confirm(
     who: &AccessClaims,
     code: &TotpCode,
     meta: &RequestMeta,
-) -> Result<Vec<String>, FlowError> {
+) -> Result<Vec<String>, Error> {
     sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     let a = &account.value;
@@ -313,14 +306,14 @@ async fn confirm_code(
     charged: &Charged<'_>,
     a: &AccountRecord,
     meta: &RequestMeta,
-) -> Result<(MfaState, Versioned<TotpFactorRecord>, u64, Timestamp), FlowError> {
+) -> Result<(MfaState, Versioned<TotpFactorRecord>, u64, Timestamp), Error> {
     for _ in 0..MAX_RACE_RETRIES {
         let state = st.store.mfa_state(&who.sub).await?;
         let factor = match &state.factor {
             Some(f) if f.value.status == FactorStatus::Pending => f.clone(),
-            Some(_) => return Err(FlowError::MfaAlreadyEnabled),
+            Some(_) => return Err(Error::MfaAlreadyEnabled),
             None => {
-                return Err(FlowError::Conflict(
+                return Err(Error::Conflict(
                     "There is no enrollment to confirm; enroll first.",
                 ));
             }
@@ -341,12 +334,12 @@ async fn confirm_code(
                 .detail("failures", charge.failures),
         );
         match st.store.commit(tx).await {
-            Ok(()) => return Err(answer_wrong_code(st, &charge, charged).await),
+            Ok(()) => return Err(answer_wrong_code(st, &charge, charged, true).await),
             Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// The 423 for a signed-in user whose MFA budget is locked (the refusal tallied), if it is.
@@ -356,7 +349,7 @@ async fn refuse_if_locked(
     a: &AccountRecord,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Option<FlowError> {
+) -> Option<Error> {
     let l = state.lockout.as_ref().filter(|l| l.value.is_locked(now))?;
     let refusal = lockout::Refusal {
         subject: Subject::of(&a.email, Some(a)),
@@ -372,8 +365,8 @@ pub async fn verify(
     token: &SecretString,
     offered: &SecondFactor,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
-    let (user, cid, secret) = parse_challenge_token(token).ok_or(FlowError::MfaTokenInvalid)?;
+) -> Result<IssuedTokens, Error> {
+    let (user, cid, secret) = parse_challenge_token(token).ok_or(Error::MfaTokenInvalid)?;
     let presented = crypto::token_hash(&secret);
     for _ in 0..MAX_RACE_RETRIES {
         let state = st.store.mfa_state(&user).await?;
@@ -385,7 +378,7 @@ pub async fn verify(
             .filter(|c| now < c.value.expires_at && c.value.failures < CHALLENGE_MAX_FAILURES)
             .filter(|c| crypto::ct_eq(presented.as_bytes(), c.value.secret_hash.as_bytes()))
             .cloned()
-            .ok_or(FlowError::MfaTokenInvalid)?;
+            .ok_or(Error::MfaTokenInvalid)?;
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
             let c = &challenge.value;
             let refusal = lockout::Refusal {
@@ -401,7 +394,7 @@ pub async fn verify(
             .factor
             .clone()
             .filter(|f| f.value.status == FactorStatus::Enabled)
-            .ok_or(FlowError::MfaTokenInvalid)?;
+            .ok_or(Error::MfaTokenInvalid)?;
         let accepted = match offered {
             SecondFactor::Totp(code) => {
                 accept_totp(st, &user, &factor.value, code, now)?.map(Accepted::Step)
@@ -415,13 +408,13 @@ pub async fn verify(
             None => fail(st, &state, &challenge, offered, meta, now).await,
         };
         match result {
-            Err(FlowError::Store(StoreError::ConditionFailed { .. })) => {
+            Err(Error::Store(StoreError::ConditionFailed { .. })) => {
                 tracing::debug!(challenge_id = %cid, "lost a race; reading MFA state again");
             }
             other => return other,
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 enum Accepted {
@@ -437,7 +430,7 @@ async fn succeed(
     how: Accepted,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<IssuedTokens, Error> {
     let c = &challenge.value;
     let (secret, refresh_hash) = new_refresh_secret();
     let session = new_session(
@@ -500,7 +493,7 @@ async fn succeed(
     match st.store.commit(tx).await {
         Ok(()) => Ok(issue(st, &session, &secret, now)),
         Err(StoreError::ConditionFailed { index }) if index == epoch_check => {
-            Err(FlowError::MfaTokenInvalid)
+            Err(Error::MfaTokenInvalid)
         }
         Err(e) => Err(e.into()),
     }
@@ -560,7 +553,7 @@ async fn charge_budget(
     who: &Charged<'_>,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<Charge, FlowError> {
+) -> Result<Charge, Error> {
     let prev = state.lockout.as_ref().map(|l| &l.value);
     let record = Policy::mfa(&st.config).count(prev, now);
     let locks = record.locked_until != prev.and_then(|p| p.locked_until)
@@ -599,16 +592,22 @@ async fn charge_budget(
 }
 
 /// After a wrong code committed: the caller's answer, and the mail when only a reset helps.
-async fn answer_wrong_code(st: &AppState, charge: &Charge, who: &Charged<'_>) -> FlowError {
+/// `signed_in`: the code was offered by a signed-in caller (400), not at sign-in (401).
+async fn answer_wrong_code(
+    st: &AppState,
+    charge: &Charge,
+    who: &Charged<'_>,
+    signed_in: bool,
+) -> Error {
     let now = st.clock.now();
     if !charge.locks {
-        return FlowError::InvalidMfaCode;
+        return Error::InvalidMfaCode { signed_in };
     }
     if charge.record.reset_required {
         lockout::send_reset_required_mail(st, who.email, who.user, Budget::Mfa(who.user), now)
             .await;
     }
-    FlowError::Locked {
+    Error::Locked {
         retry_after: lockout::retry_after(&charge.record, now),
     }
 }
@@ -628,7 +627,7 @@ async fn fail(
     offered: &SecondFactor,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<IssuedTokens, Error> {
     let c = &challenge.value;
     let mut tx = st.store.tx();
     let failures = c.failures + 1;
@@ -657,16 +656,16 @@ async fn fail(
             .detail("failures", charge.failures),
     );
     st.store.commit(tx).await?;
-    Err(answer_wrong_code(st, &charge, &who).await)
+    Err(answer_wrong_code(st, &charge, &who, false).await)
 }
 
 /// Commits a change made by a signed-in user whose code was right: a lost race is a
 /// conflict the client retries (409), never a wrong code.
-async fn commit_or_conflict(st: &AppState, tx: Tx) -> Result<(), FlowError> {
+async fn commit_or_conflict(st: &AppState, tx: Tx) -> Result<(), Error> {
     match st.store.commit(tx).await {
         Ok(()) => Ok(()),
         Err(StoreError::ConditionFailed { .. }) => {
-            Err(FlowError::Conflict("MFA changed meanwhile; try again."))
+            Err(Error::Conflict("MFA changed meanwhile; try again."))
         }
         Err(e) => Err(e.into()),
     }
@@ -690,7 +689,7 @@ async fn reauthenticate(
     offered: &SecondFactor,
     during: &'static str,
     meta: &RequestMeta,
-) -> Result<Reauthenticated, FlowError> {
+) -> Result<Reauthenticated, Error> {
     sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if let Some(pw) = password {
@@ -703,7 +702,7 @@ async fn reauthenticate(
             .factor
             .clone()
             .filter(|f| f.value.status == FactorStatus::Enabled)
-            .ok_or(FlowError::Conflict("MFA is not enabled."))?;
+            .ok_or(Error::Conflict("MFA is not enabled."))?;
         let now = st.clock.now();
         if let Some(refused) = refuse_if_locked(st, &state, a, meta, now).await {
             return Err(refused);
@@ -738,14 +737,14 @@ async fn reauthenticate(
                 .detail("failures", charge.failures),
         );
         match st.store.commit(tx).await {
-            Ok(()) => return Err(answer_wrong_code(st, &charge, &charged).await),
+            Ok(()) => return Err(answer_wrong_code(st, &charge, &charged, true).await),
             Err(StoreError::ConditionFailed { .. }) => {
                 tracing::debug!("lost a race on the MFA budget; reading MFA state again");
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// Adds to `tx` what a successful re-authentication consumes: an audit event for a recovery
@@ -790,7 +789,7 @@ pub async fn disable(
     password: &LoginPassword,
     offered: &SecondFactor,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let r = reauthenticate(st, who, Some(password), offered, "disable", meta).await?;
     // The other sessions go first: should the change below fail, the caller retries, but
     // MFA is never off while a session that may be an intruder's lives on.
@@ -839,7 +838,7 @@ pub async fn regenerate_recovery_codes(
     who: &AccessClaims,
     offered: &SecondFactor,
     meta: &RequestMeta,
-) -> Result<Vec<String>, FlowError> {
+) -> Result<Vec<String>, Error> {
     let r = reauthenticate(st, who, None, offered, "recovery_codes", meta).await?;
     // As for disable: sessions first, so new codes never leave an intruder signed in.
     sessions::revoke_others(st, who, meta).await?;

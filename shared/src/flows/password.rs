@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::steps::links::{self, Issued, token_account};
 use super::steps::lockout;
 use super::steps::session::{self as sessions, Stale};
-use super::{FlowError, MAX_RACE_RETRIES};
+use super::{Error, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -40,7 +40,7 @@ fn not_eligible(account: Option<&Versioned<AccountRecord>>) -> Option<&'static s
 
 /// Asks for a reset link. Never tells the caller anything: the outcome is in the audit trail.
 #[tracing::instrument(skip_all)]
-pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<(), FlowError> {
+pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<(), Error> {
     for _ in 0..MAX_RACE_RETRIES {
         let state = st.store.login_state(email).await?;
         let now = st.clock.now();
@@ -120,7 +120,7 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 async fn send_reset_mail(st: &AppState, account: &AccountRecord, link: &Issued, now: Timestamp) {
@@ -174,7 +174,7 @@ async fn policy_then_hash(
     new_password: &SecretString,
     account: &AccountRecord,
     current: Option<&LoginPassword>,
-) -> Result<String, FlowError> {
+) -> Result<String, Error> {
     let org = st.store.org(&account.org_id).await?;
     let ctx = PasswordContext {
         email: &account.email,
@@ -186,13 +186,20 @@ async fn policy_then_hash(
         st.config.password_policy,
         &ctx,
     )
-    .map_err(FlowError::NewPasswordPolicy)?;
+    .map_err(|violations| Error::PasswordPolicy {
+        field: "/new_password",
+        violations,
+    })?;
     if current.is_none() {
-        let typed = LoginPassword::parse(password.expose()).map_err(|_| {
-            FlowError::NewPasswordPolicy(vec![PolicyViolation::TooLong { max: 128 }])
+        let typed = LoginPassword::parse(password.expose()).map_err(|_| Error::PasswordPolicy {
+            field: "/new_password",
+            violations: vec![PolicyViolation::TooLong { max: 128 }],
         })?;
         if st.hasher.verify(&typed, Some(&account.password_hash)).await {
-            return Err(FlowError::NewPasswordPolicy(vec![PolicyViolation::Reused]));
+            return Err(Error::PasswordPolicy {
+                field: "/new_password",
+                violations: vec![PolicyViolation::Reused],
+            });
         }
     }
     Ok(st.hasher.hash(&password).await?)
@@ -207,10 +214,10 @@ pub async fn reset(
     token: &SecretString,
     new_password: &SecretString,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let (hash, mut account) = token_account(st, token, TokenKind::PasswordReset).await?;
     if account.value.status != AccountStatus::Active {
-        return Err(FlowError::InvalidToken);
+        return Err(Error::InvalidToken);
     }
     let password_hash = policy_then_hash(st, new_password, &account.value, None).await?;
     for _ in 0..MAX_RACE_RETRIES {
@@ -269,7 +276,7 @@ pub async fn reset(
                 return Ok(());
             }
             Err(StoreError::ConditionFailed { index }) if index == token_write => {
-                return Err(FlowError::InvalidToken);
+                return Err(Error::InvalidToken);
             }
             // The account changed meanwhile (a sign-in's rehash, MFA, …), or DynamoDB
             // cancelled for a conflict on another item: read again.
@@ -284,12 +291,12 @@ pub async fn reset(
                     .await?
                     .filter(|f| f.value.user_id == a.user_id)
                     .filter(|f| f.value.status == AccountStatus::Active)
-                    .ok_or(FlowError::InvalidToken)?;
+                    .ok_or(Error::InvalidToken)?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// What the password change's transaction revokes: the stale sessions and challenges, when
@@ -301,7 +308,7 @@ async fn prepare(
     keep: Option<&SessionId>,
     reason: &str,
     meta: &RequestMeta,
-) -> Result<Stale, FlowError> {
+) -> Result<Stale, Error> {
     let stale = sessions::stale(st, &a.user_id, epoch, keep).await?;
     if stale.items() + CHANGE_ITEMS <= MAX_TX_ITEMS {
         return Ok(stale);
@@ -348,13 +355,13 @@ pub async fn change(
     current: &LoginPassword,
     new_password: &SecretString,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let mut own = sessions::own_live_session(st, who).await?;
     let mut account = st
         .store
         .account_by_user(&who.sub)
         .await?
-        .ok_or(FlowError::Unauthenticated)?;
+        .ok_or(Error::Unauthenticated)?;
     lockout::reverify_password(st, &account, current, "password_change", meta).await?;
     let password_hash = policy_then_hash(st, new_password, &account.value, Some(current)).await?;
     for _ in 0..MAX_RACE_RETRIES {
@@ -402,10 +409,10 @@ pub async fn change(
                     .store
                     .account_by_user(&who.sub)
                     .await?
-                    .ok_or(FlowError::Unauthenticated)?;
+                    .ok_or(Error::Unauthenticated)?;
                 // The current password was checked against a password that is gone.
                 if account.value.password_epoch != epoch_read {
-                    return Err(FlowError::Conflict(
+                    return Err(Error::Conflict(
                         "The password was changed meanwhile; nothing was changed now.",
                     ));
                 }
@@ -417,5 +424,5 @@ pub async fn change(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }

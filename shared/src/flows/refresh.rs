@@ -7,7 +7,7 @@
 use secrecy::SecretString;
 
 use super::steps::session::{issue, new_refresh_secret, parse_refresh_token};
-use super::{FlowError, IssuedTokens};
+use super::{Error, IssuedTokens};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::crypto;
 use crate::state::AppState;
@@ -21,16 +21,16 @@ pub async fn refresh(
     st: &AppState,
     token: &SecretString,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
-    let (user, sid, secret) = parse_refresh_token(token).ok_or(FlowError::Unauthenticated)?;
+) -> Result<IssuedTokens, Error> {
+    let (user, sid, secret) = parse_refresh_token(token).ok_or(Error::Unauthenticated)?;
     let session = st
         .store
         .session(&user, &sid)
         .await?
-        .ok_or(FlowError::Unauthenticated)?;
+        .ok_or(Error::Unauthenticated)?;
     let now = st.clock.now();
     if !session.value.is_live(now) {
-        return Err(FlowError::Unauthenticated);
+        return Err(Error::Unauthenticated);
     }
     let presented = crypto::token_hash(&secret);
     let s = &session.value;
@@ -70,13 +70,13 @@ pub async fn refresh(
         return match st.store.commit(tx).await {
             Ok(()) => Ok(issue(st, &rotated, &new_secret, now)),
             Err(StoreError::ConditionFailed { index }) if Some(index) == epoch_check => {
-                Err(FlowError::Unauthenticated)
+                Err(Error::Unauthenticated)
             }
             // The session changed since we read it: a concurrent refresh with the same token
             // (reuse), or a sign-out (the token is simply dead now).
             Err(StoreError::ConditionFailed { .. }) => match st.store.session(&user, &sid).await? {
                 Some(current) => revoke_for_reuse(st, &current, meta).await,
-                None => Err(FlowError::Unauthenticated),
+                None => Err(Error::Unauthenticated),
             },
             Err(e) => Err(e.into()),
         };
@@ -89,14 +89,14 @@ pub async fn refresh(
     }
     // A well-formed token with a wrong secret proves nothing about the session: refuse it
     // without letting whoever knows the ids sign the user out.
-    Err(FlowError::Unauthenticated)
+    Err(Error::Unauthenticated)
 }
 
 async fn revoke_for_reuse(
     st: &AppState,
     session: &Versioned<SessionRecord>,
     meta: &RequestMeta,
-) -> Result<IssuedTokens, FlowError> {
+) -> Result<IssuedTokens, Error> {
     let s = &session.value;
     let now = st.clock.now();
     let reused = AuditEvent::new(EventType::RefreshTokenReused, Outcome::Failure, meta, now)
@@ -124,5 +124,5 @@ async fn revoke_for_reuse(
         Err(e) => return Err(e.into()),
     }
     tracing::warn!(session_id = %s.session_id, user_id = %s.user_id, "refresh token reused; session revoked");
-    Err(FlowError::RefreshTokenReused)
+    Err(Error::RefreshTokenReused)
 }

@@ -2,7 +2,7 @@
 //! others (the revocation itself is `steps::session`).
 
 use super::steps::session::{require_live, revoked_event};
-use super::{FlowError, MAX_RACE_RETRIES};
+use super::{Error, MAX_RACE_RETRIES};
 use crate::audit::RequestMeta;
 use crate::domain::SessionId;
 use crate::jwt::AccessClaims;
@@ -14,12 +14,12 @@ pub async fn revoke_others(
     st: &AppState,
     who: &AccessClaims,
     meta: &RequestMeta,
-) -> Result<usize, FlowError> {
+) -> Result<usize, Error> {
     super::steps::session::revoke_others(st, who, meta).await
 }
 
 /// The live sessions of the caller, newest first.
-pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord>, FlowError> {
+pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord>, Error> {
     let now = st.clock.now();
     let mut live: Vec<SessionRecord> = st
         .store
@@ -42,7 +42,7 @@ pub async fn revoke(
     sid: &SessionId,
     reason: &str,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let now = st.clock.now();
     if *sid != who.sid {
         let own = st.store.session(&who.sub, &who.sid).await?;
@@ -54,7 +54,7 @@ pub async fn revoke(
             .session(&who.sub, sid)
             .await?
             .filter(|s| s.value.is_live(now))
-            .ok_or(FlowError::NotFound)?;
+            .ok_or(Error::NotFound)?;
         let mut tx = st.store.tx();
         tx.delete_session(&who.sub, sid, Cond::Version(session.ver));
         tx.audit(&revoked_event(&session.value, &who.sub, reason, meta, now));
@@ -65,5 +65,5 @@ pub async fn revoke(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }

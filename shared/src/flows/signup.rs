@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::FlowError;
+use super::Error;
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::config::SignupMode;
 use crate::crypto;
@@ -44,11 +44,9 @@ pub async fn create_org(
     st: &AppState,
     input: Signup,
     meta: &RequestMeta,
-) -> Result<Created, FlowError> {
+) -> Result<Created, Error> {
     if !bootstrap_allowed(st, input.bootstrap.as_ref()) {
-        return Err(FlowError::Forbidden(
-            "Sign-up is closed on this deployment.",
-        ));
+        return Err(Error::Forbidden("Sign-up is closed on this deployment."));
     }
     let password_hash = st.hasher.hash(&input.password).await?;
     let now = st.clock.now();
@@ -85,7 +83,7 @@ pub async fn create_org(
         st.config.email_verification_ttl,
         now,
     )
-    .map_err(|retry_after| FlowError::RateLimited { retry_after })?;
+    .map_err(|retry_after| Error::RateLimited { retry_after })?;
     tx.audit(
         &AuditEvent::new(EventType::OrgCreated, Outcome::Success, meta, now)
             .org(&org.org_id)
@@ -102,7 +100,7 @@ pub async fn create_org(
     match st.store.commit(tx).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { index }) if index == account_write => {
-            return Err(FlowError::EmailTaken);
+            return Err(Error::EmailTaken);
         }
         Err(e) => return Err(e.into()),
     }

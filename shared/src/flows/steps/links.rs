@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::flows::FlowError;
+use crate::error::Error;
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{AccountRecord, MailLinkState, TokenKind, TokenRecord, Tx, Versioned};
@@ -105,21 +105,21 @@ pub async fn token_account(
     st: &AppState,
     token: &SecretString,
     kind: TokenKind,
-) -> Result<(String, Versioned<AccountRecord>), FlowError> {
-    let hash = presented_hash(token).ok_or(FlowError::InvalidToken)?;
+) -> Result<(String, Versioned<AccountRecord>), Error> {
+    let hash = presented_hash(token).ok_or(Error::InvalidToken)?;
     let now = st.clock.now();
     let record = st
         .store
         .token(&hash)
         .await?
         .filter(|t| t.kind == kind && now < t.expires_at)
-        .ok_or(FlowError::InvalidToken)?;
+        .ok_or(Error::InvalidToken)?;
     let account = st
         .store
         .account(&record.email)
         .await?
         .filter(|a| a.value.user_id == record.user_id)
-        .ok_or(FlowError::InvalidToken)?;
+        .ok_or(Error::InvalidToken)?;
     Ok((hash, account))
 }
 

@@ -25,7 +25,7 @@ use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::{Email, LoginPassword, OrgId, UserId};
-use crate::flows::{FlowError, MAX_RACE_RETRIES};
+use crate::flows::{Error, MAX_RACE_RETRIES};
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{AccountRecord, Budget, LockoutRecord, StoreError, Tx, Versioned};
@@ -98,8 +98,8 @@ pub fn retry_after(l: &LockoutRecord, now: Timestamp) -> Option<Duration> {
     }
 }
 
-fn locked(l: &LockoutRecord, now: Timestamp) -> FlowError {
-    FlowError::Locked {
+fn locked(l: &LockoutRecord, now: Timestamp) -> Error {
+    Error::Locked {
         retry_after: retry_after(l, now),
     }
 }
@@ -174,7 +174,7 @@ pub async fn refuse(
     refusal: Refusal<'_>,
     meta: &RequestMeta,
     now: Timestamp,
-) -> FlowError {
+) -> Error {
     let mut tx = st.store.tx();
     tx.count_refusal(budget, now);
     match st.store.commit(tx).await {
@@ -223,7 +223,7 @@ pub async fn count_attempt(
     subject: Subject<'_>,
     mut current: Option<Versioned<LockoutRecord>>,
     meta: &RequestMeta,
-) -> Result<Counted, FlowError> {
+) -> Result<Counted, Error> {
     let budget = Budget::Password(subject.email);
     let policy = Policy::passwords(&st.config);
     for _ in 0..MAX_RACE_RETRIES {
@@ -250,7 +250,7 @@ pub async fn count_attempt(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// Records a counted attempt whose password was wrong (or that had no account behind it):
@@ -263,7 +263,7 @@ pub async fn failed(
     reason: &str,
     during: Option<&str>,
     meta: &RequestMeta,
-) -> FlowError {
+) -> Error {
     let now = st.clock.now();
     let mut e = subject
         .event(EventType::LoginFailed, Outcome::Failure, meta, now)
@@ -302,7 +302,9 @@ pub async fn failed(
     if counted.locks {
         locked(&counted.record, now)
     } else {
-        FlowError::InvalidCredentials
+        Error::InvalidCredentials {
+            signed_in: during.is_some(),
+        }
     }
 }
 
@@ -366,7 +368,7 @@ pub async fn clear_after_success(
     subject: Subject<'_>,
     counted: &Counted,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let mut seen = Some(counted.seen());
     for _ in 0..MAX_RACE_RETRIES {
         let mut tx = st.store.tx();
@@ -381,7 +383,7 @@ pub async fn clear_after_success(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FlowError::Contended)
+    Err(Error::Contended)
 }
 
 /// Re-checks the password of a signed-in user before a sensitive change (`during` names
@@ -393,7 +395,7 @@ pub async fn reverify_password(
     pw: &LoginPassword,
     during: &str,
     meta: &RequestMeta,
-) -> Result<(), FlowError> {
+) -> Result<(), Error> {
     let a = &account.value;
     let subject = Subject::of(&a.email, Some(a));
     let current = st.store.budget(Budget::Password(&a.email)).await?;

@@ -8,7 +8,7 @@ use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::domain::{Email, SessionId, UserId};
-use crate::flows::FlowError;
+use crate::error::Error;
 use crate::jwt::{self, AccessClaims};
 use crate::state::AppState;
 use crate::store::{AccountRecord, ChallengeRecord, Cond, SessionRecord, Tx, Versioned};
@@ -108,16 +108,16 @@ pub fn revoked_event(
 
 /// The caller's session must be live, not just its access token: a signed-out device must
 /// not see or manage the others during the access token's remaining minutes.
-pub fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), FlowError> {
+pub fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), Error> {
     if own.is_some_and(|s| s.is_live(now)) {
         Ok(())
     } else {
-        Err(FlowError::Unauthenticated)
+        Err(Error::Unauthenticated)
     }
 }
 
 /// Fails unless the caller's own session is live (one read).
-pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), FlowError> {
+pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), Error> {
     own_live_session(st, who).await.map(|_| ())
 }
 
@@ -125,10 +125,10 @@ pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(
 pub async fn own_live_session(
     st: &AppState,
     who: &AccessClaims,
-) -> Result<Versioned<SessionRecord>, FlowError> {
+) -> Result<Versioned<SessionRecord>, Error> {
     let own = st.store.session(&who.sub, &who.sid).await?;
     require_live(own.as_ref().map(|v| &v.value), st.clock.now())?;
-    own.ok_or(FlowError::Unauthenticated)
+    own.ok_or(Error::Unauthenticated)
 }
 
 /// Revokes every session of the caller but the current one. Returns how many.
@@ -136,7 +136,7 @@ pub async fn revoke_others(
     st: &AppState,
     who: &AccessClaims,
     meta: &RequestMeta,
-) -> Result<usize, FlowError> {
+) -> Result<usize, Error> {
     let now = st.clock.now();
     let (own, others): (Vec<SessionRecord>, Vec<SessionRecord>) = st
         .store
@@ -206,7 +206,7 @@ pub async fn stale(
     user: &UserId,
     epoch: u64,
     keep: Option<&SessionId>,
-) -> Result<Stale, FlowError> {
+) -> Result<Stale, Error> {
     // Challenges first: one completed between the two reads shows up as a session.
     let challenges = st
         .store
@@ -241,7 +241,7 @@ pub async fn sweep(
     keep: Option<&SessionId>,
     reason: &str,
     meta: &RequestMeta,
-) -> Result<usize, FlowError> {
+) -> Result<usize, Error> {
     let found = stale(st, user, epoch, keep).await?;
     let now = st.clock.now();
     for batch in found.sessions.chunks(REVOKE_BATCH) {

@@ -1,0 +1,185 @@
+//! The layers of docs/architecture.md hold: a module imports only from its own layer and the
+//! layers below it, a flow never imports another flow, and a step never imports a flow. Read
+//! from the sources, so a new `use` that breaks a rule fails here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Layers, lowest first, and the top-level modules of `shared/src` in each.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "foundation",
+        &[
+            "audit",
+            "aws",
+            "breached",
+            "clock",
+            "config",
+            "crypto",
+            "domain",
+            "jwt",
+            "keys",
+            "mail",
+            "password",
+            "policy",
+            "runtime",
+            "telemetry",
+            "text",
+            "totp",
+        ],
+    ),
+    ("store", &["store"]),
+    ("state", &["state"]),
+    ("flows", &["error", "flows"]),
+    (
+        "edge",
+        &[
+            "problem",
+            "http",
+            "api",
+            "local",
+            "local_pages",
+            "lib",
+            "bin",
+        ],
+    ),
+];
+
+/// The flows (`shared/src/flows/*.rs`), which must not import one another.
+const FLOWS: &[&str] = &[
+    "email", "login", "mfa", "password", "refresh", "sessions", "signup",
+];
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file belongs to (`flows` for `flows/steps/lockout.rs`).
+fn top_module(path: &Path) -> String {
+    let rel = path.strip_prefix(src()).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+fn layer_of(module: &str) -> usize {
+    LAYERS
+        .iter()
+        .position(|(_, mods)| mods.contains(&module))
+        .unwrap_or_else(|| panic!("module {module} is in no layer of LAYERS"))
+}
+
+/// The top-level modules a source names through `crate::`.
+fn crate_refs(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    rust_files(&src(), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn no_module_imports_from_a_higher_layer() {
+    let mut broken = BTreeMap::new();
+    for file in files() {
+        let module = top_module(&file);
+        let own = layer_of(&module);
+        let source = std::fs::read_to_string(&file).unwrap();
+        for used in crate_refs(&source) {
+            if layer_of(&used) > own {
+                broken
+                    .entry(file.display().to_string())
+                    .or_insert_with(Vec::new)
+                    .push(used);
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "imports from a higher layer: {broken:#?}"
+    );
+}
+
+#[test]
+fn no_flow_imports_another_and_no_step_imports_a_flow() {
+    let flows_dir = src().join("flows");
+    for file in files() {
+        let Ok(rel) = file.strip_prefix(&flows_dir) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().to_string();
+        if name == "mod.rs" {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        let own = name.trim_end_matches(".rs");
+        for flow in FLOWS {
+            if *flow == own {
+                continue;
+            }
+            for pattern in [
+                format!("super::{flow}"),
+                format!("flows::{flow}"),
+                format!("super::super::{flow}"),
+            ] {
+                assert!(
+                    !source.contains(&pattern),
+                    "flows/{name} names the flow {flow} ({pattern}): shared steps go in flows::steps"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_flow_module_is_listed() {
+    let mut found: Vec<String> = std::fs::read_dir(src().join("flows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .filter(|n| n != "mod")
+        .collect();
+    found.sort();
+    assert_eq!(found, FLOWS, "FLOWS lists the flows");
+}
+
+#[test]
+fn the_layer_check_sees_a_violation() {
+    // A store module naming a flow would be refused.
+    assert!(layer_of("flows") > layer_of("store"));
+    assert_eq!(
+        crate_refs("use crate::flows::Error; crate::store::x"),
+        ["flows", "store"]
+    );
+}
