@@ -30,53 +30,83 @@ pub enum Outcome {
     Failure,
 }
 
-/// Every event type this version writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventType {
-    #[serde(rename = "org.created")]
-    OrgCreated,
-    #[serde(rename = "user.created")]
-    UserCreated,
-    #[serde(rename = "email.verification_sent")]
-    EmailVerificationSent,
-    #[serde(rename = "email.verified")]
-    EmailVerified,
-    #[serde(rename = "password.reset_requested")]
-    PasswordResetRequested,
-    #[serde(rename = "password.reset_completed")]
-    PasswordResetCompleted,
-    #[serde(rename = "password.changed")]
-    PasswordChanged,
-    #[serde(rename = "login.succeeded")]
-    LoginSucceeded,
-    #[serde(rename = "login.failed")]
-    LoginFailed,
-    #[serde(rename = "account.locked")]
-    AccountLocked,
-    #[serde(rename = "password.rehashed")]
-    PasswordRehashed,
-    #[serde(rename = "session.refreshed")]
-    SessionRefreshed,
-    #[serde(rename = "session.revoked")]
-    SessionRevoked,
-    #[serde(rename = "refresh_token.reused")]
-    RefreshTokenReused,
-    #[serde(rename = "login.mfa_required")]
-    LoginMfaRequired,
-    #[serde(rename = "mfa.enroll_started")]
-    MfaEnrollStarted,
-    #[serde(rename = "mfa.enabled")]
-    MfaEnabled,
-    #[serde(rename = "mfa.verified")]
-    MfaVerified,
-    #[serde(rename = "mfa.failed")]
-    MfaFailed,
-    #[serde(rename = "mfa.recovery_code_used")]
-    MfaRecoveryCodeUsed,
-    #[serde(rename = "mfa.recovery_codes_regenerated")]
-    MfaRecoveryCodesRegenerated,
-    #[serde(rename = "mfa.disabled")]
-    MfaDisabled,
+/// Defines a closed vocabulary: a `Copy` enum whose variants are stored (and serialized)
+/// as the given strings, with `as_str` and `ALL` in the order given. One list, so no variant
+/// can be added without its name and its place in `ALL`.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[doc = $doc:literal])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        $vis enum $name {
+            $($(#[doc = $doc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored and documented form.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Every event type this version writes (docs/audit-events.md lists them; a test checks).
+    pub enum EventType {
+        OrgCreated = "org.created",
+        UserCreated = "user.created",
+        EmailVerificationSent = "email.verification_sent",
+        EmailVerified = "email.verified",
+        PasswordResetRequested = "password.reset_requested",
+        PasswordResetCompleted = "password.reset_completed",
+        PasswordChanged = "password.changed",
+        LoginSucceeded = "login.succeeded",
+        LoginFailed = "login.failed",
+        AccountLocked = "account.locked",
+        PasswordRehashed = "password.rehashed",
+        SessionRefreshed = "session.refreshed",
+        SessionRevoked = "session.revoked",
+        RefreshTokenReused = "refresh_token.reused",
+        LoginMfaRequired = "login.mfa_required",
+        MfaEnrollStarted = "mfa.enroll_started",
+        MfaEnabled = "mfa.enabled",
+        MfaVerified = "mfa.verified",
+        MfaFailed = "mfa.failed",
+        MfaRecoveryCodeUsed = "mfa.recovery_code_used",
+        MfaRecoveryCodesRegenerated = "mfa.recovery_codes_regenerated",
+        MfaDisabled = "mfa.disabled",
+    }
+}
+
+vocabulary! {
+    /// Why: every `reason` an event carries (docs/audit-events.md lists them; a test checks).
+    pub enum Reason {
+        // login.failed, password.reset_requested
+        UnknownEmail = "unknown_email",
+        WrongPassword = "wrong_password",
+        AccountDisabled = "account_disabled",
+        AccountLocked = "account_locked",
+        EmailNotVerified = "email_not_verified",
+        EmailUnverified = "email_unverified",
+        RateLimited = "rate_limited",
+        // account.locked
+        TooManyFailedLogins = "too_many_failed_logins",
+        TooManyMfaFailures = "too_many_mfa_failures",
+        // mfa.failed
+        WrongCode = "wrong_code",
+        WrongRecoveryCode = "wrong_recovery_code",
+        // session.revoked
+        Logout = "logout",
+        UserRevoked = "user_revoked",
+        RevokeOthers = "revoke_others",
+        RefreshTokenReused = "refresh_token_reused",
+        PasswordReset = "password_reset",
+        PasswordChanged = "password_changed",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,7 +127,7 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<SessionId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
@@ -153,13 +183,36 @@ impl AuditEvent {
         self
     }
 
-    pub fn reason(mut self, reason: &str) -> Self {
-        self.reason = Some(reason.to_owned());
+    pub fn reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
         self
     }
 
     pub fn detail(mut self, key: &str, value: impl ToString) -> Self {
         self.details.insert(key.to_owned(), value.to_string());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_is_stored_as_its_documented_name_and_listed_once() {
+        fn check<T: Serialize + Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            name: fn(T) -> &'static str,
+        ) {
+            for (i, w) in all.iter().enumerate() {
+                assert_eq!(
+                    serde_json::to_value(w).ok(),
+                    Some(serde_json::Value::String(name(*w).to_owned()))
+                );
+                assert!(!all[..i].contains(w), "{w:?} listed twice");
+            }
+        }
+        check(EventType::ALL, EventType::as_str);
+        check(Reason::ALL, Reason::as_str);
     }
 }

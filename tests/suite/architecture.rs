@@ -183,3 +183,40 @@ fn the_layer_check_sees_a_violation() {
         ["flows", "store"]
     );
 }
+
+/// The docs point at code by path (`shared/src/flows/login.rs`, or `flows/login.rs` from
+/// `shared/src`): every such path names a file that exists, so a move cannot leave a doc
+/// pointing at nothing.
+#[test]
+fn every_source_path_in_the_docs_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bases = [
+        root.clone(),
+        root.join("shared/src"),
+        root.join("shared/src/store"),
+    ];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.push(root.join("README.md"));
+    let mut missing = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let is_path = quoted.contains('/')
+                && quoted.ends_with(".rs")
+                && quoted
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+            if is_path && !bases.iter().any(|b| b.join(quoted).is_file()) {
+                missing.push(format!("{}: {quoted}", doc.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs name files that do not exist: {missing:#?}"
+    );
+}

@@ -49,7 +49,7 @@ async fn parallel_wrong_passwords_lock_exactly_at_the_threshold(kind: StoreKind)
     let events = a.audit(Some(&org)).await;
     let summaries: Vec<_> = events
         .iter()
-        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .filter(|e| e.reason.map(|r| r.as_str()) == Some("account_locked"))
         .collect();
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     assert_eq!(summaries[0].details["refused"], "15");

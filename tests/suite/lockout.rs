@@ -277,7 +277,7 @@ async fn a_success_after_a_burst_reports_the_refusals_it_clears(kind: StoreKind)
         .audit(Some(&org))
         .await
         .iter()
-        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .filter(|e| e.reason.map(|r| r.as_str()) == Some("account_locked"))
         .map(|e| e.details["refused"].parse::<usize>().unwrap())
         .sum();
     // An attempt that set a lock answers 423 too, as `account.locked`; every other 423 is a
@@ -343,7 +343,7 @@ async fn a_success_clears_a_tally_only_with_its_summary(kind: StoreKind) {
         .audit(Some(&org))
         .await
         .iter()
-        .filter(|e| e.reason.as_deref() == Some("account_locked"))
+        .filter(|e| e.reason.map(|r| r.as_str()) == Some("account_locked"))
         .map(|e| e.details["refused"].clone())
         .collect();
     assert_eq!(summaries, ["3"]);

@@ -552,7 +552,12 @@ async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind
     let reasons: Vec<(String, String)> = events
         .iter()
         .filter(|e| type_of(e) == "mfa.failed" || type_of(e) == "account.locked")
-        .map(|e| (type_of(e), e.reason.clone().unwrap_or_default()))
+        .map(|e| {
+            (
+                type_of(e),
+                e.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(
         reasons,
@@ -579,7 +584,9 @@ async fn wrong_codes_while_signed_in_count_toward_the_mfa_budget(kind: StoreKind
     let events = a.audit(Some(&org)).await;
     let summary: Vec<_> = events
         .iter()
-        .filter(|e| type_of(e) == "mfa.failed" && e.reason.as_deref() == Some("account_locked"))
+        .filter(|e| {
+            type_of(e) == "mfa.failed" && e.reason.map(|r| r.as_str()) == Some("account_locked")
+        })
         .collect();
     assert_eq!(summary.len(), 1, "{summary:?}");
     assert_eq!(summary[0].details["refused"], "1");

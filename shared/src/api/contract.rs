@@ -221,7 +221,7 @@ pub const TOTP_CODE_PATTERN: &str = "^ *[0-9](?: *[0-9]){5} *$";
 pub const RECOVERY_CODE_PATTERN: &str =
     "^[ -]*[0-9A-TV-Za-tv-z](?:[ -]*[0-9A-TV-Za-tv-z]){9}[ -]*$";
 
-/// `flows::links::presented_hash`: a mailed token is 20 to 200 characters of base64url.
+/// `flows::steps::links::presented_hash`: a mailed token is 20 to 200 characters of base64url.
 pub const LINK_TOKEN_PATTERN: &str = "^[A-Za-z0-9_-]{20,200}$";
 
 /// `flows::parse_refresh_token`: `{user id}.{session id}.{secret}`.

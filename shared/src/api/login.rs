@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::contract;
 
+use crate::audit::Reason;
 use crate::clock::Timestamp;
 use crate::domain::{Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId};
 use crate::error::Error;
@@ -315,7 +316,7 @@ async fn logout(
     Principal(who): Principal,
     Meta(meta): Meta,
 ) -> Result<Response, Error> {
-    match flows::sessions::revoke(&st, &who, &who.sid, "logout", &meta).await {
+    match flows::sessions::revoke(&st, &who, &who.sid, Reason::Logout, &meta).await {
         Ok(()) | Err(Error::NotFound) => Ok(no_content()),
         Err(e) => Err(e),
     }
@@ -408,7 +409,7 @@ async fn revoke_session(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let sid = SessionId::parse(&id).ok_or(Error::NotFound)?;
-    flows::sessions::revoke(&st, &who, &sid, "user_revoked", &meta).await?;
+    flows::sessions::revoke(&st, &who, &sid, Reason::UserRevoked, &meta).await?;
     Ok(no_content())
 }
 

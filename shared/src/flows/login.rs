@@ -13,7 +13,7 @@ use super::steps::links;
 use super::steps::lockout::{self, Counted, Subject};
 use super::steps::session::{SessionOwner, issue, new_refresh_secret, new_session};
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::domain::{AccountStatus, Email, LoginPassword};
 use crate::state::AppState;
 use crate::store::{AccountRecord, Budget, MailLinkState, StoreError, TokenKind, Versioned};
@@ -48,9 +48,9 @@ pub async fn login(
         }
         account => {
             let reason = match &account {
-                None => "unknown_email",
-                Some(a) if a.value.status != AccountStatus::Active => "account_disabled",
-                Some(_) => "wrong_password",
+                None => Reason::UnknownEmail,
+                Some(a) if a.value.status != AccountStatus::Active => Reason::AccountDisabled,
+                Some(_) => Reason::WrongPassword,
             };
             let subject = Subject::of(email, account.as_ref().map(|a| &a.value));
             Err(lockout::failed(st, subject, &counted, reason, None, meta).await)
@@ -101,7 +101,7 @@ async fn unverified(
                 .org(&a.org_id)
                 .target(&a.user_id)
                 .email(&a.email)
-                .reason("email_not_verified")
+                .reason(Reason::EmailNotVerified)
                 .detail("link_sent", link.is_some()),
         );
         match st.store.commit(tx).await {

@@ -9,7 +9,7 @@
 //!
 //! Wrong codes count toward the account's MFA budget wherever they are offered (sign-in,
 //! disable, new recovery codes), so a stolen access token cannot be used to guess codes;
-//! the budget's rules (growing locks, a reset past the hard limit) are in `flows::lockout`.
+//! the budget's rules (growing locks, a reset past the hard limit) are in `flows::steps::lockout`.
 //! Starting an enrollment needs the password, confirming one signs out the other sessions,
 //! and turning MFA on or off or replacing the recovery codes mails the user.
 
@@ -22,7 +22,7 @@ use super::steps::session::{
     self as sessions, SessionOwner, issue, new_refresh_secret, new_session,
 };
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::domain::{Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
@@ -329,7 +329,7 @@ async fn confirm_code(
         let charge = charge_budget(st, &mut tx, &state, charged, meta, now).await?;
         tx.audit(
             &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
-                .reason("wrong_code")
+                .reason(Reason::WrongCode)
                 .detail("during", "confirm")
                 .detail("failures", charge.failures),
         );
@@ -579,7 +579,7 @@ async fn charge_budget(
         tx.audit(&lockout::locked_event(
             subject,
             &record,
-            "too_many_mfa_failures",
+            Reason::TooManyMfaFailures,
             meta,
             now,
         ));
@@ -612,10 +612,10 @@ async fn answer_wrong_code(
     }
 }
 
-fn wrong_reason(offered: &SecondFactor) -> &'static str {
+fn wrong_reason(offered: &SecondFactor) -> Reason {
     match offered {
-        SecondFactor::Totp(_) => "wrong_code",
-        SecondFactor::Recovery(_) => "wrong_recovery_code",
+        SecondFactor::Totp(_) => Reason::WrongCode,
+        SecondFactor::Recovery(_) => Reason::WrongRecoveryCode,
     }
 }
 

@@ -12,7 +12,7 @@ use super::steps::links::{self, Issued, token_account};
 use super::steps::lockout;
 use super::steps::session::{self as sessions, Stale};
 use super::{Error, MAX_RACE_RETRIES};
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::domain::{
     AccountStatus, Email, LoginPassword, NewPassword, PasswordContext, PolicyViolation, SessionId,
@@ -29,11 +29,11 @@ const MAX_TX_ITEMS: usize = 100;
 const CHANGE_ITEMS: usize = 5;
 
 /// Why no reset mail went out, as the audit event records it (never the caller).
-fn not_eligible(account: Option<&Versioned<AccountRecord>>) -> Option<&'static str> {
+fn not_eligible(account: Option<&Versioned<AccountRecord>>) -> Option<Reason> {
     match account.map(|a| &a.value) {
-        None => Some("unknown_email"),
-        Some(a) if a.status != AccountStatus::Active => Some("account_disabled"),
-        Some(a) if !a.email_verified => Some("email_unverified"),
+        None => Some(Reason::UnknownEmail),
+        Some(a) if a.status != AccountStatus::Active => Some(Reason::AccountDisabled),
+        Some(a) if !a.email_verified => Some(Reason::EmailUnverified),
         Some(_) => None,
     }
 }
@@ -61,7 +61,7 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
             // No reset link to an address nobody proved: the link that proves it instead
             // (3 an hour), so that an owner who never verified, even one whose sign-in is
             // blocked until a reset, has a way back.
-            (Some("email_unverified"), Some(a)) => {
+            (Some(Reason::EmailUnverified), Some(a)) => {
                 let link = links::issue(
                     &mut tx,
                     TokenKind::EmailVerification,
@@ -73,7 +73,7 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
                 .ok();
                 event.outcome = Outcome::Failure;
                 event = event
-                    .reason("email_unverified")
+                    .reason(Reason::EmailUnverified)
                     .detail("verification_sent", link.is_some());
                 verification = link.map(|l| (a.value.clone(), l));
             }
@@ -88,12 +88,12 @@ pub async fn forgot(st: &AppState, email: &Email, meta: &RequestMeta) -> Result<
                 Ok(i) => issued = Some((a.value.clone(), i)),
                 Err(_) => {
                     event.outcome = Outcome::Failure;
-                    event = event.reason("rate_limited");
+                    event = event.reason(Reason::RateLimited);
                 }
             },
             (reason, _) => {
                 event.outcome = Outcome::Failure;
-                event = event.reason(reason.unwrap_or("unknown_email"));
+                event = event.reason(reason.unwrap_or(Reason::UnknownEmail));
             }
         }
         tx.audit(&event);
@@ -223,7 +223,7 @@ pub async fn reset(
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
-        let stale = prepare(st, a, epoch, None, "password_reset", meta).await?;
+        let stale = prepare(st, a, epoch, None, Reason::PasswordReset, meta).await?;
         let now = st.clock.now();
         let updated = AccountRecord {
             password_hash: password_hash.clone(),
@@ -256,7 +256,7 @@ pub async fn reset(
             meta,
             now,
         );
-        stale.add_to(&mut tx, &a.user_id, "password_reset", meta, now);
+        stale.add_to(&mut tx, &a.user_id, Reason::PasswordReset, meta, now);
         tx.audit(
             &AuditEvent::new(
                 EventType::PasswordResetCompleted,
@@ -271,7 +271,7 @@ pub async fn reset(
         );
         match st.store.commit(tx).await {
             Ok(()) => {
-                finish(st, &updated, None, "password_reset", meta).await;
+                finish(st, &updated, None, Reason::PasswordReset, meta).await;
                 send_changed_mail(st, &updated, meta, now).await;
                 return Ok(());
             }
@@ -306,7 +306,7 @@ async fn prepare(
     a: &AccountRecord,
     epoch: u64,
     keep: Option<&SessionId>,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
 ) -> Result<Stale, Error> {
     let stale = sessions::stale(st, &a.user_id, epoch, keep).await?;
@@ -329,7 +329,7 @@ async fn finish(
     st: &AppState,
     account: &AccountRecord,
     keep: Option<&SessionId>,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
 ) {
     if let Err(e) = sessions::sweep(
@@ -368,7 +368,7 @@ pub async fn change(
         let a = &account.value;
         let epoch = a.password_epoch + 1;
         let now = st.clock.now();
-        let stale = prepare(st, a, epoch, Some(&who.sid), "password_changed", meta).await?;
+        let stale = prepare(st, a, epoch, Some(&who.sid), Reason::PasswordChanged, meta).await?;
         // A reset link mailed earlier stops working: the password it would replace is gone.
         let reset_link = st
             .store
@@ -389,7 +389,7 @@ pub async fn change(
         if let Some(hash) = &reset_link {
             tx.delete_token(hash);
         }
-        stale.add_to(&mut tx, &a.user_id, "password_changed", meta, now);
+        stale.add_to(&mut tx, &a.user_id, Reason::PasswordChanged, meta, now);
         tx.audit(
             &AuditEvent::new(EventType::PasswordChanged, Outcome::Success, meta, now)
                 .org(&a.org_id)
@@ -399,7 +399,7 @@ pub async fn change(
         );
         match st.store.commit(tx).await {
             Ok(()) => {
-                finish(st, &updated, Some(&who.sid), "password_changed", meta).await;
+                finish(st, &updated, Some(&who.sid), Reason::PasswordChanged, meta).await;
                 send_changed_mail(st, &updated, meta, now).await;
                 return Ok(());
             }

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::steps::session::{issue, new_refresh_secret, parse_refresh_token};
 use super::{Error, IssuedTokens};
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::crypto;
 use crate::state::AppState;
 use crate::store::{Cond, SessionRecord, StoreError, Versioned};
@@ -111,7 +111,7 @@ async fn revoke_for_reuse(
             .org(&s.org_id)
             .target(&s.user_id)
             .session(&s.session_id)
-            .reason("refresh_token_reused"),
+            .reason(Reason::RefreshTokenReused),
     );
     match st.store.commit(tx).await {
         Ok(()) => {}

@@ -3,7 +3,7 @@
 
 use super::steps::session::{require_live, revoked_event};
 use super::{Error, MAX_RACE_RETRIES};
-use crate::audit::RequestMeta;
+use crate::audit::{Reason, RequestMeta};
 use crate::domain::SessionId;
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
@@ -40,7 +40,7 @@ pub async fn revoke(
     st: &AppState,
     who: &AccessClaims,
     sid: &SessionId,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
     let now = st.clock.now();

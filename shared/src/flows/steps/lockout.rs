@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::{Email, LoginPassword, OrgId, UserId};
@@ -151,7 +151,7 @@ pub fn add_refusal_summary(
     };
     let mut e = subject
         .event(kind, Outcome::Failure, meta, now)
-        .reason("account_locked")
+        .reason(Reason::AccountLocked)
         .detail("refused", p.refused);
     if let Some(t) = p.first_refused_at {
         e = e.detail("first_refused_at", t);
@@ -185,7 +185,7 @@ pub async fn refuse(
                 &refusal
                     .subject
                     .event(refusal.kind, Outcome::Failure, meta, now)
-                    .reason("account_locked")
+                    .reason(Reason::AccountLocked)
                     .detail("refused", 1),
             );
             if let Err(e) = st.store.commit(tx).await {
@@ -260,7 +260,7 @@ pub async fn failed(
     st: &AppState,
     subject: Subject<'_>,
     counted: &Counted,
-    reason: &str,
+    reason: Reason,
     during: Option<&str>,
     meta: &RequestMeta,
 ) -> Error {
@@ -278,7 +278,7 @@ pub async fn failed(
         tx.audit(&locked_event(
             subject,
             &counted.record,
-            "too_many_failed_logins",
+            Reason::TooManyFailedLogins,
             meta,
             now,
         ));
@@ -312,7 +312,7 @@ pub async fn failed(
 pub fn locked_event(
     subject: Subject<'_>,
     l: &LockoutRecord,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> AuditEvent {
@@ -403,7 +403,15 @@ pub async fn reverify_password(
     if st.hasher.verify(pw, Some(&a.password_hash)).await {
         clear_after_success(st, subject, &counted, meta).await
     } else {
-        Err(failed(st, subject, &counted, "wrong_password", Some(during), meta).await)
+        Err(failed(
+            st,
+            subject,
+            &counted,
+            Reason::WrongPassword,
+            Some(during),
+            meta,
+        )
+        .await)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::domain::{Email, SessionId, UserId};
@@ -93,7 +93,7 @@ pub const REVOKE_BATCH: usize = 50;
 pub fn revoked_event(
     s: &SessionRecord,
     by: &UserId,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> AuditEvent {
@@ -151,7 +151,7 @@ pub async fn revoke_others(
         for s in batch {
             // Unconditional: a session refreshed meanwhile is still to be revoked.
             tx.delete_session(&s.user_id, &s.session_id, Cond::None);
-            tx.audit(&revoked_event(s, &who.sub, "revoke_others", meta, now));
+            tx.audit(&revoked_event(s, &who.sub, Reason::RevokeOthers, meta, now));
         }
         st.store.commit(tx).await?;
     }
@@ -185,7 +185,7 @@ impl Stale {
         &self,
         tx: &mut Tx,
         by: &UserId,
-        reason: &str,
+        reason: Reason,
         meta: &RequestMeta,
         now: Timestamp,
     ) {
@@ -239,7 +239,7 @@ pub async fn sweep(
     user: &UserId,
     epoch: u64,
     keep: Option<&SessionId>,
-    reason: &str,
+    reason: Reason,
     meta: &RequestMeta,
 ) -> Result<usize, Error> {
     let found = stale(st, user, epoch, keep).await?;
