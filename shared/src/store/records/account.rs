@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{LockoutRecord, MailLinkState, Tx, Versioned, keys, s, versioned};
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, OrgId, Role, UserId};
-use crate::store::{Cond, Query, SK, Store, StoreError, Table, VERSION, Write, attr_str};
+use crate::store::{Cond, Index, Query, SK, Store, StoreError, Table, VERSION, Write, attr_str};
 
 /// An account: credentials and everything sign-in needs, keyed by email so that login is a
 /// single read. `EMAIL#{email}` / `ACCOUNT`.
@@ -22,7 +22,7 @@ pub struct AccountRecord {
     /// argon2id PHC string.
     pub password_hash: String,
     /// Counts password resets and changes. Sessions and MFA challenges carry the epoch they
-    /// were opened in; those of an older one are revoked (see `flows::sessions::sweep`).
+    /// were opened in; those of an older one are revoked (see `flows::steps::session::sweep`).
     #[serde(default)]
     pub password_epoch: u64,
     pub created_at: Timestamp,
@@ -60,10 +60,10 @@ impl Store {
         let mut state = LoginState::default();
         for item in page.items {
             match attr_str(&item, SK) {
-                Some("ACCOUNT") => state.account = Some(versioned(item)?),
-                Some("LOCKOUT") => state.lockout = Some(versioned(item)?),
-                Some("MAIL#RESET") => state.reset_link = Some(versioned(item)?),
-                Some("MAIL#VERIFY") => state.verify_link = Some(versioned(item)?),
+                Some(keys::ACCOUNT) => state.account = Some(versioned(item)?),
+                Some(keys::LOCKOUT) => state.lockout = Some(versioned(item)?),
+                Some(keys::MAIL_RESET) => state.reset_link = Some(versioned(item)?),
+                Some(keys::MAIL_VERIFY) => state.verify_link = Some(versioned(item)?),
                 _ => {}
             }
         }
@@ -119,10 +119,12 @@ impl Tx {
     /// Writes an account read at version `prev` (`None`: it must not exist yet).
     pub fn put_account(&mut self, a: &AccountRecord, prev: Option<u64>) -> usize {
         let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
+        let listed = keys::org_member(&a.org_id, &a.user_id);
         let extra = vec![
             (VERSION, Self::bump(prev)),
-            ("gsi1pk", s(keys::org_partition(&a.org_id))),
-            ("gsi1sk", s(format!("USER#{}", a.user_id))),
+            (gsi1pk, s(listed.pk)),
+            (gsi1sk, s(listed.sk)),
         ];
         self.put(Table::Main, keys::account(&a.email), a, cond, extra)
     }

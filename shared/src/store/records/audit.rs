@@ -5,7 +5,7 @@ use super::{Tx, from_item, keys, n, s};
 use crate::audit::AuditEvent;
 use crate::domain::{OrgId, UserId};
 use crate::store::{
-    Cond, Index, Item, Key, Page, Query, SK, SkRange, Store, StoreError, TTL, Table, attr_str,
+    Cond, Index, Item, Key, PK, Page, Query, SK, SkRange, Store, StoreError, TTL, Table, attr_str,
 };
 
 impl Store {
@@ -90,7 +90,7 @@ pub struct AuditCursor(Vec<Shard>);
 
 /// The table and index keys of an audit item, to resume a query after it.
 fn audit_key(item: &Item) -> Item {
-    ["pk", "sk", "user_pk"]
+    [PK, SK, Index::AuditByUser.keys().0]
         .iter()
         .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
         .collect()
@@ -108,7 +108,7 @@ impl Tx {
         let mut extra = vec![(TTL, n(ttl))];
         if let Some(u) = &e.target_user_id {
             extra.push((
-                "user_pk",
+                Index::AuditByUser.keys().0,
                 s(keys::audit_user_partition(e.org_id.as_ref(), u)),
             ));
         }

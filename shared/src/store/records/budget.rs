@@ -13,7 +13,7 @@ use crate::store::{Cond, Key, Store, StoreError, TTL, Table, VERSION, Write};
 
 /// A failure budget: the sign-in attempts of an email (`EMAIL#{email}` / `LOCKOUT`, whether
 /// or not an account has the address) or the wrong MFA codes of a user
-/// (`USER#{user_id}` / `MFA#LOCKOUT`). The rules are in `flows::lockout`.
+/// (`USER#{user_id}` / `MFA#LOCKOUT`). The rules are in `flows::steps::lockout`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockoutRecord {
     /// Attempts counted since the last success. A lock running out does not reset it; a

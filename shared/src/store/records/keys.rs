@@ -1,53 +1,99 @@
-//! Key builders: the only place key strings are spelled.
+//! Key builders: the only place key strings are spelled. Stored items carry them, so they
+//! are data, not names: the test below pins each to what `docs/data-model.md` lists.
 
 use crate::clock::Timestamp;
 use crate::domain::{ChallengeId, Email, EventId, OrgId, SessionId, UserId};
 use crate::store::{Key, TokenKind};
 
+// Partitions: a prefix and the id they belong to.
+const EMAIL: &str = "EMAIL#";
+const USER: &str = "USER#";
+const ORG: &str = "ORG#";
+const TOKEN: &str = "TOKEN#";
+
+// Sort keys under an email.
+/// The account.
+pub const ACCOUNT: &str = "ACCOUNT";
+/// The password failure budget, with or without an account.
+pub const LOCKOUT: &str = "LOCKOUT";
+/// The mailed-link state of password resets.
+pub const MAIL_RESET: &str = "MAIL#RESET";
+/// The mailed-link state of email verifications.
+pub const MAIL_VERIFY: &str = "MAIL#VERIFY";
+
+// Sort keys under a user.
+/// The reference from the user id to the account.
+pub const USER_REF: &str = "USER";
+/// Every session of a user sorts under this prefix.
+pub const SESSION_PREFIX: &str = "SESSION#";
+/// Every MFA item of a user sorts under this prefix, so one query reads them all.
+pub const MFA_PREFIX: &str = "MFA#";
+/// The TOTP factor.
+pub const MFA_TOTP: &str = "MFA#TOTP";
+/// The MFA failure budget.
+pub const MFA_LOCKOUT: &str = "MFA#LOCKOUT";
+/// Followed by the slot.
+pub const MFA_RECOVERY_PREFIX: &str = "MFA#RECOVERY#";
+/// Followed by the challenge id.
+pub const MFA_CHALLENGE_PREFIX: &str = "MFA#CHALLENGE#";
+
+// Sort keys of items alone in their partition.
+const ORG_SK: &str = "ORG";
+const TOKEN_SK: &str = "TOKEN";
+
+pub fn email_partition(email: &Email) -> String {
+    format!("{EMAIL}{email}")
+}
 pub fn account(email: &Email) -> Key {
-    Key::new(format!("EMAIL#{email}"), "ACCOUNT")
+    Key::new(email_partition(email), ACCOUNT)
 }
 pub fn lockout(email: &Email) -> Key {
-    Key::new(format!("EMAIL#{email}"), "LOCKOUT")
+    Key::new(email_partition(email), LOCKOUT)
 }
-pub fn email_partition(email: &Email) -> String {
-    format!("EMAIL#{email}")
+/// The sort key of the mailed-link state of `kind`.
+pub fn mail_link_sort(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::EmailVerification => MAIL_VERIFY,
+        TokenKind::PasswordReset => MAIL_RESET,
+    }
 }
-pub fn user_ref(user: &UserId) -> Key {
-    Key::new(format!("USER#{user}"), "USER")
+pub fn mail_link(email: &Email, kind: TokenKind) -> Key {
+    Key::new(email_partition(email), mail_link_sort(kind))
 }
 pub fn user_partition(user: &UserId) -> String {
-    format!("USER#{user}")
+    format!("{USER}{user}")
+}
+pub fn user_ref(user: &UserId) -> Key {
+    Key::new(user_partition(user), USER_REF)
 }
 pub fn session(user: &UserId, session: &SessionId) -> Key {
-    Key::new(format!("USER#{user}"), format!("SESSION#{session}"))
-}
-pub fn org(org: &OrgId) -> Key {
-    Key::new(format!("ORG#{org}"), "ORG")
-}
-pub fn org_partition(org: &OrgId) -> String {
-    format!("ORG#{org}")
+    Key::new(user_partition(user), format!("{SESSION_PREFIX}{session}"))
 }
 pub fn totp_factor(user: &UserId) -> Key {
-    Key::new(format!("USER#{user}"), "MFA#TOTP")
+    Key::new(user_partition(user), MFA_TOTP)
 }
 pub fn recovery_code(user: &UserId, slot: u8) -> Key {
-    Key::new(format!("USER#{user}"), format!("MFA#RECOVERY#{slot}"))
+    Key::new(user_partition(user), format!("{MFA_RECOVERY_PREFIX}{slot}"))
 }
 pub fn challenge(user: &UserId, id: &ChallengeId) -> Key {
-    Key::new(format!("USER#{user}"), format!("MFA#CHALLENGE#{id}"))
+    Key::new(user_partition(user), format!("{MFA_CHALLENGE_PREFIX}{id}"))
 }
 /// The MFA failure budget of a user, apart from the password one.
 pub fn mfa_lockout(user: &UserId) -> Key {
-    Key::new(format!("USER#{user}"), "MFA#LOCKOUT")
+    Key::new(user_partition(user), MFA_LOCKOUT)
 }
-/// Every MFA item of a user sorts under this prefix, so one query reads them all.
-pub const MFA_PREFIX: &str = "MFA#";
-pub fn mail_link(email: &Email, kind: TokenKind) -> Key {
-    Key::new(format!("EMAIL#{email}"), kind.state_sk())
+pub fn org_partition(org: &OrgId) -> String {
+    format!("{ORG}{org}")
+}
+pub fn org(org: &OrgId) -> Key {
+    Key::new(org_partition(org), ORG_SK)
+}
+/// The `gsi1` key of an account: listed under its org, by user.
+pub fn org_member(org: &OrgId, user: &UserId) -> Key {
+    Key::new(org_partition(org), user_partition(user))
 }
 pub fn token(hash: &str) -> Key {
-    Key::new(format!("TOKEN#{hash}"), "TOKEN")
+    Key::new(format!("{TOKEN}{hash}"), TOKEN_SK)
 }
 /// Audit events of sign-ins with no account behind them belong to no org.
 pub const NO_ORG: &str = "ORG#-";
@@ -55,7 +101,7 @@ pub const NO_ORG: &str = "ORG#-";
 /// the hot key that throttles its sign-ins (docs/data-model.md, "Audit at scale").
 pub const AUDIT_SHARDS: u8 = 4;
 fn org_part(org: Option<&OrgId>) -> String {
-    org.map_or_else(|| NO_ORG.to_owned(), |o| format!("ORG#{o}"))
+    org.map_or_else(|| NO_ORG.to_owned(), org_partition)
 }
 /// `ORG#{org}#S{shard}` (or `ORG#-#S{shard}`): shard `0..AUDIT_SHARDS`.
 pub fn audit_partition(org: Option<&OrgId>, shard: u8) -> String {
@@ -66,8 +112,10 @@ pub fn audit_shard(id: &EventId) -> u8 {
     let h = crate::crypto::token_hash(id.as_str());
     h.bytes().next().map_or(0, |b| b % AUDIT_SHARDS)
 }
+/// `ORG#{org}#USER#{user}` (or `ORG#-#USER#{user}`): the events about one user, on the
+/// `by_user` index.
 pub fn audit_user_partition(org: Option<&OrgId>, user: &UserId) -> String {
-    format!("{}#USER#{user}", org_part(org))
+    format!("{}#{}", org_part(org), user_partition(user))
 }
 pub fn audit_sort(at: Timestamp, id: &EventId) -> String {
     format!("{at}#{id}")
@@ -122,6 +170,15 @@ mod tests {
         );
         assert_eq!(mfa_lockout(&usr), k(&u, "MFA#LOCKOUT"));
         assert_eq!(MFA_PREFIX, "MFA#");
+        for sk in [
+            MFA_TOTP,
+            MFA_LOCKOUT,
+            MFA_RECOVERY_PREFIX,
+            MFA_CHALLENGE_PREFIX,
+        ] {
+            assert!(sk.starts_with(MFA_PREFIX), "{sk}");
+        }
+        assert_eq!(org_member(&og, &usr), k(&o, &u));
         assert_eq!(org(&og), k(&o, "ORG"));
         assert_eq!(org_partition(&og), o);
         assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));

@@ -19,10 +19,7 @@ pub enum TokenKind {
 impl TokenKind {
     /// The sort key of the [`MailLinkState`] of this kind, under the email's partition.
     pub fn state_sk(self) -> &'static str {
-        match self {
-            Self::EmailVerification => "MAIL#VERIFY",
-            Self::PasswordReset => "MAIL#RESET",
-        }
+        keys::mail_link_sort(self)
     }
 }
 

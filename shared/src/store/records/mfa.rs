@@ -88,13 +88,13 @@ impl Store {
             let page = self.backend.query(&q).await?;
             for item in page.items {
                 let sk = attr_str(&item, SK).unwrap_or_default().to_owned();
-                if sk == "MFA#TOTP" {
+                if sk == keys::MFA_TOTP {
                     state.factor = Some(versioned(item)?);
-                } else if sk == "MFA#LOCKOUT" {
+                } else if sk == keys::MFA_LOCKOUT {
                     state.lockout = Some(versioned(item)?);
-                } else if sk.starts_with("MFA#RECOVERY#") {
+                } else if sk.starts_with(keys::MFA_RECOVERY_PREFIX) {
                     state.recovery_codes.push(versioned(item)?);
-                } else if sk.starts_with("MFA#CHALLENGE#") {
+                } else if sk.starts_with(keys::MFA_CHALLENGE_PREFIX) {
                     state.challenges.push(versioned(item)?);
                 }
             }

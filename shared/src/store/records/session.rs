@@ -64,7 +64,7 @@ impl Store {
         user: &UserId,
     ) -> Result<Vec<Versioned<SessionRecord>>, StoreError> {
         let mut q = Query::new(Table::Main, keys::user_partition(user));
-        q.sk = SkRange::BeginsWith("SESSION#".into());
+        q.sk = SkRange::BeginsWith(keys::SESSION_PREFIX.into());
         let mut out = Vec::new();
         loop {
             let page = self.backend.query(&q).await?;
