@@ -376,6 +376,9 @@ both_stores!(
     queries_return_one_partition_in_sort_key_order,
     pages_resume_after_the_last_key,
     index_queries_group_by_the_index_key,
+    racing_budget_writers_lose_no_update_and_count_none_twice,
+    racing_sign_ups_for_one_email_create_one_account,
+    racing_uses_of_one_token_let_exactly_one_through,
 );
 
 /// An item deleted and created again never repeats a version a stale writer holds: the
@@ -462,4 +465,199 @@ async fn a_count_tallies_without_touching_the_version(kind: StoreKind) {
     };
     assert!(b.transact(&[delete(0)]).await.is_err());
     b.transact(&[delete(2)]).await.unwrap();
+}
+
+/// How many writers race in the typed-layer cases below.
+const WRITERS: u32 = 20;
+
+fn typed_store(b: std::sync::Arc<dyn gatehouse::store::Backend>) -> gatehouse::store::Store {
+    gatehouse::store::Store::new(b, std::time::Duration::from_secs(3600))
+}
+
+fn now() -> gatehouse::clock::Timestamp {
+    use gatehouse::clock::Clock;
+    gatehouse::clock::SystemClock.now()
+}
+
+/// Racing writers on the typed layer: each counts one failure into the same budget by reading
+/// it and writing it back under the version read (`Tx::put_budget`), and reads again whenever
+/// its condition was false. Every write lands on the state the one before it left, so the
+/// count ends at the number of writers: none is lost, none counted twice.
+async fn racing_budget_writers_lose_no_update_and_count_none_twice(kind: StoreKind) {
+    use gatehouse::domain::Email;
+    use gatehouse::store::{Budget, LockoutRecord};
+    let store = typed_store(backend(kind).await);
+    let email = Email::parse("race@example.com").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (store, email) = (store.clone(), email.clone());
+        tasks.push(tokio::spawn(async move {
+            let budget = Budget::Password(&email);
+            let mut lost = 0u32;
+            loop {
+                let current = store.budget(budget).await.unwrap();
+                let mut next = current
+                    .as_ref()
+                    .map_or_else(|| LockoutRecord::empty(now()), |c| c.value.clone());
+                next.failures += 1;
+                next.last_failure_at = now();
+                let mut tx = store.tx();
+                let ver = tx.put_budget(budget, &next, current.map(|c| c.ver));
+                match store.commit(tx).await {
+                    Ok(()) => return (next.failures, ver, lost),
+                    Err(StoreError::ConditionFailed { index: 0 }) => lost += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut counts = Vec::new();
+    let mut versions = Vec::new();
+    let mut lost = 0;
+    for t in tasks {
+        let (count, ver, l) = t.await.unwrap();
+        counts.push(count);
+        versions.push(ver);
+        lost += l;
+    }
+    assert!(lost > 0, "the writers raced");
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=WRITERS).collect::<Vec<_>>(),
+        "each writer counted onto a state no other writer won from"
+    );
+    versions.sort_unstable();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "one version after the other: {versions:?}"
+    );
+    let stored = store
+        .budget(Budget::Password(&email))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.value.failures, WRITERS);
+    assert_eq!(Some(&stored.ver), versions.last());
+}
+
+/// Concurrent sign-ups for one address, each creating its own org and account in one
+/// transaction: exactly one commits; every other one fails on the account's condition and
+/// writes nothing at all, neither its org nor its user reference.
+async fn racing_sign_ups_for_one_email_create_one_account(kind: StoreKind) {
+    use gatehouse::domain::{AccountStatus, Email, OrgId, Role, UserId};
+    use gatehouse::store::{AccountRecord, OrgRecord};
+    let store = typed_store(backend(kind).await);
+    let email = Email::parse("race@example.com").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (store, email) = (store.clone(), email.clone());
+        tasks.push(tokio::spawn(async move {
+            let (user_id, org_id) = (UserId::new(), OrgId::new());
+            let mut tx = store.tx();
+            tx.create_org(&OrgRecord {
+                org_id: org_id.clone(),
+                name: "Race".into(),
+                owner_id: user_id.clone(),
+                created_at: now(),
+            });
+            let account = tx.create_account(&AccountRecord {
+                user_id: user_id.clone(),
+                org_id: org_id.clone(),
+                email,
+                role: Role::Owner,
+                status: AccountStatus::Active,
+                email_verified: false,
+                mfa_enabled: false,
+                password_hash: "$argon2id$unused".into(),
+                password_epoch: 0,
+                created_at: now(),
+            });
+            let result = store.commit(tx).await;
+            (user_id, org_id, account, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for t in tasks {
+        let (user, org, account, result) = t.await.unwrap();
+        match result {
+            Ok(()) => winners.push((user, org)),
+            Err(StoreError::ConditionFailed { index }) if index == account => {
+                losers.push((user, org));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one sign-up commits");
+    assert_eq!(losers.len(), WRITERS as usize - 1);
+    let (user, org) = &winners[0];
+    let stored = store.account(&email).await.unwrap().unwrap();
+    assert_eq!(&stored.value.user_id, user);
+    assert_eq!(&stored.value.org_id, org);
+    assert!(store.user_ref(user).await.unwrap().is_some());
+    assert!(store.org(org).await.unwrap().is_some());
+    for (user, org) in &losers {
+        assert!(store.user_ref(user).await.unwrap().is_none());
+        assert!(store.org(org).await.unwrap().is_none());
+        assert!(store.account_by_user(user).await.unwrap().is_none());
+    }
+}
+
+/// Concurrent uses of one mailed token (`Tx::consume_token`, each with its own audit event):
+/// exactly one goes through; the others find it gone and write nothing, not even their event.
+async fn racing_uses_of_one_token_let_exactly_one_through(kind: StoreKind) {
+    use gatehouse::audit::{AuditEvent, EventType, Outcome, RequestMeta};
+    use gatehouse::domain::{Email, UserId};
+    use gatehouse::store::{TokenKind, TokenRecord};
+    let store = typed_store(backend(kind).await);
+    let user = UserId::new();
+    let mut tx = store.tx();
+    tx.create_token(
+        "race",
+        &TokenRecord {
+            kind: TokenKind::PasswordReset,
+            user_id: user.clone(),
+            email: Email::parse("race@example.com").unwrap(),
+            created_at: now(),
+            expires_at: now().plus(std::time::Duration::from_secs(3600)),
+        },
+    );
+    store.commit(tx).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (store, user) = (store.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tx = store.tx();
+            tx.consume_token("race");
+            let meta = RequestMeta {
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                user_agent: None,
+                request_id: "race".into(),
+            };
+            let event = AuditEvent::new(
+                EventType::PasswordResetCompleted,
+                Outcome::Success,
+                &meta,
+                now(),
+            );
+            tx.audit(&event.target(&user));
+            store.commit(tx).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::ConditionFailed { index: 0 }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert!(store.token("race").await.unwrap().is_none());
+    let (events, _) = store
+        .audit_events(None, None, SkRange::All, 100, None)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "only the use that went through is audited");
 }
