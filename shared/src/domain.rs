@@ -279,29 +279,59 @@ id_type!(SessionId, "ses");
 id_type!(EventId, "evt");
 id_type!(ChallengeId, "mfc");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A user's role in their org (docs/permissions.md has what each may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,
     Admin,
+    Auditor,
     Member,
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Self::Owner, Self::Admin, Self::Auditor, Self::Member];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Owner => "owner",
             Self::Admin => "admin",
+            Self::Auditor => "auditor",
             Self::Member => "member",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a user stands: invited (no password yet), active, or deactivated (signs in like a
+/// wrong password; every credential ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
+    Invited,
     Active,
-    Disabled,
+    /// Stored as `disabled` by versions before users could be deactivated.
+    #[serde(alias = "disabled")]
+    Deactivated,
+}
+
+impl AccountStatus {
+    pub const ALL: [AccountStatus; 3] = [Self::Invited, Self::Active, Self::Deactivated];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invited => "invited",
+            Self::Active => "active",
+            Self::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ impl Backend for Counting {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.get(table, key).await
     }
+    async fn get_many(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_many(table, keys).await
+    }
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.query(q).await

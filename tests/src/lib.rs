@@ -585,6 +585,14 @@ impl Backend for Intercept {
         self.inner.get(t, k).await
     }
 
+    async fn get_many(
+        &self,
+        t: Table,
+        keys: &[gatehouse::store::Key],
+    ) -> Result<Vec<Option<gatehouse::store::Item>>, gatehouse::store::StoreError> {
+        self.inner.get_many(t, keys).await
+    }
+
     async fn query(
         &self,
         q: &gatehouse::store::Query,

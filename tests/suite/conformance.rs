@@ -363,7 +363,44 @@ async fn number_conditions_compare_an_attribute(kind: StoreKind) {
     }
 }
 
+/// A batch read answers in the order of its keys, `None` where nothing is stored, reads
+/// what a transaction just committed (strongly consistent), and refuses a key twice or more
+/// keys than DynamoDB takes.
+async fn a_batch_read_answers_each_key_in_order(kind: StoreKind) {
+    let b = backend(kind).await;
+    b.transact(&[
+        put(Table::Main, item("B", "1", &[("x", "one")]), Cond::None),
+        put(Table::Main, item("B", "3", &[("x", "three")]), Cond::None),
+        put(Table::Audit, item("B", "2", &[("x", "audit")]), Cond::None),
+    ])
+    .await
+    .unwrap();
+    let keys = [Key::new("B", "3"), Key::new("B", "2"), Key::new("B", "1")];
+    let got = b.get_many(Table::Main, &keys).await.unwrap();
+    let xs: Vec<Option<String>> = got
+        .iter()
+        .map(|i| i.as_ref().map(|i| i["x"].as_s().unwrap().clone()))
+        .collect();
+    assert_eq!(xs, [Some("three".into()), None, Some("one".into())]);
+    assert!(b.get_many(Table::Main, &[]).await.unwrap().is_empty());
+    let twice = [Key::new("B", "1"), Key::new("B", "1")];
+    assert!(matches!(
+        b.get_many(Table::Main, &twice).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let many: Vec<Key> = (0..101).map(|i| Key::new("B", i.to_string())).collect();
+    assert!(matches!(
+        b.get_many(Table::Main, &many).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let hundred = &many[..100];
+    let got = b.get_many(Table::Main, hundred).await.unwrap();
+    assert_eq!(got.iter().filter(|i| i.is_some()).count(), 2);
+    assert_eq!(got[1].as_ref().unwrap()["x"].as_s().unwrap(), "one");
+}
+
 both_stores!(
+    a_batch_read_answers_each_key_in_order,
     a_count_tallies_without_touching_the_version,
     a_recreated_item_never_repeats_a_version,
     number_conditions_compare_an_attribute,
@@ -619,6 +656,7 @@ async fn racing_uses_of_one_token_let_exactly_one_through(kind: StoreKind) {
             kind: TokenKind::PasswordReset,
             user_id: user.clone(),
             email: Email::parse("race@example.com").unwrap(),
+            new_email: None,
             created_at: now(),
             expires_at: now().plus(std::time::Duration::from_secs(3600)),
         },

@@ -37,7 +37,7 @@ async fn unknown_email_wrong_password_and_disabled_account_look_the_same(kind: S
     let acct = a.state.store.account(&email).await.unwrap().unwrap();
     let mut tx = a.state.store.tx();
     let disabled = gatehouse::store::AccountRecord {
-        status: gatehouse::domain::AccountStatus::Disabled,
+        status: gatehouse::domain::AccountStatus::Deactivated,
         ..acct.value
     };
     tx.put_account(&disabled, Some(acct.ver));

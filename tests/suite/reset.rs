@@ -34,7 +34,7 @@ async fn forgot_answers_alike_and_mails_only_a_verified_active_address(kind: Sto
     a.signup_unverified("unverified@example.com").await;
     let (_, disabled_id) = a.verified_user("disabled@example.com").await;
     update_account(&a, "disabled@example.com", |acc| {
-        acc.status = AccountStatus::Disabled
+        acc.status = AccountStatus::Deactivated
     })
     .await;
     let mails_before = a.mailer.messages().len();

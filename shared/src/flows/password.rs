@@ -178,7 +178,7 @@ async fn policy_then_hash(
     let org = st.store.org(&account.org_id).await?;
     let ctx = PasswordContext {
         email: &account.email,
-        org_name: org.as_ref().map(|o| o.name.as_str()),
+        org_name: org.as_ref().map(|o| o.value.name.as_str()),
         current: current.map(LoginPassword::expose),
     };
     let password = NewPassword::parse(

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 
 use super::schema::table_schema;
@@ -142,6 +142,9 @@ impl DynamoStore {
     }
 }
 
+/// Requests a `BatchGetItem` may take, for the keys DynamoDB left unprocessed.
+const BATCH_GET_ATTEMPTS: u32 = 4;
+
 fn unavailable<E, R>(op: &str, e: &SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
@@ -246,6 +249,62 @@ impl Backend for DynamoStore {
             .await
             .map_err(|e| unavailable("GetItem", &e))?;
         Ok(out.item)
+    }
+
+    async fn get_many(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        super::check_batch(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = self.table_name(table).to_owned();
+        let mut found: HashMap<Key, Item> = HashMap::new();
+        let mut pending: Vec<HashMap<String, AttributeValue>> =
+            keys.iter().map(Self::key_item).collect();
+        // DynamoDB may answer part of a batch and hand the rest back as unprocessed keys
+        // (throttling, the 16 MB limit): ask again for those, a few times, with a pause.
+        for attempt in 0..BATCH_GET_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Invalid(format!("BatchGetItem: {e}")))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&name, request)
+                .send()
+                .await
+                .map_err(|e| unavailable("BatchGetItem", &e))?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&name))
+                .unwrap_or_default()
+            {
+                if let (Some(pk), Some(sk)) = (
+                    super::attr_str(&item, super::PK),
+                    super::attr_str(&item, super::SK),
+                ) {
+                    found.insert(Key::new(pk, sk), item);
+                }
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&name))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unavailable(
+                "BatchGetItem: keys left unprocessed".into(),
+            ));
+        }
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {

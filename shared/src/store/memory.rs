@@ -133,6 +133,16 @@ impl Backend for MemoryStore {
         Ok(lock(&self.tables).rows(table).get(&row_key(key)).cloned())
     }
 
+    async fn get_many(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        super::check_batch(keys)?;
+        tokio::task::yield_now().await;
+        let tables = lock(&self.tables);
+        Ok(keys
+            .iter()
+            .map(|k| tables.rows(table).get(&row_key(k)).cloned())
+            .collect())
+    }
+
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         tokio::task::yield_now().await;
         let tables = lock(&self.tables);

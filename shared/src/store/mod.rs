@@ -220,6 +220,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// DynamoDB's limit of keys per `BatchGetItem`.
+pub const MAX_BATCH_GET: usize = 100;
+
 /// DynamoDB's limit of items per `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -228,10 +231,27 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 pub trait Backend: Send + Sync {
     /// Strongly consistent single-item read.
     async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError>;
+    /// Strongly consistent reads of up to [`MAX_BATCH_GET`] distinct items of one table in one
+    /// request (`BatchGetItem`), answered in the order of `keys`: what a request reads
+    /// together (a session, its user and the org's settings) costs one round trip.
+    async fn get_many(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError>;
     /// Strongly consistent on tables, eventually consistent on indexes.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
     /// All writes or none; a false condition cancels the whole transaction.
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError>;
+}
+
+/// A batch read takes at most [`MAX_BATCH_GET`] keys, none twice (DynamoDB refuses both).
+fn check_batch(keys: &[Key]) -> Result<(), StoreError> {
+    let distinct: std::collections::HashSet<&Key> = keys.iter().collect();
+    if keys.len() > MAX_BATCH_GET || distinct.len() != keys.len() {
+        return Err(StoreError::Invalid(format!(
+            "a batch read of {} keys, {} distinct",
+            keys.len(),
+            distinct.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Reads attribute `name` of an item as a string.

@@ -58,6 +58,7 @@ pub fn issue(
             kind,
             user_id: account.user_id.clone(),
             email: account.email.clone(),
+            new_email: None,
             created_at: now,
             expires_at,
         },

@@ -32,12 +32,35 @@ debug_hiding!(AccountRecord {
     user_id, org_id, email, role, status, email_verified, mfa_enabled, password_epoch, created_at
 } hiding { password_hash });
 
-/// The way from a user id to the account. `USER#{user_id}` / `USER`.
+/// The user under their id: the way to the account, and the state every authenticated
+/// request checks (role, status, MFA, password epoch), read with the session in one batch.
+/// A mirror of the account: [`Tx::put_account`] writes both, at the same version, so a
+/// request that read this item at version `v` knows the account was at `v` too.
+/// `USER#{user_id}` / `USER`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRef {
     pub user_id: UserId,
     pub org_id: OrgId,
     pub email: Email,
+    pub role: Role,
+    pub status: AccountStatus,
+    pub mfa_enabled: bool,
+    #[serde(default)]
+    pub password_epoch: u64,
+}
+
+impl UserRef {
+    pub fn of(a: &AccountRecord) -> Self {
+        Self {
+            user_id: a.user_id.clone(),
+            org_id: a.org_id.clone(),
+            email: a.email.clone(),
+            role: a.role,
+            status: a.status,
+            mfa_enabled: a.mfa_enabled,
+            password_epoch: a.password_epoch,
+        }
+    }
 }
 
 /// Everything under an email: its account, its failure count and its mailed links, in one
@@ -78,10 +101,12 @@ impl Store {
     }
 
     pub async fn user_ref(&self, user: &UserId) -> Result<Option<UserRef>, StoreError> {
-        Ok(self
-            .get(Table::Main, &keys::user_ref(user))
-            .await?
-            .map(|v| v.value))
+        Ok(self.user(user).await?.map(|v| v.value))
+    }
+
+    /// The user item, at the version of the account it mirrors.
+    pub async fn user(&self, user: &UserId) -> Result<Option<Versioned<UserRef>>, StoreError> {
+        self.get(Table::Main, &keys::user_ref(user)).await
     }
 
     /// The account of a user id: two reads (the reference, then the account).
@@ -97,36 +122,66 @@ impl Store {
 }
 
 impl Tx {
-    /// Creates an account and its user reference; the account's index fails when the email is
-    /// taken.
+    /// Creates an account and its user item; the account's write (the index returned) fails
+    /// when the email is taken, the user item's when the id is.
     pub fn create_account(&mut self, a: &AccountRecord) -> usize {
-        let idx = self.put_account(a, None);
-        let r = UserRef {
-            user_id: a.user_id.clone(),
-            org_id: a.org_id.clone(),
-            email: a.email.clone(),
+        self.put_account(a, None)
+    }
+
+    /// Writes an account read at version `prev` (`None`: it must not exist yet), and its
+    /// user item at the same version. Returns the index of the account's write.
+    pub fn put_account(&mut self, a: &AccountRecord, prev: Option<u64>) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        let ver = Self::bump(prev);
+        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
+        let listed = keys::org_member(&a.org_id, &a.user_id);
+        let extra = vec![
+            (VERSION, ver.clone()),
+            (gsi1pk, s(listed.pk)),
+            (gsi1sk, s(listed.sk)),
+        ];
+        let index = self.put(Table::Main, keys::account(&a.email), a, cond, extra);
+        // The account's condition guards both: the user item changes only with it.
+        let user_cond = if prev.is_some() {
+            Cond::Exists
+        } else {
+            Cond::NotExists
         };
         self.put(
             Table::Main,
             keys::user_ref(&a.user_id),
-            &r,
-            Cond::NotExists,
-            vec![(VERSION, Self::bump(None))],
+            &UserRef::of(a),
+            user_cond,
+            vec![(VERSION, ver)],
         );
-        idx
+        index
     }
 
-    /// Writes an account read at version `prev` (`None`: it must not exist yet).
-    pub fn put_account(&mut self, a: &AccountRecord, prev: Option<u64>) -> usize {
-        let cond = prev.map_or(Cond::NotExists, Cond::Version);
-        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
-        let listed = keys::org_member(&a.org_id, &a.user_id);
-        let extra = vec![
-            (VERSION, Self::bump(prev)),
-            (gsi1pk, s(listed.pk)),
-            (gsi1sk, s(listed.sk)),
-        ];
-        self.put(Table::Main, keys::account(&a.email), a, cond, extra)
+    /// Deletes an account read at version `ver` and its user item (an invitation revoked,
+    /// an unverified address taken over, an account moved to a new address).
+    pub fn delete_account(&mut self, a: &AccountRecord, ver: u64, keep_user: bool) -> usize {
+        let index = self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::account(&a.email),
+            cond: Cond::Version(ver),
+        });
+        if !keep_user {
+            self.push(Write::Delete {
+                table: Table::Main,
+                key: keys::user_ref(&a.user_id),
+                cond: Cond::None,
+            });
+        }
+        index
+    }
+
+    /// Fails the transaction unless the user item (so the account) is still at `ver`.
+    pub fn check_user(&mut self, user: &UserId, ver: u64) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::user_ref(user),
+            cond: Cond::Version(ver),
+        })
     }
 
     /// Fails the transaction unless the account is still at version `ver`: for writes that

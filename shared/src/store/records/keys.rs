@@ -20,6 +20,12 @@ pub const LOCKOUT: &str = "LOCKOUT";
 pub const MAIL_RESET: &str = "MAIL#RESET";
 /// The mailed-link state of email verifications.
 pub const MAIL_VERIFY: &str = "MAIL#VERIFY";
+/// The mailed-link state of invitations.
+pub const MAIL_INVITE: &str = "MAIL#INVITE";
+/// The mailed-link state of email changes (under the new address).
+pub const MAIL_EMAIL_CHANGE: &str = "MAIL#EMAIL_CHANGE";
+/// The copy of the org's settings that sign-in reads (also under an org: the settings).
+pub const SETTINGS: &str = "SETTINGS";
 
 // Sort keys under a user.
 /// The reference from the user id to the account.
@@ -50,11 +56,16 @@ pub fn account(email: &Email) -> Key {
 pub fn lockout(email: &Email) -> Key {
     Key::new(email_partition(email), LOCKOUT)
 }
+pub fn settings_copy(email: &Email) -> Key {
+    Key::new(email_partition(email), SETTINGS)
+}
 /// The sort key of the mailed-link state of `kind`.
 pub fn mail_link_sort(kind: TokenKind) -> &'static str {
     match kind {
         TokenKind::EmailVerification => MAIL_VERIFY,
         TokenKind::PasswordReset => MAIL_RESET,
+        TokenKind::Invitation => MAIL_INVITE,
+        TokenKind::EmailChange => MAIL_EMAIL_CHANGE,
     }
 }
 pub fn mail_link(email: &Email, kind: TokenKind) -> Key {
@@ -87,6 +98,9 @@ pub fn org_partition(org: &OrgId) -> String {
 }
 pub fn org(org: &OrgId) -> Key {
     Key::new(org_partition(org), ORG_SK)
+}
+pub fn org_settings(org: &OrgId) -> Key {
+    Key::new(org_partition(org), SETTINGS)
 }
 /// The `gsi1` key of an account: listed under its org, by user.
 pub fn org_member(org: &OrgId, user: &UserId) -> Key {
@@ -153,6 +167,12 @@ mod tests {
         let k = |pk: &str, sk: &str| Key::new(pk, sk);
         assert_eq!(account(&em), k(e, "ACCOUNT"));
         assert_eq!(lockout(&em), k(e, "LOCKOUT"));
+        assert_eq!(settings_copy(&em), k(e, "SETTINGS"));
+        assert_eq!(mail_link(&em, TokenKind::Invitation), k(e, "MAIL#INVITE"));
+        assert_eq!(
+            mail_link(&em, TokenKind::EmailChange),
+            k(e, "MAIL#EMAIL_CHANGE")
+        );
         assert_eq!(email_partition(&em), e);
         assert_eq!(mail_link(&em, TokenKind::PasswordReset), k(e, "MAIL#RESET"));
         assert_eq!(
@@ -180,6 +200,7 @@ mod tests {
         }
         assert_eq!(org_member(&og, &usr), k(&o, &u));
         assert_eq!(org(&og), k(&o, "ORG"));
+        assert_eq!(org_settings(&og), k(&o, "SETTINGS"));
         assert_eq!(org_partition(&og), o);
         assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));
         assert_eq!(NO_ORG, "ORG#-");

@@ -14,6 +14,10 @@ use crate::store::{Cond, Store, StoreError, TTL, Table, VERSION, Write};
 pub enum TokenKind {
     EmailVerification,
     PasswordReset,
+    /// An invited user's link to set a password (and so verify the address).
+    Invitation,
+    /// A signed-in user's link, mailed to the new address, that moves the account there.
+    EmailChange,
 }
 
 impl TokenKind {
@@ -43,7 +47,11 @@ debug_hiding!(MailLinkState { sent_at } hiding { current_hash });
 pub struct TokenRecord {
     pub kind: TokenKind,
     pub user_id: UserId,
+    /// The account's address when the token was issued (its partition holds the link state).
     pub email: Email,
+    /// For an email change: the address the account moves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<Email>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }

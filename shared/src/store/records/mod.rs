@@ -42,7 +42,7 @@ pub use audit::AuditCursor;
 pub use budget::{Budget, LockoutRecord};
 pub use links::{MailLinkState, TokenKind, TokenRecord};
 pub use mfa::{ChallengeRecord, FactorStatus, MfaState, RecoveryCodeRecord, TotpFactorRecord};
-pub use org::OrgRecord;
+pub use org::{CurrentSettings, OrgRecord, OrgSettings, SettingsCopy, SettingsRecord};
 pub use session::SessionRecord;
 pub use store::{CONFLICT_RETRIES, Store};
 pub use tx::Tx;

@@ -1,11 +1,12 @@
-//! The org aggregate: one item per org.
+//! The org aggregate: the org, its security settings, and the copy of those settings that
+//! sign-in reads beside each account.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Tx, keys};
+use super::{Tx, Versioned, keys};
 use crate::clock::Timestamp;
-use crate::domain::{OrgId, UserId};
-use crate::store::{Cond, Store, StoreError, Table, VERSION};
+use crate::domain::{Email, OrgId, UserId};
+use crate::store::{Cond, Store, StoreError, Table, VERSION, Write};
 
 /// `ORG#{org_id}` / `ORG`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,12 +17,85 @@ pub struct OrgRecord {
     pub created_at: Timestamp,
 }
 
+/// An org's security settings (docs/org-settings.md). An org that never changed them has
+/// no item and runs on the deployment's defaults (`Config::default_org_settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    pub password_min_length: u32,
+    pub lockout_threshold: u32,
+    pub lockout_duration_seconds: u64,
+    pub session_idle_timeout_seconds: u64,
+    pub session_absolute_lifetime_seconds: u64,
+    pub mfa_required: bool,
+}
+
+/// The settings as stored, with who changed them last. `ORG#{org_id}` / `SETTINGS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsRecord {
+    pub settings: OrgSettings,
+    pub updated_at: Timestamp,
+    /// The actor's id (a user id, or `system:…`).
+    pub updated_by: String,
+}
+
+/// The org's settings as of a version, beside an account: sign-in reads them in the read
+/// it makes anyway, and checks the version in the write that counts the attempt, so a
+/// stale copy is noticed and refreshed before it counts anything. `EMAIL#{email}` /
+/// `SETTINGS`. Version 0: the org had no settings item (the defaults applied).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsCopy {
+    pub org_id: OrgId,
+    pub version: u64,
+    pub settings: OrgSettings,
+}
+
+/// An org's current settings: the stored ones at their version, or the defaults at 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentSettings {
+    pub settings: OrgSettings,
+    pub version: u64,
+    pub updated_at: Option<Timestamp>,
+    pub updated_by: Option<String>,
+}
+
+impl CurrentSettings {
+    pub fn of(stored: Option<Versioned<SettingsRecord>>, defaults: OrgSettings) -> Self {
+        match stored {
+            Some(v) => Self {
+                settings: v.value.settings,
+                version: v.ver,
+                updated_at: Some(v.value.updated_at),
+                updated_by: Some(v.value.updated_by),
+            },
+            None => Self {
+                settings: defaults,
+                version: 0,
+                updated_at: None,
+                updated_by: None,
+            },
+        }
+    }
+
+    /// The condition that holds while the settings are still these.
+    pub fn unchanged(&self) -> Cond {
+        if self.version == 0 {
+            Cond::NotExists
+        } else {
+            Cond::Version(self.version)
+        }
+    }
+}
+
 impl Store {
-    pub async fn org(&self, org: &OrgId) -> Result<Option<OrgRecord>, StoreError> {
-        Ok(self
-            .get(Table::Main, &keys::org(org))
-            .await?
-            .map(|v| v.value))
+    pub async fn org(&self, org: &OrgId) -> Result<Option<Versioned<OrgRecord>>, StoreError> {
+        self.get(Table::Main, &keys::org(org)).await
+    }
+
+    pub async fn org_settings(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<SettingsRecord>>, StoreError> {
+        self.get(Table::Main, &keys::org_settings(org)).await
     }
 }
 
@@ -34,5 +108,61 @@ impl Tx {
             Cond::NotExists,
             vec![(VERSION, Self::bump(None))],
         )
+    }
+
+    /// Writes the org read at version `prev`.
+    pub fn put_org(&mut self, org: &OrgRecord, prev: u64) -> usize {
+        self.put(
+            Table::Main,
+            keys::org(&org.org_id),
+            org,
+            Cond::Version(prev),
+            vec![(VERSION, Self::bump(Some(prev)))],
+        )
+    }
+
+    /// Writes the settings over those of version `prev` (0: there were none).
+    pub fn put_org_settings(&mut self, org: &OrgId, s: &SettingsRecord, prev: u64) -> usize {
+        let (cond, ver) = if prev == 0 {
+            (Cond::NotExists, None)
+        } else {
+            (Cond::Version(prev), Some(prev))
+        };
+        self.put(
+            Table::Main,
+            keys::org_settings(org),
+            s,
+            cond,
+            vec![(VERSION, Self::bump(ver))],
+        )
+    }
+
+    /// Fails the transaction unless the org's settings are still `current`.
+    pub fn check_org_settings(&mut self, org: &OrgId, current: &CurrentSettings) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::org_settings(org),
+            cond: current.unchanged(),
+        })
+    }
+
+    /// Writes the copy of the org's settings beside an account (unconditionally: the
+    /// copy's own version says which settings it holds, and the writer checked them).
+    pub fn put_settings_copy(&mut self, email: &Email, copy: &SettingsCopy) -> usize {
+        self.put(
+            Table::Main,
+            keys::settings_copy(email),
+            copy,
+            Cond::None,
+            Vec::new(),
+        )
+    }
+
+    pub fn delete_settings_copy(&mut self, email: &Email) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::settings_copy(email),
+            cond: Cond::None,
+        })
     }
 }
