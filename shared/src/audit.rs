@@ -109,6 +109,15 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Who acted: a signed-in user, an API token, or the system (docs/audit-events.md).
+    pub enum ActorType {
+        User = "user",
+        ApiToken = "api_token",
+        System = "system",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: EventId,
@@ -118,8 +127,15 @@ pub struct AuditEvent {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<OrgId>,
+    /// Set whenever someone acted: `user` (then `actor_user_id` is set), `system` (then
+    /// `actor_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_type: Option<ActorType>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_user_id: Option<UserId>,
+    /// For a system actor: `system:operator`, `system:offboarding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_user_id: Option<UserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,7 +160,9 @@ impl AuditEvent {
             event_type,
             outcome,
             org_id: None,
+            actor_type: None,
             actor_user_id: None,
+            actor_id: None,
             target_user_id: None,
             email: None,
             session_id: None,
@@ -162,9 +180,21 @@ impl AuditEvent {
     }
 
     /// The user who acted and the user acted on are the same person.
-    pub fn user(mut self, user: &UserId) -> Self {
+    pub fn user(self, user: &UserId) -> Self {
+        self.acted_by_user(user).target(user)
+    }
+
+    /// A signed-in user acted.
+    pub fn acted_by_user(mut self, user: &UserId) -> Self {
+        self.actor_type = Some(ActorType::User);
         self.actor_user_id = Some(user.clone());
-        self.target_user_id = Some(user.clone());
+        self
+    }
+
+    /// The system acted (`system:operator`, `system:offboarding`).
+    pub fn acted_by_system(mut self, id: &str) -> Self {
+        self.actor_type = Some(ActorType::System);
+        self.actor_id = Some(id.to_owned());
         self
     }
 
@@ -214,5 +244,6 @@ mod tests {
         }
         check(EventType::ALL, EventType::as_str);
         check(Reason::ALL, Reason::as_str);
+        check(ActorType::ALL, ActorType::as_str);
     }
 }

@@ -115,6 +115,18 @@ fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The settings of an org that never changed its own (docs/org-settings.md).
+    pub fn default_org_settings(&self) -> crate::domain::OrgSettings {
+        crate::domain::OrgSettings {
+            password_min_length: self.password_policy.min_len as u32,
+            lockout_threshold: self.lockout_threshold,
+            lockout_duration_seconds: self.lockout_duration.as_secs(),
+            session_idle_timeout_seconds: self.session_idle_timeout.as_secs(),
+            session_absolute_lifetime_seconds: self.session_lifetime.as_secs(),
+            mfa_required: false,
+        }
+    }
+
     /// Reads the process environment over the defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())

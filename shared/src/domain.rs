@@ -279,6 +279,36 @@ id_type!(SessionId, "ses");
 id_type!(EventId, "evt");
 id_type!(ChallengeId, "mfc");
 
+/// An org's security settings (docs/org-settings.md). An org that never changed them has
+/// no item and runs on the deployment's defaults (`Config::default_org_settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    pub password_min_length: u32,
+    pub lockout_threshold: u32,
+    pub lockout_duration_seconds: u64,
+    pub session_idle_timeout_seconds: u64,
+    pub session_absolute_lifetime_seconds: u64,
+    pub mfa_required: bool,
+}
+
+impl OrgSettings {
+    pub fn password_policy(&self) -> crate::policy::PasswordPolicy {
+        crate::policy::PasswordPolicy::new(self.password_min_length as usize)
+    }
+
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.session_idle_timeout_seconds)
+    }
+
+    pub fn absolute_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.session_absolute_lifetime_seconds)
+    }
+
+    pub fn lockout_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lockout_duration_seconds)
+    }
+}
+
 /// A user's role in their org (docs/permissions.md has what each may do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -73,6 +73,18 @@ pub enum Error {
     EmailNotVerified,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The org requires MFA and the caller's session may only enroll it.
+    #[error("MFA enrollment required")]
+    MfaEnrollmentRequired,
+    /// The action needs the caller's password (and code): they did not sign in recently.
+    #[error("step-up required")]
+    StepUpRequired,
+    /// A change based on a version of the resource that is no longer current.
+    #[error("version conflict")]
+    VersionConflict,
+    /// The change would leave the org without an active owner.
+    #[error("last owner")]
+    LastOwner,
     #[error("email taken")]
     EmailTaken,
     #[error("MFA already enabled")]
@@ -118,6 +130,10 @@ impl Error {
             Self::InvalidToken => "invalid_token",
             Self::EmailNotVerified => "email_not_verified",
             Self::Forbidden(_) => "forbidden",
+            Self::MfaEnrollmentRequired => "mfa_enrollment_required",
+            Self::StepUpRequired => "step_up_required",
+            Self::VersionConflict => "version_conflict",
+            Self::LastOwner => "last_owner",
             Self::EmailTaken => "email_taken",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::Conflict(_) => "conflict",

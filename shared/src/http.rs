@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+use crate::access::{self, UserActor};
 use crate::audit::RequestMeta;
 use crate::error::{Error, FieldError};
 use crate::jwt::{self, AccessClaims};
@@ -304,36 +305,74 @@ impl FromRequestParts<AppState> for Meta {
     }
 }
 
-/// The caller authenticated by an access token.
-#[derive(Debug, Clone)]
-pub struct Principal(pub AccessClaims);
+/// The bearer access token of a request, verified (signature, `iss`, `aud`, `exp`).
+fn access_claims(parts: &Parts, state: &AppState) -> Result<AccessClaims, Error> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or(Error::Unauthenticated)?;
+    let ring = state.keys.current();
+    jwt::verify(
+        &ring,
+        token.trim(),
+        &state.config.issuer,
+        &state.config.audience,
+        state.clock.now(),
+    )
+    .map_err(|e| {
+        tracing::debug!(reason = %e, "access token refused");
+        Error::Unauthenticated
+    })
+}
 
-impl FromRequestParts<AppState> for Principal {
+/// A verified access token, whether or not its session still exists: for logout, which
+/// answers 204 again while the token lives.
+#[derive(Debug, Clone)]
+pub struct Bearer(pub AccessClaims);
+
+impl FromRequestParts<AppState> for Bearer {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or(Error::Unauthenticated)?;
-        let ring = state.keys.current();
-        let claims = jwt::verify(
-            &ring,
-            token.trim(),
-            &state.config.issuer,
-            &state.config.audience,
-            state.clock.now(),
-        )
-        .map_err(|e| {
-            tracing::debug!(reason = %e, "access token refused");
-            Error::Unauthenticated
-        })?;
-        Ok(Self(claims))
+        access_claims(parts, state).map(Self)
+    }
+}
+
+/// The caller, signed in with an access token, as their state stands now
+/// (`access::authenticate`: the session, the user and the org's settings, read in one batch).
+/// A session that may only enroll MFA is refused (403 `mfa_enrollment_required`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub UserActor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let Enrolling(actor) = Enrolling::from_request_parts(parts, state).await?;
+        if actor.enrollment_only() {
+            return Err(Error::MfaEnrollmentRequired);
+        }
+        Ok(Self(actor))
+    }
+}
+
+/// As [`Caller`], also when the session may only enroll MFA: for `me`, logout and MFA
+/// enrollment (API.md).
+#[derive(Debug, Clone)]
+pub struct Enrolling(pub UserActor);
+
+impl FromRequestParts<AppState> for Enrolling {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let claims = access_claims(parts, state)?;
+        let actor = access::authenticate(state, &claims).await?;
+        Ok(Self(actor))
     }
 }
 

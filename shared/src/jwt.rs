@@ -34,6 +34,10 @@ pub struct AccessClaims {
     pub role: Role,
     pub sid: SessionId,
     pub amr: Vec<String>,
+    /// `mfa_enroll` when the session may only enroll MFA (the org requires it); absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,

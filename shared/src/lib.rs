@@ -3,6 +3,7 @@
 //! Everything with logic in it lives here; each Lambda in `functions/` is a thin `main` that
 //! builds an [`AppState`] and runs its family's router with [`runtime::run`].
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod aws;

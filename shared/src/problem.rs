@@ -61,10 +61,17 @@ impl Error {
             | Self::Unauthenticated
             | Self::RefreshTokenReused
             | Self::MfaTokenInvalid => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::EmailNotVerified => StatusCode::FORBIDDEN,
+            Self::Forbidden(_)
+            | Self::EmailNotVerified
+            | Self::MfaEnrollmentRequired
+            | Self::StepUpRequired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::MfaAlreadyEnabled | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::EmailTaken
+            | Self::MfaAlreadyEnabled
+            | Self::Conflict(_)
+            | Self::VersionConflict
+            | Self::LastOwner => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,6 +103,21 @@ impl Error {
                 "This refresh token was already used; the session has been signed out.".into()
             }
             Self::Forbidden(why) => (*why).into(),
+            Self::MfaEnrollmentRequired => {
+                "Your organization requires two-factor authentication: set it up first \
+                 (POST /v1/mfa/totp/enroll)."
+                    .into()
+            }
+            Self::StepUpRequired => {
+                "Confirm it is you: send your password (and a current code if you use \
+                 two-factor authentication) with the request."
+                    .into()
+            }
+            Self::VersionConflict => {
+                "The resource was changed meanwhile; read it again and retry with its version."
+                    .into()
+            }
+            Self::LastOwner => "The organization must keep at least one active owner.".into(),
             Self::NotFound => "No such resource.".into(),
             Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),
             Self::EmailTaken => "An account with this email already exists.".into(),

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("store", &["store"]),
     ("state", &["state"]),
-    ("flows", &["error", "flows"]),
+    ("flows", &["access", "error", "flows"]),
     (
         "edge",
         &[

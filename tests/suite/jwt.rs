@@ -117,6 +117,7 @@ async fn an_unknown_kid_is_refused_even_with_a_valid_signature() {
         role: gatehouse::domain::Role::Owner,
         sid: gatehouse::domain::SessionId::new(),
         amr: vec!["pwd".into()],
+        scope: None,
         iat: now,
         exp: now + 600,
         jti: "x".into(),

@@ -19,7 +19,7 @@ async fn a_correct_password_returns_tokens_that_work(kind: StoreKind) {
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);
     assert_eq!(
         me.body,
-        json!({"id": user, "email": "owner@example.com", "email_verified": true, "role": "owner", "org_id": org, "mfa_enabled": false})
+        json!({"id": user, "email": "owner@example.com", "email_verified": true, "role": "owner", "org_id": org, "mfa_enabled": false, "mfa_enrollment_required": false})
     );
 }
 

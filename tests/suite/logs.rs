@@ -173,10 +173,12 @@ async fn debug_output_of_records_and_tokens_hides_every_secret() {
             role: account.role,
             sid: gatehouse::domain::SessionId::new(),
             amr: vec!["pwd".into()],
+            scope: None,
             iat: 0,
             exp: 600,
             jti: "j".into(),
         },
+        mfa_enrollment_required: false,
     };
     let debug = format!("{issued:?}");
     assert!(!debug.contains("the-access-token"), "{debug}");

@@ -65,6 +65,17 @@ const UNAUTHENTICATED: (&str, &str) = (
      session has ended",
 );
 
+/// The answer of every bearer operation a session that may only enroll MFA cannot reach.
+const ENROLLMENT_REQUIRED: (&str, &str) = (
+    "403",
+    "`mfa_enrollment_required`: the organization requires MFA and the caller has none; until \
+     they enroll, their session reaches only `GET /v1/me`, logout and `POST \
+     /v1/mfa/totp/enroll` and `/confirm`",
+);
+
+/// The operations (`operationId`) an enrollment-only session reaches (`http::Enrolling`).
+const ENROLLING: &[&str] = &["me", "logout", "enroll", "confirm"];
+
 /// A response header the server sets, documented once as `#/components/headers/{component}`.
 struct HeaderSpec {
     component: &'static str,
@@ -146,6 +157,13 @@ fn complete(op: &mut Operation) {
     let mut common: Vec<(&str, &str)> = Vec::new();
     if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
         common.push(UNAUTHENTICATED);
+        if !op
+            .operation_id
+            .as_deref()
+            .is_some_and(|id| ENROLLING.contains(&id))
+        {
+            common.push(ENROLLMENT_REQUIRED);
+        }
     }
     if op.request_body.is_some() {
         common.extend_from_slice(WITH_BODY);

@@ -14,12 +14,13 @@ use utoipa_axum::routes;
 
 use super::contract;
 
+use crate::access;
 use crate::audit::Reason;
 use crate::clock::Timestamp;
 use crate::domain::{Email, LoginPassword, NewPassword, OrgName, PasswordContext, Role, SessionId};
 use crate::error::Error;
 use crate::flows::{self, IssuedTokens};
-use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
+use crate::http::{Bearer, Caller, Check, Enrolling, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 
 /// Header carrying the bootstrap token when sign-up is closed.
@@ -196,6 +197,12 @@ pub struct TokenResponse {
     /// Opaque; single use: each refresh returns a new one.
     refresh_token: String,
     session_id: String,
+    /// Present (and true) when the org requires MFA and the user has none: until they enroll
+    /// (`POST /v1/mfa/totp/enroll`, then `/confirm`), the access token (`scope`
+    /// `mfa_enroll`) reaches only `me`, logout and MFA enrollment; elsewhere it gets 403
+    /// `mfa_enrollment_required`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mfa_enrollment_required: bool,
 }
 
 /// The first step's answer when MFA is on: complete it at `POST /v1/auth/mfa/verify`.
@@ -233,6 +240,7 @@ pub(crate) fn token_response(t: IssuedTokens) -> Response {
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.expose_secret().to_owned(),
         session_id: t.session_id.to_string(),
+        mfa_enrollment_required: t.mfa_enrollment_required,
     };
     no_store(axum::Json(body))
 }
@@ -313,10 +321,16 @@ async fn refresh(
     responses((status = 204, description = "Signed out")))]
 async fn logout(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Bearer(claims): Bearer,
     Meta(meta): Meta,
 ) -> Result<Response, Error> {
-    match flows::sessions::revoke(&st, &who, &who.sid, Reason::Logout, &meta).await {
+    let who = match access::authenticate(&st, &claims).await {
+        Ok(who) => who,
+        // Signed out already (or otherwise ended): nothing left to do.
+        Err(Error::Unauthenticated) => return Ok(no_content()),
+        Err(e) => return Err(e),
+    };
+    match flows::sessions::revoke(&st, &who, &who.session, Reason::Logout, &meta).await {
         Ok(()) | Err(Error::NotFound) => Ok(no_content()),
         Err(e) => Err(e),
     }
@@ -330,27 +344,24 @@ pub struct MeResponse {
     role: Role,
     org_id: String,
     mfa_enabled: bool,
+    /// The org requires MFA and this user has none: until they enroll, their session
+    /// reaches only `me`, logout and MFA enrollment.
+    mfa_enrollment_required: bool,
 }
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = MeResponse, description = "The signed-in user")))]
-async fn me(State(st): State<AppState>, Principal(who): Principal) -> Result<Response, Error> {
-    let account = st
-        .store
-        .account_by_user(&who.sub)
-        .await
-        .map_err(Error::from)?
-        .ok_or(Error::Unauthenticated)?;
-    let a = account.value;
-    Ok(no_store(axum::Json(MeResponse {
-        id: a.user_id.to_string(),
-        email: a.email.to_string(),
-        email_verified: a.email_verified,
-        role: a.role,
-        org_id: a.org_id.to_string(),
-        mfa_enabled: a.mfa_enabled,
-    })))
+async fn me(Enrolling(who): Enrolling) -> Response {
+    no_store(axum::Json(MeResponse {
+        id: who.user.to_string(),
+        email: who.email.to_string(),
+        email_verified: who.email_verified,
+        role: who.role,
+        org_id: who.org.to_string(),
+        mfa_enabled: who.mfa_enabled,
+        mfa_enrollment_required: who.enrollment_only(),
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -374,15 +385,12 @@ pub struct SessionsResponse {
 /// Where the user is signed in, newest first.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
     responses((status = 200, body = SessionsResponse, description = "The live sessions")))]
-async fn list_sessions(
-    State(st): State<AppState>,
-    Principal(who): Principal,
-) -> Result<Response, Error> {
+async fn list_sessions(State(st): State<AppState>, Caller(who): Caller) -> Result<Response, Error> {
     let sessions = flows::sessions::list(&st, &who).await?;
     let sessions = sessions
         .into_iter()
         .map(|s| SessionOut {
-            current: s.session_id == who.sid,
+            current: s.session_id == who.session,
             id: s.session_id.to_string(),
             created_at: s.created_at,
             last_used_at: s.last_used_at,
@@ -404,7 +412,7 @@ async fn list_sessions(
     ))]
 async fn revoke_session(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -418,7 +426,7 @@ async fn revoke_session(
     responses((status = 204, description = "The other sessions are signed out")))]
 async fn revoke_other_sessions(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
 ) -> Result<Response, Error> {
     flows::sessions::revoke_others(&st, &who, &meta).await?;

@@ -14,7 +14,7 @@ use super::login::{TokenResponse, no_store, token_response};
 use crate::domain::{LoginPassword, RecoveryCode, TotpCode};
 use crate::error::Error;
 use crate::flows::mfa::{self, SecondFactor};
-use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
+use crate::http::{Caller, Check, Enrolling, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -108,7 +108,7 @@ impl FromJson for PasswordBody {
     ))]
 async fn enroll(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Enrolling(who): Enrolling,
     Meta(meta): Meta,
     Json(body): Json<PasswordBody>,
 ) -> Result<Response, Error> {
@@ -161,7 +161,7 @@ pub struct RecoveryCodesResponse {
     ))]
 async fn confirm(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Enrolling(who): Enrolling,
     Meta(meta): Meta,
     Json(body): Json<CodeBody>,
 ) -> Result<Response, Error> {
@@ -217,7 +217,7 @@ impl FromJson for DisableBody {
     ))]
 async fn disable(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
     Json(body): Json<DisableBody>,
 ) -> Result<Response, Error> {
@@ -267,7 +267,7 @@ impl FromJson for SecondFactorBody {
     ))]
 async fn regenerate_recovery_codes(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
     Json(body): Json<SecondFactorBody>,
 ) -> Result<Response, Error> {

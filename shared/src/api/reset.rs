@@ -13,7 +13,7 @@ use super::contract;
 use crate::domain::{Email, LoginPassword};
 use crate::error::Error;
 use crate::flows;
-use crate::http::{Check, Fields, FromJson, Json, Meta, Principal, no_content};
+use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -162,7 +162,7 @@ impl FromJson for ChangeBody {
     ))]
 async fn change(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
     Json(body): Json<ChangeBody>,
 ) -> Result<Response, Error> {
@@ -221,7 +221,7 @@ async fn verify_email(
     ))]
 async fn resend_verification(
     State(st): State<AppState>,
-    Principal(who): Principal,
+    Caller(who): Caller,
     Meta(meta): Meta,
 ) -> Result<Response, Error> {
     flows::email::resend(&st, &who, &meta).await?;

@@ -4,10 +4,9 @@
 use secrecy::SecretString;
 
 use super::steps::links::{self, Why, send_verification, token_account};
-use super::steps::session;
 use super::{Error, MAX_RACE_RETRIES};
+use crate::access::UserActor;
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
-use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{AccountRecord, StoreError, TokenKind};
 
@@ -60,20 +59,14 @@ pub async fn verify(st: &AppState, token: &SecretString, meta: &RequestMeta) -> 
 }
 
 /// Mails the signed-in user a new verification link; the previous one stops working.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
-pub async fn resend(st: &AppState, who: &AccessClaims, meta: &RequestMeta) -> Result<(), Error> {
-    session::require_live_session(st, who).await?;
-    let email = st
-        .store
-        .user_ref(&who.sub)
-        .await?
-        .ok_or(Error::Unauthenticated)?
-        .email;
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
+pub async fn resend(st: &AppState, who: &UserActor, meta: &RequestMeta) -> Result<(), Error> {
+    let email = &who.email;
     for _ in 0..MAX_RACE_RETRIES {
-        let state = st.store.login_state(&email).await?;
+        let state = st.store.login_state(email).await?;
         let account = state
             .account
-            .filter(|a| a.value.user_id == who.sub)
+            .filter(|a| a.value.user_id == who.user)
             .ok_or(Error::Unauthenticated)?;
         if account.value.email_verified {
             return Err(Error::Conflict("The email address is already verified."));

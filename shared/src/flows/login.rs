@@ -10,11 +10,11 @@
 
 use super::steps::challenge::{self, Challenge};
 use super::steps::links;
-use super::steps::lockout::{self, Counted, Subject};
-use super::steps::session::{SessionOwner, issue, new_refresh_secret, new_session};
+use super::steps::lockout::{self, Counted, OrgRules, Subject};
+use super::steps::session::{Grant, SessionOwner, issue, new_refresh_secret, new_session};
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
-use crate::domain::{AccountStatus, Email, LoginPassword};
+use crate::domain::{AccountStatus, Email, LoginPassword, OrgSettings};
 use crate::state::AppState;
 use crate::store::{AccountRecord, Budget, MailLinkState, StoreError, TokenKind, Versioned};
 
@@ -27,7 +27,11 @@ pub async fn login(
 ) -> Result<LoginOutcome, Error> {
     let state = st.store.login_state(email).await?;
     let subject = Subject::of(email, state.account.as_ref().map(|a| &a.value));
-    let counted = lockout::count_attempt(st, subject, state.lockout, meta).await?;
+    let mut rules = match &state.account {
+        Some(a) => OrgRules::for_account(st, &a.value, state.settings.as_ref()).await?,
+        None => OrgRules::defaults(st),
+    };
+    let counted = lockout::count_attempt(st, subject, state.lockout, &mut rules, meta).await?;
     let verified = st
         .hasher
         .verify(
@@ -41,7 +45,7 @@ pub async fn login(
     match state.account {
         Some(a) if verified && a.value.status == AccountStatus::Active => {
             if a.value.email_verified {
-                succeed(st, a, counted, pw, meta).await
+                succeed(st, a, counted, &rules.settings, pw, meta).await
             } else {
                 unverified(st, a, counted, state.verify_link, meta).await
             }
@@ -134,6 +138,7 @@ async fn succeed(
     st: &AppState,
     mut account: Versioned<AccountRecord>,
     counted: Counted,
+    settings: &OrgSettings,
     pw: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, Error> {
@@ -164,13 +169,13 @@ async fn succeed(
                     .email(&a.email),
             );
             challenge::evict_challenges(&mut tx, &challenges, now);
-            Err(challenge::add_challenge(&mut tx, a, now))
+            Err(challenge::add_challenge(&mut tx, a, settings, now))
         } else {
             let session = new_session(
-                st,
                 SessionOwner::of(a),
                 vec!["pwd".into()],
                 refresh_hash.clone(),
+                settings,
                 meta,
                 now,
             );
@@ -211,7 +216,11 @@ async fn succeed(
             Ok(()) => {
                 return Ok(match opened {
                     Ok(session) => {
-                        LoginOutcome::Tokens(Box::new(issue(st, &session, &secret, now)))
+                        let grant = Grant {
+                            role: a.role,
+                            enrollment_only: settings.mfa_required,
+                        };
+                        LoginOutcome::Tokens(Box::new(issue(st, &session, grant, &secret, now)))
                     }
                     Err(challenge) => LoginOutcome::MfaRequired(challenge),
                 });

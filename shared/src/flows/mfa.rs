@@ -19,14 +19,14 @@ use super::steps::challenge::{CHALLENGE_MAX_FAILURES, parse_challenge_token};
 use super::steps::lockout::{self, Policy, Subject};
 use super::steps::notice;
 use super::steps::session::{
-    self as sessions, SessionOwner, issue, new_refresh_secret, new_session,
+    self as sessions, Grant, SessionOwner, issue, new_refresh_secret, new_session,
 };
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
+use crate::access::{AMR_OTP, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::domain::{Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
-use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
     AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, LockoutRecord, MfaState,
@@ -147,29 +147,38 @@ fn event(
         .user(&a.user_id)
 }
 
-async fn account_of(st: &AppState, who: &AccessClaims) -> Result<Versioned<AccountRecord>, Error> {
+/// The caller's account (one read: the actor knows the address).
+async fn account_of(st: &AppState, who: &UserActor) -> Result<Versioned<AccountRecord>, Error> {
     st.store
-        .account_by_user(&who.sub)
+        .account(&who.email)
         .await?
+        .filter(|a| a.value.user_id == who.user)
         .ok_or(Error::Unauthenticated)
 }
 
 /// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed. Needs the
 /// password (counted like a sign-in), so a stolen session alone cannot add a factor.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
 pub async fn enroll(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     password: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<Enrollment, Error> {
-    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if account.value.mfa_enabled {
         return Err(Error::MfaAlreadyEnabled);
     }
-    lockout::reverify_password(st, &account, password, "mfa_enroll", meta).await?;
-    let state = st.store.mfa_state(&who.sub).await?;
+    lockout::reverify_password(
+        st,
+        &account,
+        &who.settings.settings,
+        password,
+        "mfa_enroll",
+        meta,
+    )
+    .await?;
+    let state = st.store.mfa_state(&who.user).await?;
     if state
         .factor
         .as_ref()
@@ -181,7 +190,7 @@ pub async fn enroll(
     let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>();
     let ring = st.keys.current();
     let (key_id, key) = ring.data_key();
-    let sealed = crypto::seal(key_id, key, who.sub.as_str().as_bytes(), &seed)
+    let sealed = crypto::seal(key_id, key, who.user.as_str().as_bytes(), &seed)
         .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
     let factor = TotpFactorRecord {
         status: FactorStatus::Pending,
@@ -191,7 +200,7 @@ pub async fn enroll(
         enabled_at: None,
     };
     let mut tx = st.store.tx();
-    tx.put_totp_factor(&who.sub, &factor, state.factor.as_ref().map(|f| f.ver));
+    tx.put_totp_factor(&who.user, &factor, state.factor.as_ref().map(|f| f.ver));
     tx.audit(&event(
         EventType::MfaEnrollStarted,
         Outcome::Success,
@@ -223,14 +232,13 @@ pub async fn enroll(
 
 /// Confirms a pending enrollment with a first code: MFA is on, and ten recovery codes are
 /// returned once.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
 pub async fn confirm(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     code: &TotpCode,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, Error> {
-    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     let a = &account.value;
     let charged = Charged {
@@ -243,7 +251,7 @@ pub async fn confirm(
     // The other sessions go first (then once more after): MFA never comes on while a
     // session that may be an intruder's, opened with the password alone, lives on.
     sessions::revoke_others(st, who, meta).await?;
-    let (codes, records) = new_recovery_codes(st, &who.sub, now);
+    let (codes, records) = new_recovery_codes(st, &who.user, now);
     let enabled = TotpFactorRecord {
         status: FactorStatus::Enabled,
         last_step: Some(step),
@@ -251,7 +259,7 @@ pub async fn confirm(
         ..factor.value
     };
     let mut tx = st.store.tx();
-    tx.put_totp_factor(&who.sub, &enabled, Some(factor.ver));
+    tx.put_totp_factor(&who.user, &enabled, Some(factor.ver));
     tx.put_account(
         &AccountRecord {
             mfa_enabled: true,
@@ -260,7 +268,7 @@ pub async fn confirm(
         Some(account.ver),
     );
     for r in &records {
-        tx.put_recovery_code(&who.sub, r);
+        tx.put_recovery_code(&who.user, r);
     }
     clear_budget(
         &mut tx,
@@ -301,14 +309,14 @@ pub async fn confirm(
 /// and refused while the budget is locked.
 async fn confirm_code(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     code: &TotpCode,
     charged: &Charged<'_>,
     a: &AccountRecord,
     meta: &RequestMeta,
 ) -> Result<(MfaState, Versioned<TotpFactorRecord>, u64, Timestamp), Error> {
     for _ in 0..MAX_RACE_RETRIES {
-        let state = st.store.mfa_state(&who.sub).await?;
+        let state = st.store.mfa_state(&who.user).await?;
         let factor = match &state.factor {
             Some(f) if f.value.status == FactorStatus::Pending => f.clone(),
             Some(_) => return Err(Error::MfaAlreadyEnabled),
@@ -322,7 +330,7 @@ async fn confirm_code(
         if let Some(refused) = refuse_if_locked(st, &state, a, meta, now).await {
             return Err(refused);
         }
-        if let Some(step) = accept_totp(st, &who.sub, &factor.value, code, now)? {
+        if let Some(step) = accept_totp(st, &who.user, &factor.value, code, now)? {
             return Ok((state, factor, step, now));
         }
         let mut tx = st.store.tx();
@@ -433,17 +441,18 @@ async fn succeed(
 ) -> Result<IssuedTokens, Error> {
     let c = &challenge.value;
     let (secret, refresh_hash) = new_refresh_secret();
+    let limits = c
+        .settings
+        .unwrap_or_else(|| st.config.default_org_settings());
     let session = new_session(
-        st,
         SessionOwner {
             user: &c.user_id,
             org: &c.org_id,
-            role: c.role,
-            email: &c.email,
             password_epoch: c.password_epoch,
         },
-        vec!["pwd".into(), "otp".into()],
+        vec!["pwd".into(), AMR_OTP.into()],
         refresh_hash,
+        &limits,
         meta,
         now,
     );
@@ -478,7 +487,7 @@ async fn succeed(
     tx.put_session(&session, None);
     // Only while the password that passed the first step is still the account's: a reset
     // or change meanwhile ends the challenge.
-    let epoch_check = tx.check_password_epoch(&c.email, c.password_epoch);
+    let epoch_check = tx.check_password_epoch(&c.user_id, c.password_epoch);
     tx.audit(
         &base(EventType::MfaVerified)
             .session(&session.session_id)
@@ -491,7 +500,14 @@ async fn succeed(
             .detail("amr", session.amr.join(" ")),
     );
     match st.store.commit(tx).await {
-        Ok(()) => Ok(issue(st, &session, &secret, now)),
+        Ok(()) => {
+            // The user has MFA: never an enrollment-only session.
+            let grant = Grant {
+                role: c.role,
+                enrollment_only: false,
+            };
+            Ok(issue(st, &session, grant, &secret, now))
+        }
         Err(StoreError::ConditionFailed { index }) if index == epoch_check => {
             Err(Error::MfaTokenInvalid)
         }
@@ -684,20 +700,19 @@ struct Reauthenticated {
 /// toward the MFA budget, as at sign-in.
 async fn reauthenticate(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     password: Option<&LoginPassword>,
     offered: &SecondFactor,
     during: &'static str,
     meta: &RequestMeta,
 ) -> Result<Reauthenticated, Error> {
-    sessions::require_live_session(st, who).await?;
     let account = account_of(st, who).await?;
     if let Some(pw) = password {
-        lockout::reverify_password(st, &account, pw, during, meta).await?;
+        lockout::reverify_password(st, &account, &who.settings.settings, pw, during, meta).await?;
     }
     let a = &account.value;
     for _ in 0..MAX_RACE_RETRIES {
-        let state = st.store.mfa_state(&who.sub).await?;
+        let state = st.store.mfa_state(&who.user).await?;
         let factor = state
             .factor
             .clone()
@@ -709,10 +724,10 @@ async fn reauthenticate(
         }
         let accepted = match offered {
             SecondFactor::Totp(code) => {
-                accept_totp(st, &who.sub, &factor.value, code, now)?.map(Accepted::Step)
+                accept_totp(st, &who.user, &factor.value, code, now)?.map(Accepted::Step)
             }
             SecondFactor::Recovery(code) => {
-                match_recovery(st, &who.sub, &state.recovery_codes, code).map(Accepted::Recovery)
+                match_recovery(st, &who.user, &state.recovery_codes, code).map(Accepted::Recovery)
             }
         };
         if let Some(how) = accepted {
@@ -782,10 +797,10 @@ fn consume(
 
 /// Turns MFA off (the password and a current code or a recovery code required) and signs
 /// out the other sessions.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
 pub async fn disable(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     password: &LoginPassword,
     offered: &SecondFactor,
     meta: &RequestMeta,
@@ -796,11 +811,11 @@ pub async fn disable(
     sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
     let mut tx = st.store.tx();
-    tx.delete_totp_factor(&who.sub, Cond::Version(r.factor.ver));
+    tx.delete_totp_factor(&who.user, Cond::Version(r.factor.ver));
     // Every code goes; the factor's version condition settles races with a sign-in that
     // consumes one of them.
     for c in &r.state.recovery_codes {
-        tx.delete_recovery_code(&who.sub, c.value.slot, Cond::None);
+        tx.delete_recovery_code(&who.user, c.value.slot, Cond::None);
     }
     consume(&mut tx, &r, "disable", meta, now);
     tx.put_account(
@@ -832,10 +847,10 @@ pub async fn disable(
 
 /// New recovery codes (a current code or a recovery code required): the old ones die, the
 /// other sessions are signed out.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
 pub async fn regenerate_recovery_codes(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     offered: &SecondFactor,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, Error> {
@@ -843,18 +858,18 @@ pub async fn regenerate_recovery_codes(
     // As for disable: sessions first, so new codes never leave an intruder signed in.
     sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
-    let (codes, records) = new_recovery_codes(st, &who.sub, now);
-    let mut factor = resealed(st, &who.sub, &r.factor.value)?;
+    let (codes, records) = new_recovery_codes(st, &who.user, now);
+    let mut factor = resealed(st, &who.user, &r.factor.value)?;
     if let Accepted::Step(step) = r.how {
         factor.last_step = Some(step);
     }
     let mut tx = st.store.tx();
     // Under its version: the code used here, or a recovery code consumed at sign-in
     // meanwhile, makes one of the two lose.
-    tx.put_totp_factor(&who.sub, &factor, Some(r.factor.ver));
+    tx.put_totp_factor(&who.user, &factor, Some(r.factor.ver));
     // All ten slots are overwritten, the one of a recovery code used here included.
     for rec in &records {
-        tx.put_recovery_code(&who.sub, rec);
+        tx.put_recovery_code(&who.user, rec);
     }
     consume(&mut tx, &r, "recovery_codes", meta, now);
     tx.audit(&event(

@@ -12,15 +12,15 @@ use super::steps::links::{self, Issued, token_account};
 use super::steps::lockout;
 use super::steps::session::{self as sessions, Stale};
 use super::{Error, MAX_RACE_RETRIES};
+use crate::access::UserActor;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::domain::{
     AccountStatus, Email, LoginPassword, NewPassword, PasswordContext, PolicyViolation, SessionId,
 };
-use crate::jwt::AccessClaims;
 use crate::mail::Mail;
 use crate::state::AppState;
-use crate::store::{AccountRecord, Budget, StoreError, TokenKind, Versioned};
+use crate::store::{AccountRecord, Budget, CurrentSettings, StoreError, TokenKind, Versioned};
 
 /// DynamoDB's limit on the items of one transaction.
 const MAX_TX_ITEMS: usize = 100;
@@ -175,7 +175,11 @@ async fn policy_then_hash(
     account: &AccountRecord,
     current: Option<&LoginPassword>,
 ) -> Result<String, Error> {
-    let org = st.store.org(&account.org_id).await?;
+    let (org, settings) = tokio::try_join!(
+        st.store.org(&account.org_id),
+        st.store.org_settings(&account.org_id)
+    )?;
+    let settings = CurrentSettings::of(settings, st.config.default_org_settings()).settings;
     let ctx = PasswordContext {
         email: &account.email,
         org_name: org.as_ref().map(|o| o.value.name.as_str()),
@@ -183,7 +187,7 @@ async fn policy_then_hash(
     };
     let password = NewPassword::parse(
         new_password.expose_secret(),
-        st.config.password_policy,
+        settings.password_policy(),
         &ctx,
     )
     .map_err(|violations| Error::PasswordPolicy {
@@ -348,27 +352,44 @@ async fn finish(
 
 /// Changes the password of a signed-in user, who gives the current one (a wrong one counts
 /// toward lockout). The other sessions are signed out; this one stays.
-#[tracing::instrument(skip_all, fields(user_id = %who.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %who.user))]
 pub async fn change(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     current: &LoginPassword,
     new_password: &SecretString,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
-    let mut own = sessions::own_live_session(st, who).await?;
+    let mut own = sessions::own_session(st, who).await?;
     let mut account = st
         .store
-        .account_by_user(&who.sub)
+        .account(&who.email)
         .await?
+        .filter(|a| a.value.user_id == who.user)
         .ok_or(Error::Unauthenticated)?;
-    lockout::reverify_password(st, &account, current, "password_change", meta).await?;
+    lockout::reverify_password(
+        st,
+        &account,
+        &who.settings.settings,
+        current,
+        "password_change",
+        meta,
+    )
+    .await?;
     let password_hash = policy_then_hash(st, new_password, &account.value, Some(current)).await?;
     for _ in 0..MAX_RACE_RETRIES {
         let a = &account.value;
         let epoch = a.password_epoch + 1;
         let now = st.clock.now();
-        let stale = prepare(st, a, epoch, Some(&who.sid), Reason::PasswordChanged, meta).await?;
+        let stale = prepare(
+            st,
+            a,
+            epoch,
+            Some(&who.session),
+            Reason::PasswordChanged,
+            meta,
+        )
+        .await?;
         // A reset link mailed earlier stops working: the password it would replace is gone.
         let reset_link = st
             .store
@@ -394,12 +415,19 @@ pub async fn change(
             &AuditEvent::new(EventType::PasswordChanged, Outcome::Success, meta, now)
                 .org(&a.org_id)
                 .user(&a.user_id)
-                .session(&who.sid)
+                .session(&who.session)
                 .detail("sessions_revoked", stale.sessions.len()),
         );
         match st.store.commit(tx).await {
             Ok(()) => {
-                finish(st, &updated, Some(&who.sid), Reason::PasswordChanged, meta).await;
+                finish(
+                    st,
+                    &updated,
+                    Some(&who.session),
+                    Reason::PasswordChanged,
+                    meta,
+                )
+                .await;
                 send_changed_mail(st, &updated, meta, now).await;
                 return Ok(());
             }
@@ -407,8 +435,9 @@ pub async fn change(
                 let epoch_read = a.password_epoch;
                 account = st
                     .store
-                    .account_by_user(&who.sub)
+                    .account(&who.email)
                     .await?
+                    .filter(|a| a.value.user_id == who.user)
                     .ok_or(Error::Unauthenticated)?;
                 // The current password was checked against a password that is gone.
                 if account.value.password_epoch != epoch_read {
@@ -418,9 +447,7 @@ pub async fn change(
                 }
             }
             // This session was refreshed (read it again) or signed out (then 401).
-            Err(StoreError::ConditionFailed { .. }) => {
-                own = sessions::own_live_session(st, who).await?
-            }
+            Err(StoreError::ConditionFailed { .. }) => own = sessions::own_session(st, who).await?,
             Err(e) => return Err(e.into()),
         }
     }

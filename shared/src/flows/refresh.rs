@@ -6,35 +6,86 @@
 
 use secrecy::SecretString;
 
-use super::steps::session::{issue, new_refresh_secret, parse_refresh_token};
-use super::{Error, IssuedTokens};
+use super::steps::session::{Grant, issue, new_refresh_secret, parse_refresh_token};
+use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::crypto;
+use crate::domain::{AccountStatus, OrgId, SessionId, UserId};
 use crate::state::AppState;
-use crate::store::{Cond, SessionRecord, StoreError, Versioned};
+use crate::store::{
+    Cond, CurrentSettings, SessionRecord, SettingsRecord, StoreError, Table, UserRef, Versioned,
+    keys,
+};
 
 /// Old token hashes kept per session for reuse detection. Older ones are simply unknown.
 pub const REMEMBERED_ROTATIONS: usize = 16;
 
+/// What a refresh reads, in one batch: the session, its user and the org's settings.
+struct State {
+    session: Option<Versioned<SessionRecord>>,
+    user: Option<Versioned<UserRef>>,
+    settings: CurrentSettings,
+}
+
+async fn read(st: &AppState, org: &OrgId, user: &UserId, sid: &SessionId) -> Result<State, Error> {
+    let keys = [
+        keys::session(user, sid),
+        keys::user_ref(user),
+        keys::org_settings(org),
+    ];
+    let [session, user, settings]: [Option<_>; 3] = st
+        .store
+        .get_many(Table::Main, &keys)
+        .await?
+        .try_into()
+        .map_err(|_| StoreError::Invalid("batch read answered the wrong count".into()))?;
+    let settings: Option<Versioned<SettingsRecord>> = st.store.decode(settings)?;
+    Ok(State {
+        session: st.store.decode(session)?,
+        user: st.store.decode(user)?,
+        settings: CurrentSettings::of(settings, st.config.default_org_settings()),
+    })
+}
+
+/// Rotates the refresh token of a live session. The session lives by the org's session
+/// limits as they are now, and only while its user is active, in its org, and on the
+/// password it was opened with; the new access token carries the user's role now.
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     st: &AppState,
     token: &SecretString,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, Error> {
-    let (user, sid, secret) = parse_refresh_token(token).ok_or(Error::Unauthenticated)?;
-    let session = st
-        .store
-        .session(&user, &sid)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
-    let now = st.clock.now();
-    if !session.value.is_live(now) {
-        return Err(Error::Unauthenticated);
-    }
+    let (org, user, sid, secret) = parse_refresh_token(token).ok_or(Error::Unauthenticated)?;
     let presented = crypto::token_hash(&secret);
-    let s = &session.value;
-    if crypto::ct_eq(presented.as_bytes(), s.refresh_hash.as_bytes()) {
+    for _ in 0..MAX_RACE_RETRIES {
+        let state = read(st, &org, &user, &sid).await?;
+        let session = state.session.ok_or(Error::Unauthenticated)?;
+        let now = st.clock.now();
+        let s = &session.value;
+        if !s.is_live(now) || s.org_id != org {
+            return Err(Error::Unauthenticated);
+        }
+        if !crypto::ct_eq(presented.as_bytes(), s.refresh_hash.as_bytes()) {
+            if s.previous_refresh_hashes
+                .iter()
+                .any(|h| crypto::ct_eq(presented.as_bytes(), h.as_bytes()))
+            {
+                return revoke_for_reuse(st, &session, meta).await;
+            }
+            // A well-formed token with a wrong secret proves nothing about the session:
+            // refuse it without letting whoever knows the ids sign the user out.
+            return Err(Error::Unauthenticated);
+        }
+        let holder = state.user.ok_or(Error::Unauthenticated)?;
+        let u = &holder.value;
+        if u.status != AccountStatus::Active
+            || u.org_id != org
+            || u.password_epoch != s.password_epoch
+        {
+            return Err(Error::Unauthenticated);
+        }
+        let limits = state.settings.settings;
         let (new_secret, new_hash) = new_refresh_secret();
         let mut previous = Vec::with_capacity(REMEMBERED_ROTATIONS);
         previous.push(s.refresh_hash.clone());
@@ -44,52 +95,51 @@ pub async fn refresh(
                 .take(REMEMBERED_ROTATIONS - 1)
                 .cloned(),
         );
-        let rotated = SessionRecord {
+        let mut rotated = SessionRecord {
             refresh_hash: new_hash,
             previous_refresh_hashes: previous,
             last_used_at: now,
-            idle_expires_at: now.plus(st.config.session_idle_timeout).min(s.expires_at),
             ip: meta.ip.to_string(),
             user_agent: meta.user_agent.clone(),
             ..s.clone()
         };
+        // Limits changed since the session was opened apply now (docs/org-settings.md).
+        rotated.apply_limits(&limits, now);
+        if !rotated.is_live(now) {
+            return Err(Error::Unauthenticated);
+        }
         let mut tx = st.store.tx();
         tx.put_session(&rotated, Some(session.ver));
-        // A session opened with a password since reset or changed is over, even should the
-        // sweep after that change have missed it.
-        let epoch_check = s
-            .email
-            .as_ref()
-            .map(|e| tx.check_password_epoch(e, s.password_epoch));
+        // The user as read: a password reset, deactivation or role change meanwhile makes
+        // this refresh look again.
+        let user_check = tx.check_user(&u.user_id, holder.ver);
         tx.audit(
             &AuditEvent::new(EventType::SessionRefreshed, Outcome::Success, meta, now)
                 .org(&s.org_id)
                 .user(&s.user_id)
                 .session(&s.session_id),
         );
-        return match st.store.commit(tx).await {
-            Ok(()) => Ok(issue(st, &rotated, &new_secret, now)),
-            Err(StoreError::ConditionFailed { index }) if Some(index) == epoch_check => {
-                Err(Error::Unauthenticated)
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                let grant = Grant {
+                    role: u.role,
+                    enrollment_only: limits.mfa_required && !u.mfa_enabled,
+                };
+                return Ok(issue(st, &rotated, grant, &new_secret, now));
             }
+            Err(StoreError::ConditionFailed { index }) if index == user_check => continue,
             // The session changed since we read it: a concurrent refresh with the same token
             // (reuse), or a sign-out (the token is simply dead now).
-            Err(StoreError::ConditionFailed { .. }) => match st.store.session(&user, &sid).await? {
-                Some(current) => revoke_for_reuse(st, &current, meta).await,
-                None => Err(Error::Unauthenticated),
-            },
-            Err(e) => Err(e.into()),
-        };
+            Err(StoreError::ConditionFailed { .. }) => {
+                return match st.store.session(&user, &sid).await? {
+                    Some(current) => revoke_for_reuse(st, &current, meta).await,
+                    None => Err(Error::Unauthenticated),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    if s.previous_refresh_hashes
-        .iter()
-        .any(|h| crypto::ct_eq(presented.as_bytes(), h.as_bytes()))
-    {
-        return revoke_for_reuse(st, &session, meta).await;
-    }
-    // A well-formed token with a wrong secret proves nothing about the session: refuse it
-    // without letting whoever knows the ids sign the user out.
-    Err(Error::Unauthenticated)
+    Err(Error::Contended)
 }
 
 async fn revoke_for_reuse(

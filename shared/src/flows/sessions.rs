@@ -1,35 +1,34 @@
 //! Where a user is signed in: the list, sign out here, sign out one device, sign out all
 //! others (the revocation itself is `steps::session`).
 
-use super::steps::session::{require_live, revoked_event};
+use super::steps::session::revoked_event;
 use super::{Error, MAX_RACE_RETRIES};
+use crate::access::UserActor;
 use crate::audit::{Reason, RequestMeta};
 use crate::domain::SessionId;
-use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{Cond, SessionRecord, StoreError};
 
 /// Revokes every session of the caller but the current one. Returns how many.
 pub async fn revoke_others(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     meta: &RequestMeta,
 ) -> Result<usize, Error> {
     super::steps::session::revoke_others(st, who, meta).await
 }
 
 /// The live sessions of the caller, newest first.
-pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord>, Error> {
+pub async fn list(st: &AppState, who: &UserActor) -> Result<Vec<SessionRecord>, Error> {
     let now = st.clock.now();
     let mut live: Vec<SessionRecord> = st
         .store
-        .sessions(&who.sub)
+        .sessions(&who.user)
         .await?
         .into_iter()
         .map(|v| v.value)
         .filter(|s| s.is_live(now))
         .collect();
-    require_live(live.iter().find(|s| s.session_id == who.sid), now)?;
     live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(live)
 }
@@ -38,26 +37,28 @@ pub async fn list(st: &AppState, who: &AccessClaims) -> Result<Vec<SessionRecord
 /// Returns `NotFound` when there is no such live session.
 pub async fn revoke(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     sid: &SessionId,
     reason: Reason,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
     let now = st.clock.now();
-    if *sid != who.sid {
-        let own = st.store.session(&who.sub, &who.sid).await?;
-        require_live(own.as_ref().map(|v| &v.value), now)?;
-    }
     for _ in 0..MAX_RACE_RETRIES {
         let session = st
             .store
-            .session(&who.sub, sid)
+            .session(&who.user, sid)
             .await?
             .filter(|s| s.value.is_live(now))
             .ok_or(Error::NotFound)?;
         let mut tx = st.store.tx();
-        tx.delete_session(&who.sub, sid, Cond::Version(session.ver));
-        tx.audit(&revoked_event(&session.value, &who.sub, reason, meta, now));
+        tx.delete_session(&who.user, sid, Cond::Version(session.ver));
+        tx.audit(&revoked_event(
+            &session.value,
+            Some(&who.user),
+            reason,
+            meta,
+            now,
+        ));
         match st.store.commit(tx).await {
             Ok(()) => return Ok(()),
             // Refreshed (look again) or revoked (then not found) meanwhile.

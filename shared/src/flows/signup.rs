@@ -8,7 +8,7 @@ use crate::config::SignupMode;
 use crate::crypto;
 use crate::domain::{AccountStatus, Email, NewPassword, OrgId, OrgName, Role, UserId};
 use crate::state::AppState;
-use crate::store::{AccountRecord, Budget, OrgRecord, StoreError, TokenKind};
+use crate::store::{AccountRecord, Budget, OrgRecord, SettingsCopy, StoreError, TokenKind};
 
 #[derive(Debug)]
 pub struct Signup {
@@ -75,6 +75,15 @@ pub async fn create_org(
     // Failed sign-ins on the address before it had an account (anyone may try any address)
     // do not lock the account created now.
     tx.remove_budget(Budget::Password(&owner.email));
+    // A new org runs on the deployment's defaults: sign-in reads them beside the account.
+    tx.put_settings_copy(
+        &owner.email,
+        &SettingsCopy {
+            org_id: org.org_id.clone(),
+            version: 0,
+            settings: st.config.default_org_settings(),
+        },
+    );
     let link = super::steps::links::issue(
         &mut tx,
         TokenKind::EmailVerification,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::Timestamp;
-use crate::domain::{ChallengeId, UserId};
+use crate::domain::{ChallengeId, OrgSettings, UserId};
 use crate::store::{AccountRecord, ChallengeRecord, Cond, Tx, Versioned};
 
 /// A challenge lives 5 minutes and survives 5 wrong codes (API.md).
@@ -42,7 +42,12 @@ pub fn evict_challenges(tx: &mut Tx, challenges: &[Versioned<ChallengeRecord>], 
 
 /// Adds a challenge to the first step's transaction and returns its token,
 /// `{user_id}.{challenge_id}.{secret}` (only the SHA-256 of the secret is stored).
-pub fn add_challenge(tx: &mut Tx, a: &AccountRecord, now: Timestamp) -> Challenge {
+pub fn add_challenge(
+    tx: &mut Tx,
+    a: &AccountRecord,
+    settings: &OrgSettings,
+    now: Timestamp,
+) -> Challenge {
     let (secret, secret_hash) = super::session::new_refresh_secret();
     let c = ChallengeRecord {
         challenge_id: ChallengeId::new(),
@@ -53,6 +58,7 @@ pub fn add_challenge(tx: &mut Tx, a: &AccountRecord, now: Timestamp) -> Challeng
         secret_hash,
         failures: 0,
         password_epoch: a.password_epoch,
+        settings: Some(*settings),
         created_at: now,
         expires_at: now.plus(CHALLENGE_TTL),
     };

@@ -24,11 +24,13 @@ use std::time::Duration;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::domain::{Email, LoginPassword, OrgId, UserId};
+use crate::domain::{Email, LoginPassword, OrgId, OrgSettings, UserId};
 use crate::flows::{Error, MAX_RACE_RETRIES};
 use crate::mail::Mail;
 use crate::state::AppState;
-use crate::store::{AccountRecord, Budget, LockoutRecord, StoreError, Tx, Versioned};
+use crate::store::{
+    AccountRecord, Budget, CurrentSettings, LockoutRecord, SettingsCopy, StoreError, Tx, Versioned,
+};
 
 /// Consecutive failures after which only a password reset by mail lifts the lock
 /// (NIST SP 800-63B §5.2.2: at most 100).
@@ -44,10 +46,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn passwords(c: &Config) -> Self {
+    /// The password budget under an org's settings (the deployment's for unknown addresses).
+    pub fn passwords(s: &OrgSettings) -> Self {
         Self {
-            threshold: c.lockout_threshold,
-            base: c.lockout_duration,
+            threshold: s.lockout_threshold,
+            base: s.lockout_duration(),
         }
     }
 
@@ -205,6 +208,81 @@ pub struct Refusal<'a> {
     pub kind: EventType,
 }
 
+/// The org settings a password attempt counts under. For an address with an account they
+/// are the org's, as copied beside the account; the write that counts the attempt checks
+/// that the copy is still current (`guard`), so an attempt never counts under settings an
+/// admin has changed. Unknown addresses count under the deployment's defaults.
+#[derive(Debug, Clone)]
+pub struct OrgRules {
+    pub settings: OrgSettings,
+    pub guard: Option<Guard>,
+}
+
+/// How the counting write makes sure the rules are the org's current settings.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub org: OrgId,
+    pub current: CurrentSettings,
+    /// The copy beside the account is missing or stale: the counting write replaces it.
+    pub rewrite_copy: bool,
+}
+
+impl OrgRules {
+    /// The deployment's defaults, unguarded (an address without an account).
+    pub fn defaults(st: &AppState) -> Self {
+        Self {
+            settings: st.config.default_org_settings(),
+            guard: None,
+        }
+    }
+
+    /// Fixed settings, unguarded: those a signed-in caller's request read fresh.
+    pub fn fixed(settings: OrgSettings) -> Self {
+        Self {
+            settings,
+            guard: None,
+        }
+    }
+
+    /// The rules of an account's org from the copy read with the account; without a copy
+    /// (accounts of earlier versions) the org's settings are read (one more read).
+    pub async fn for_account(
+        st: &AppState,
+        account: &AccountRecord,
+        copy: Option<&SettingsCopy>,
+    ) -> Result<Self, Error> {
+        let (current, rewrite_copy) = match copy.filter(|c| c.org_id == account.org_id) {
+            Some(c) => (
+                CurrentSettings {
+                    settings: c.settings,
+                    version: c.version,
+                    updated_at: None,
+                    updated_by: None,
+                },
+                false,
+            ),
+            None => (read_settings(st, &account.org_id).await?, true),
+        };
+        Ok(Self {
+            settings: current.settings,
+            guard: Some(Guard {
+                org: account.org_id.clone(),
+                current,
+                rewrite_copy,
+            }),
+        })
+    }
+}
+
+/// An org's settings as they stand (the defaults when it has none).
+pub async fn read_settings(st: &AppState, org: &OrgId) -> Result<CurrentSettings, Error> {
+    let stored = st.store.org_settings(org).await?;
+    Ok(CurrentSettings::of(
+        stored,
+        st.config.default_org_settings(),
+    ))
+}
+
 /// A password attempt, counted before its check.
 #[derive(Debug, Clone)]
 pub struct Counted {
@@ -222,11 +300,12 @@ pub async fn count_attempt(
     st: &AppState,
     subject: Subject<'_>,
     mut current: Option<Versioned<LockoutRecord>>,
+    rules: &mut OrgRules,
     meta: &RequestMeta,
 ) -> Result<Counted, Error> {
     let budget = Budget::Password(subject.email);
-    let policy = Policy::passwords(&st.config);
     for _ in 0..MAX_RACE_RETRIES {
+        let policy = Policy::passwords(&rules.settings);
         let now = st.clock.now();
         if let Some(l) = current.as_ref().filter(|l| l.value.is_locked(now)) {
             let refusal = Refusal {
@@ -242,8 +321,30 @@ pub async fn count_attempt(
         let mut tx = st.store.tx();
         let ver = tx.put_budget(budget, &record, current.as_ref().map(|l| l.ver));
         add_refusal_summary(&mut tx, prev, EventType::LoginFailed, subject, meta, now);
+        let settings_check = rules.guard.as_ref().map(|g| {
+            if g.rewrite_copy {
+                tx.put_settings_copy(
+                    subject.email,
+                    &SettingsCopy {
+                        org_id: g.org.clone(),
+                        version: g.current.version,
+                        settings: g.current.settings,
+                    },
+                );
+            }
+            tx.check_org_settings(&g.org, &g.current)
+        });
         match st.store.commit(tx).await {
             Ok(()) => return Ok(Counted { record, ver, locks }),
+            Err(StoreError::ConditionFailed { index }) if Some(index) == settings_check => {
+                // The org's settings changed since the copy was written: count under the
+                // current ones, and bring the copy up to date with the count.
+                if let Some(g) = rules.guard.as_mut() {
+                    g.current = read_settings(st, &g.org).await?;
+                    g.rewrite_copy = true;
+                    rules.settings = g.current.settings;
+                }
+            }
             Err(StoreError::ConditionFailed { .. }) => {
                 current = st.store.budget(budget).await?;
             }
@@ -392,6 +493,7 @@ pub async fn clear_after_success(
 pub async fn reverify_password(
     st: &AppState,
     account: &Versioned<AccountRecord>,
+    settings: &OrgSettings,
     pw: &LoginPassword,
     during: &str,
     meta: &RequestMeta,
@@ -399,7 +501,8 @@ pub async fn reverify_password(
     let a = &account.value;
     let subject = Subject::of(&a.email, Some(a));
     let current = st.store.budget(Budget::Password(&a.email)).await?;
-    let counted = count_attempt(st, subject, current, meta).await?;
+    let mut rules = OrgRules::fixed(*settings);
+    let counted = count_attempt(st, subject, current, &mut rules, meta).await?;
     if st.hasher.verify(pw, Some(&a.password_hash)).await {
         clear_after_success(st, subject, &counted, meta).await
     } else {

@@ -4,14 +4,18 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::access::UserActor;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::domain::{Email, SessionId, UserId};
+use crate::domain::{OrgId, OrgSettings, Role, SessionId, UserId};
 use crate::error::Error;
 use crate::jwt::{self, AccessClaims};
 use crate::state::AppState;
-use crate::store::{AccountRecord, ChallengeRecord, Cond, SessionRecord, Tx, Versioned};
+use crate::store::{AccountRecord, ChallengeRecord, Cond, SessionRecord, Tx};
+
+/// The `scope` of an access token whose session may only enroll MFA (API.md).
+pub const SCOPE_MFA_ENROLL: &str = "mfa_enroll";
 
 /// What a successful sign-in or refresh hands the client. Its `Debug` hides the tokens.
 pub struct IssuedTokens {
@@ -20,6 +24,16 @@ pub struct IssuedTokens {
     pub refresh_token: SecretString,
     pub session_id: SessionId,
     pub claims: AccessClaims,
+    /// The org requires MFA and the user has none: the tokens only reach `me`, logout and
+    /// MFA enrollment until they enroll.
+    pub mfa_enrollment_required: bool,
+}
+
+/// What the access token says about its holder, as their state stands when it is issued.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub role: Role,
+    pub enrollment_only: bool,
 }
 
 impl std::fmt::Debug for IssuedTokens {
@@ -30,31 +44,47 @@ impl std::fmt::Debug for IssuedTokens {
             .field("refresh_token", &"…")
             .field("session_id", &self.session_id)
             .field("claims", &self.claims)
+            .field("mfa_enrollment_required", &self.mfa_enrollment_required)
             .finish()
     }
 }
 
-/// A refresh token: `{user_id}.{session_id}.{secret}`. The ids locate the session in one read;
-/// only the SHA-256 of the secret is stored.
-pub fn refresh_token(user: &UserId, session: &SessionId, secret: &str) -> SecretString {
-    SecretString::from(format!("{user}.{session}.{secret}"))
+/// A refresh token: `{org_id}.{user_id}.{session_id}.{secret}`. The ids locate the session,
+/// its user and the org's settings in one batch read; only the SHA-256 of the secret is
+/// stored.
+pub fn refresh_token(s: &SessionRecord, secret: &str) -> SecretString {
+    SecretString::from(format!(
+        "{}.{}.{}.{secret}",
+        s.org_id, s.user_id, s.session_id
+    ))
 }
 
-pub fn parse_refresh_token(token: &SecretString) -> Option<(UserId, SessionId, String)> {
+/// The parts of a refresh token, when it has the shape of one.
+pub fn parse_refresh_token(token: &SecretString) -> Option<(OrgId, UserId, SessionId, String)> {
     let mut parts = token.expose_secret().split('.');
-    let (Some(u), Some(s), Some(secret), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(o), Some(u), Some(s), Some(secret), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return None;
     };
     (!secret.is_empty()).then_some(())?;
-    Some((UserId::parse(u)?, SessionId::parse(s)?, secret.to_owned()))
+    Some((
+        OrgId::parse(o)?,
+        UserId::parse(u)?,
+        SessionId::parse(s)?,
+        secret.to_owned(),
+    ))
 }
 
 /// Signs an access token for a session and pairs it with a refresh token.
 pub fn issue(
     st: &AppState,
     session: &SessionRecord,
+    grant: Grant,
     refresh_secret: &str,
     now: Timestamp,
 ) -> IssuedTokens {
@@ -64,9 +94,10 @@ pub fn issue(
         aud: st.config.audience.clone(),
         sub: session.user_id.clone(),
         org: session.org_id.clone(),
-        role: session.role,
+        role: grant.role,
         sid: session.session_id.clone(),
         amr: session.amr.clone(),
+        scope: grant.enrollment_only.then(|| SCOPE_MFA_ENROLL.to_owned()),
         iat: now.unix_seconds(),
         exp: now.plus(ttl).unix_seconds(),
         jti: uuid::Uuid::now_v7().simple().to_string(),
@@ -75,9 +106,10 @@ pub fn issue(
     IssuedTokens {
         access_token,
         expires_in: ttl.as_secs(),
-        refresh_token: refresh_token(&session.user_id, &session.session_id, refresh_secret),
+        refresh_token: refresh_token(session, refresh_secret),
         session_id: session.session_id.clone(),
         claims,
+        mfa_enrollment_required: grant.enrollment_only,
     }
 }
 
@@ -90,68 +122,65 @@ pub fn new_refresh_secret() -> (String, String) {
 /// Sessions revoked per transaction: a delete and an audit event each, within DynamoDB's 100.
 pub const REVOKE_BATCH: usize = 50;
 
+/// `session.revoked` for `s`; `by` is the user who acted (none when nobody did, as for a
+/// reused refresh token; the system's events add their actor).
 pub fn revoked_event(
     s: &SessionRecord,
-    by: &UserId,
+    by: Option<&UserId>,
     reason: Reason,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(EventType::SessionRevoked, Outcome::Success, meta, now)
+    let e = AuditEvent::new(EventType::SessionRevoked, Outcome::Success, meta, now)
         .org(&s.org_id)
         .target(&s.user_id)
         .session(&s.session_id)
         .reason(reason);
-    e.actor_user_id = Some(by.clone());
-    e
-}
-
-/// The caller's session must be live, not just its access token: a signed-out device must
-/// not see or manage the others during the access token's remaining minutes.
-pub fn require_live(own: Option<&SessionRecord>, now: Timestamp) -> Result<(), Error> {
-    if own.is_some_and(|s| s.is_live(now)) {
-        Ok(())
-    } else {
-        Err(Error::Unauthenticated)
+    match by {
+        Some(u) => e.acted_by_user(u),
+        None => e,
     }
 }
 
-/// Fails unless the caller's own session is live (one read).
-pub async fn require_live_session(st: &AppState, who: &AccessClaims) -> Result<(), Error> {
-    own_live_session(st, who).await.map(|_| ())
-}
-
-/// The caller's own session, when it is live (one read).
-pub async fn own_live_session(
+/// The caller's own session, when it is still live (one read): for flows that write it.
+pub async fn own_session(
     st: &AppState,
-    who: &AccessClaims,
-) -> Result<Versioned<SessionRecord>, Error> {
-    let own = st.store.session(&who.sub, &who.sid).await?;
-    require_live(own.as_ref().map(|v| &v.value), st.clock.now())?;
-    own.ok_or(Error::Unauthenticated)
+    who: &UserActor,
+) -> Result<crate::store::Versioned<SessionRecord>, Error> {
+    st.store
+        .session(&who.user, &who.session)
+        .await?
+        .filter(|s| s.value.is_live(st.clock.now()))
+        .ok_or(Error::Unauthenticated)
 }
 
 /// Revokes every session of the caller but the current one. Returns how many.
 pub async fn revoke_others(
     st: &AppState,
-    who: &AccessClaims,
+    who: &UserActor,
     meta: &RequestMeta,
 ) -> Result<usize, Error> {
     let now = st.clock.now();
-    let (own, others): (Vec<SessionRecord>, Vec<SessionRecord>) = st
+    let others: Vec<SessionRecord> = st
         .store
-        .sessions(&who.sub)
+        .sessions(&who.user)
         .await?
         .into_iter()
         .map(|v| v.value)
-        .partition(|s| s.session_id == who.sid);
-    require_live(own.first(), now)?;
+        .filter(|s| s.session_id != who.session)
+        .collect();
     for batch in others.chunks(REVOKE_BATCH) {
         let mut tx = st.store.tx();
         for s in batch {
             // Unconditional: a session refreshed meanwhile is still to be revoked.
             tx.delete_session(&s.user_id, &s.session_id, Cond::None);
-            tx.audit(&revoked_event(s, &who.sub, Reason::RevokeOthers, meta, now));
+            tx.audit(&revoked_event(
+                s,
+                Some(&who.user),
+                Reason::RevokeOthers,
+                meta,
+                now,
+            ));
         }
         st.store.commit(tx).await?;
     }
@@ -191,7 +220,7 @@ impl Stale {
     ) {
         for s in &self.sessions {
             tx.delete_session(&s.user_id, &s.session_id, Cond::None);
-            tx.audit(&revoked_event(s, by, reason, meta, now));
+            tx.audit(&revoked_event(s, Some(by), reason, meta, now));
         }
         for c in &self.challenges {
             tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::None);
@@ -267,10 +296,8 @@ pub async fn sweep(
 
 /// Whose session a sign-in (or its MFA step) opens.
 pub struct SessionOwner<'a> {
-    pub user: &'a crate::domain::UserId,
-    pub org: &'a crate::domain::OrgId,
-    pub role: crate::domain::Role,
-    pub email: &'a Email,
+    pub user: &'a UserId,
+    pub org: &'a OrgId,
     /// The account's password epoch when the password was verified.
     pub password_epoch: u64,
 }
@@ -280,27 +307,24 @@ impl<'a> SessionOwner<'a> {
         Self {
             user: &a.user_id,
             org: &a.org_id,
-            role: a.role,
-            email: &a.email,
             password_epoch: a.password_epoch,
         }
     }
 }
 
+/// A new session under the org's session limits.
 pub fn new_session(
-    st: &AppState,
     owner: SessionOwner<'_>,
     amr: Vec<String>,
     refresh_hash: String,
+    limits: &OrgSettings,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> SessionRecord {
-    let expires_at = now.plus(st.config.session_lifetime);
-    SessionRecord {
+    let mut s = SessionRecord {
         session_id: SessionId::new(),
         user_id: owner.user.clone(),
         org_id: owner.org.clone(),
-        role: owner.role,
         amr,
         created_at: now,
         last_used_at: now,
@@ -309,8 +333,9 @@ pub fn new_session(
         refresh_hash,
         previous_refresh_hashes: Vec::new(),
         password_epoch: owner.password_epoch,
-        email: Some(owner.email.clone()),
-        idle_expires_at: now.plus(st.config.session_idle_timeout).min(expires_at),
-        expires_at,
-    }
+        idle_expires_at: now,
+        expires_at: now,
+    };
+    s.apply_limits(limits, now);
+    s
 }

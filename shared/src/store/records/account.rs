@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LockoutRecord, MailLinkState, Tx, Versioned, keys, s, versioned};
+use super::{
+    LockoutRecord, MailLinkState, SettingsCopy, Tx, Versioned, from_item, keys, s, versioned,
+};
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, OrgId, Role, UserId};
 use crate::store::{Cond, Index, Query, SK, Store, StoreError, Table, VERSION, Write, attr_str};
@@ -44,6 +46,7 @@ pub struct UserRef {
     pub email: Email,
     pub role: Role,
     pub status: AccountStatus,
+    pub email_verified: bool,
     pub mfa_enabled: bool,
     #[serde(default)]
     pub password_epoch: u64,
@@ -57,6 +60,7 @@ impl UserRef {
             email: a.email.clone(),
             role: a.role,
             status: a.status,
+            email_verified: a.email_verified,
             mfa_enabled: a.mfa_enabled,
             password_epoch: a.password_epoch,
         }
@@ -71,6 +75,8 @@ pub struct LoginState {
     pub lockout: Option<Versioned<LockoutRecord>>,
     pub reset_link: Option<Versioned<MailLinkState>>,
     pub verify_link: Option<Versioned<MailLinkState>>,
+    /// The org's settings as copied beside the account.
+    pub settings: Option<SettingsCopy>,
 }
 
 impl Store {
@@ -87,6 +93,7 @@ impl Store {
                 Some(keys::LOCKOUT) => state.lockout = Some(versioned(item)?),
                 Some(keys::MAIL_RESET) => state.reset_link = Some(versioned(item)?),
                 Some(keys::MAIL_VERIFY) => state.verify_link = Some(versioned(item)?),
+                Some(keys::SETTINGS) => state.settings = Some(from_item(item)?),
                 _ => {}
             }
         }
@@ -194,12 +201,12 @@ impl Tx {
         })
     }
 
-    /// Fails the transaction unless the account's password is still of epoch `epoch`: what a
+    /// Fails the transaction unless the user's password is still of epoch `epoch`: what a
     /// session or challenge opened with that password may do only while it is current.
-    pub fn check_password_epoch(&mut self, email: &Email, epoch: u64) -> usize {
+    pub fn check_password_epoch(&mut self, user: &UserId, epoch: u64) -> usize {
         self.push(Write::Check {
             table: Table::Main,
-            key: keys::account(email),
+            key: keys::user_ref(user),
             cond: Cond::NumberIs {
                 attr: "password_epoch",
                 value: epoch,

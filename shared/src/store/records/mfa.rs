@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LockoutRecord, Tx, Versioned, keys, n, versioned};
 use crate::clock::Timestamp;
-use crate::domain::{ChallengeId, Email, OrgId, Role, UserId};
+use crate::domain::{ChallengeId, Email, OrgId, OrgSettings, Role, UserId};
 use crate::store::{
     Cond, Query, SK, SkRange, Store, StoreError, TTL, Table, VERSION, Write, attr_str,
 };
@@ -61,12 +61,17 @@ pub struct ChallengeRecord {
     /// The account's password epoch at the first step.
     #[serde(default)]
     pub password_epoch: u64,
+    /// The org's settings as the first step read them: the session the MFA step opens
+    /// lives by their limits (absent in challenges of earlier versions: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<OrgSettings>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
 
 debug_hiding!(ChallengeRecord {
-    challenge_id, user_id, org_id, email, role, failures, password_epoch, created_at, expires_at
+    challenge_id, user_id, org_id, email, role, failures, password_epoch, settings, created_at,
+    expires_at
 } hiding { secret_hash });
 
 /// Everything MFA about a user, in one query.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Tx, Versioned, keys};
 use crate::clock::Timestamp;
-use crate::domain::{Email, OrgId, UserId};
+use crate::domain::{Email, OrgId, OrgSettings, UserId};
 use crate::store::{Cond, Store, StoreError, Table, VERSION, Write};
 
 /// `ORG#{org_id}` / `ORG`.
@@ -15,18 +15,6 @@ pub struct OrgRecord {
     pub name: String,
     pub owner_id: UserId,
     pub created_at: Timestamp,
-}
-
-/// An org's security settings (docs/org-settings.md). An org that never changed them has
-/// no item and runs on the deployment's defaults (`Config::default_org_settings`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrgSettings {
-    pub password_min_length: u32,
-    pub lockout_threshold: u32,
-    pub lockout_duration_seconds: u64,
-    pub session_idle_timeout_seconds: u64,
-    pub session_absolute_lifetime_seconds: u64,
-    pub mfa_required: bool,
 }
 
 /// The settings as stored, with who changed them last. `ORG#{org_id}` / `SETTINGS`.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Tx, Versioned, keys, n, versioned};
 use crate::clock::Timestamp;
-use crate::domain::{Email, OrgId, Role, SessionId, UserId};
+use crate::domain::{OrgId, OrgSettings, SessionId, UserId};
 use crate::store::{Cond, Query, SkRange, Store, StoreError, TTL, Table, VERSION, Write};
 
 /// A signed-in device. `USER#{user_id}` / `SESSION#{session_id}`.
@@ -13,7 +13,6 @@ pub struct SessionRecord {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub org_id: OrgId,
-    pub role: Role,
     pub amr: Vec<String>,
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
@@ -25,13 +24,10 @@ pub struct SessionRecord {
     /// SHA-256 of recently rotated secrets, newest first: presenting one is token reuse.
     #[serde(default)]
     pub previous_refresh_hashes: Vec<String>,
-    /// The account's password epoch when the session was opened …
+    /// The account's password epoch when the session was opened: the session lives only
+    /// while the user's is the same.
     #[serde(default)]
     pub password_epoch: u64,
-    /// … and the account's email, which keys it: a refresh commits only while the account
-    /// is still at that epoch (absent in sessions from before epochs existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<Email>,
     /// The session ends when unused until then (idle timeout) …
     pub idle_expires_at: Timestamp,
     /// … and at the latest then (absolute lifetime).
@@ -39,13 +35,20 @@ pub struct SessionRecord {
 }
 
 debug_hiding!(SessionRecord {
-    session_id, user_id, org_id, role, amr, created_at, last_used_at, ip, user_agent,
-    password_epoch, email, idle_expires_at, expires_at
+    session_id, user_id, org_id, amr, created_at, last_used_at, ip, user_agent,
+    password_epoch, idle_expires_at, expires_at
 } hiding { refresh_hash, previous_refresh_hashes });
 
 impl SessionRecord {
     pub fn is_live(&self, now: Timestamp) -> bool {
         now < self.idle_expires_at && now < self.expires_at
+    }
+
+    /// Sets the session's ends from the org's limits as they are now, used at `now`: it
+    /// ends `absolute` after it was opened, and `idle` after `now` if unused (docs/org-settings.md).
+    pub fn apply_limits(&mut self, limits: &OrgSettings, now: Timestamp) {
+        self.expires_at = self.created_at.plus(limits.absolute_lifetime());
+        self.idle_expires_at = now.plus(limits.idle_timeout()).min(self.expires_at);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::{Tx, Versioned, versioned};
-use crate::store::{Backend, Key, StoreError, Table};
+use crate::store::{Backend, Item, Key, StoreError, Table};
 
 /// How often [`Store::commit`] sends a transaction again after a `TransactionConflict`.
 pub const CONFLICT_RETRIES: u32 = 8;
@@ -78,6 +78,24 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Strongly consistent reads of several items in one request, in the order of `keys`;
+    /// [`Store::decode`] types each.
+    pub async fn get_many(
+        &self,
+        table: Table,
+        keys: &[Key],
+    ) -> Result<Vec<Option<Item>>, StoreError> {
+        self.backend.get_many(table, keys).await
+    }
+
+    /// An item of a batch read as its record.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        item: Option<Item>,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        item.map(versioned).transpose()
     }
 
     pub(super) async fn get<T: DeserializeOwned>(
