@@ -10,13 +10,20 @@
 //! Wrong codes count toward the account's MFA budget wherever they are offered (sign-in,
 //! disable, new recovery codes), so a stolen access token cannot be used to guess codes;
 //! the budget's rules (growing locks, a reset past the hard limit) are in `flows::steps::lockout`.
+//! Checking a factor, counting wrong codes and re-authenticating a signed-in user are the
+//! step `flows::steps::factor`, which other flows share.
 //! Starting an enrollment needs the password, confirming one signs out the other sessions,
 //! and turning MFA on or off or replacing the recovery codes mails the user.
 
 use secrecy::SecretString;
 
 use super::steps::challenge::{CHALLENGE_MAX_FAILURES, parse_challenge_token};
-use super::steps::lockout::{self, Policy, Subject};
+use super::steps::factor::{
+    Accepted, Charged, accept_totp, account_of, answer_wrong_code, charge_budget, clear_budget,
+    consume, event, match_recovery, new_recovery_codes, reauthenticate, refuse_if_locked, resealed,
+    wrong_reason,
+};
+use super::steps::lockout::{self, Subject};
 use super::steps::notice;
 use super::steps::session::{
     self as sessions, Grant, SessionOwner, issue, new_refresh_secret, new_session,
@@ -26,15 +33,15 @@ use crate::access::{AMR_OTP, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::domain::{Email, LoginPassword, OrgId, RecoveryCode, TotpCode, UserId};
+use crate::domain::{LoginPassword, TotpCode};
 use crate::state::AppState;
 use crate::store::{
-    AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, LockoutRecord, MfaState,
-    RecoveryCodeRecord, StoreError, TotpFactorRecord, Tx, Versioned,
+    AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, MfaState, StoreError,
+    TotpFactorRecord, Tx, Versioned,
 };
 use crate::totp;
 
-pub const RECOVERY_CODE_COUNT: u8 = 10;
+pub use super::steps::factor::{RECOVERY_CODE_COUNT, SecondFactor};
 
 /// What `POST /v1/mfa/totp/enroll` shows once.
 #[derive(Debug)]
@@ -42,118 +49,6 @@ pub struct Enrollment {
     pub secret: SecretString,
     pub otpauth_uri: SecretString,
     pub qr_png: String,
-}
-
-/// The second factor offered at `POST /v1/auth/mfa/verify`.
-#[derive(Debug)]
-pub enum SecondFactor {
-    Totp(TotpCode),
-    Recovery(RecoveryCode),
-}
-
-fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, Error> {
-    let ring = st.keys.current();
-    let key = ring.data_key_by_id(&f.seed.key_id).ok_or_else(|| {
-        StoreError::Corrupt("TOTP seed under a data key no longer in the key ring".into())
-    })?;
-    crypto::open(key, user.as_str().as_bytes(), &f.seed)
-        .ok_or_else(|| StoreError::Corrupt("TOTP seed does not decrypt".into()).into())
-}
-
-/// The factor as it is written back: its seed sealed again under the current data key when
-/// an older key sealed it, so that a rotated-out key stops being needed once users sign in.
-fn resealed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<TotpFactorRecord, Error> {
-    let ring = st.keys.current();
-    let (key_id, key) = ring.data_key();
-    if f.seed.key_id == key_id {
-        return Ok(f.clone());
-    }
-    let seed = open_seed(st, user, f)?;
-    let seed = crypto::seal(key_id, key, user.as_str().as_bytes(), &seed)
-        .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
-    Ok(TotpFactorRecord { seed, ..f.clone() })
-}
-
-/// The step of `code` if it is valid now and newer than the last accepted one.
-fn accept_totp(
-    st: &AppState,
-    user: &UserId,
-    f: &TotpFactorRecord,
-    code: &TotpCode,
-    now: Timestamp,
-) -> Result<Option<u64>, Error> {
-    let seed = open_seed(st, user, f)?;
-    let now = u64::try_from(now.unix_seconds()).unwrap_or(0);
-    let step = totp::verify(&seed, totp::Params::APP, code.as_str(), now);
-    Ok(step.filter(|s| f.last_step.is_none_or(|last| *s > last)))
-}
-
-fn recovery_hash(pepper: &[u8; 32], user: &UserId, code: &RecoveryCode) -> String {
-    crypto::mac(pepper, format!("{user}:{}", code.canonical()).as_bytes())
-}
-
-/// The slot of the recovery code, compared in constant time against every stored hash.
-fn match_recovery(
-    st: &AppState,
-    user: &UserId,
-    codes: &[Versioned<RecoveryCodeRecord>],
-    code: &RecoveryCode,
-) -> Option<Versioned<RecoveryCodeRecord>> {
-    let ring = st.keys.current();
-    let mut found = None;
-    for r in codes {
-        let Some(pepper) = ring.pepper_by_id(&r.value.pepper_id) else {
-            continue;
-        };
-        let hash = recovery_hash(pepper, user, code);
-        if crypto::ct_eq(hash.as_bytes(), r.value.hash.as_bytes()) {
-            found = Some(r.clone());
-        }
-    }
-    found
-}
-
-/// Ten new codes and their records; the caller writes the records.
-fn new_recovery_codes(
-    st: &AppState,
-    user: &UserId,
-    now: Timestamp,
-) -> (Vec<String>, Vec<RecoveryCodeRecord>) {
-    let ring = st.keys.current();
-    let (pepper_id, pepper) = ring.pepper();
-    (0..RECOVERY_CODE_COUNT)
-        .map(|slot| {
-            let code = RecoveryCode::generate();
-            let rec = RecoveryCodeRecord {
-                slot,
-                hash: recovery_hash(pepper, user, &code),
-                pepper_id: pepper_id.to_owned(),
-                created_at: now,
-            };
-            (code.display(), rec)
-        })
-        .unzip()
-}
-
-fn event(
-    t: EventType,
-    outcome: Outcome,
-    a: &AccountRecord,
-    meta: &RequestMeta,
-    now: Timestamp,
-) -> AuditEvent {
-    AuditEvent::new(t, outcome, meta, now)
-        .org(&a.org_id)
-        .user(&a.user_id)
-}
-
-/// The caller's account (one read: the actor knows the address).
-async fn account_of(st: &AppState, who: &UserActor) -> Result<Versioned<AccountRecord>, Error> {
-    st.store
-        .account(&who.email)
-        .await?
-        .filter(|a| a.value.user_id == who.user)
-        .ok_or(Error::Unauthenticated)
 }
 
 /// Starts (or restarts) enrollment: a new 160-bit secret, pending until confirmed. Needs the
@@ -350,22 +245,6 @@ async fn confirm_code(
     Err(Error::Contended)
 }
 
-/// The 423 for a signed-in user whose MFA budget is locked (the refusal tallied), if it is.
-async fn refuse_if_locked(
-    st: &AppState,
-    state: &MfaState,
-    a: &AccountRecord,
-    meta: &RequestMeta,
-    now: Timestamp,
-) -> Option<Error> {
-    let l = state.lockout.as_ref().filter(|l| l.value.is_locked(now))?;
-    let refusal = lockout::Refusal {
-        subject: Subject::of(&a.email, Some(a)),
-        kind: EventType::MfaFailed,
-    };
-    Some(lockout::refuse(st, Budget::Mfa(&a.user_id), l, refusal, meta, now).await)
-}
-
 /// The second step of sign-in: a TOTP code or a recovery code completes it.
 #[tracing::instrument(skip_all)]
 pub async fn verify(
@@ -423,11 +302,6 @@ pub async fn verify(
         }
     }
     Err(Error::Contended)
-}
-
-enum Accepted {
-    Step(u64),
-    Recovery(Versioned<RecoveryCodeRecord>),
 }
 
 async fn succeed(
@@ -515,126 +389,6 @@ async fn succeed(
     }
 }
 
-/// Adds to `tx` what a success does to the MFA budget: it is cleared, on the condition that
-/// it is still as read (a wrong code counted meanwhile makes the success lose and retry),
-/// with the summary of the requests refused while it was locked.
-fn clear_budget(
-    tx: &mut Tx,
-    state: &MfaState,
-    subject: Subject<'_>,
-    user: &UserId,
-    meta: &RequestMeta,
-    now: Timestamp,
-) {
-    tx.clear_budget(Budget::Mfa(user), state.lockout.as_ref());
-    summarize_refusals(tx, state, subject, meta, now);
-}
-
-/// The summary of the requests refused while the MFA budget was locked, if any.
-fn summarize_refusals(
-    tx: &mut Tx,
-    state: &MfaState,
-    subject: Subject<'_>,
-    meta: &RequestMeta,
-    now: Timestamp,
-) {
-    let prev = state.lockout.as_ref().map(|l| &l.value);
-    lockout::add_refusal_summary(tx, prev, EventType::MfaFailed, subject, meta, now);
-}
-
-/// The account a wrong code is charged to.
-struct Charged<'a> {
-    user: &'a UserId,
-    org: &'a OrgId,
-    email: &'a Email,
-}
-
-/// What counting a wrong code did.
-struct Charge {
-    failures: u32,
-    /// The budget as written: locked, or past the hard limit, or neither.
-    record: LockoutRecord,
-    /// This code started a lock (or required a reset).
-    locks: bool,
-}
-
-/// Counts one wrong code against the account's MFA budget in `tx` (written under the
-/// budget's version). Every `mfa_lockout_threshold`-th one locks the account for a growing
-/// time, sign-in included (the email's budget gets the same lock) so that no new challenges
-/// start; past the hard limit only a password reset lifts it.
-async fn charge_budget(
-    st: &AppState,
-    tx: &mut Tx,
-    state: &MfaState,
-    who: &Charged<'_>,
-    meta: &RequestMeta,
-    now: Timestamp,
-) -> Result<Charge, Error> {
-    let prev = state.lockout.as_ref().map(|l| &l.value);
-    let record = Policy::mfa(&st.config).count(prev, now);
-    let locks = record.locked_until != prev.and_then(|p| p.locked_until)
-        || (record.reset_required && !prev.is_some_and(|p| p.reset_required));
-    tx.put_budget(
-        Budget::Mfa(who.user),
-        &record,
-        state.lockout.as_ref().map(|l| l.ver),
-    );
-    let subject = Subject {
-        email: who.email,
-        owner: Some((who.org, who.user)),
-    };
-    summarize_refusals(tx, state, subject, meta, now);
-    if locks {
-        let password = st.store.budget(Budget::Password(who.email)).await?;
-        let mut lock = password
-            .as_ref()
-            .map_or_else(|| LockoutRecord::empty(now), |l| l.value.clone());
-        lock.locked_until = lock.locked_until.max(record.locked_until);
-        lock.reset_required |= record.reset_required;
-        tx.put_budget(Budget::Password(who.email), &lock, password.map(|l| l.ver));
-        tx.audit(&lockout::locked_event(
-            subject,
-            &record,
-            Reason::TooManyMfaFailures,
-            meta,
-            now,
-        ));
-    }
-    Ok(Charge {
-        failures: record.failures,
-        record,
-        locks,
-    })
-}
-
-/// After a wrong code committed: the caller's answer, and the mail when only a reset helps.
-/// `signed_in`: the code was offered by a signed-in caller (400), not at sign-in (401).
-async fn answer_wrong_code(
-    st: &AppState,
-    charge: &Charge,
-    who: &Charged<'_>,
-    signed_in: bool,
-) -> Error {
-    let now = st.clock.now();
-    if !charge.locks {
-        return Error::InvalidMfaCode { signed_in };
-    }
-    if charge.record.reset_required {
-        lockout::send_reset_required_mail(st, who.email, who.user, Budget::Mfa(who.user), now)
-            .await;
-    }
-    Error::Locked {
-        retry_after: lockout::retry_after(&charge.record, now),
-    }
-}
-
-fn wrong_reason(offered: &SecondFactor) -> Reason {
-    match offered {
-        SecondFactor::Totp(_) => Reason::WrongCode,
-        SecondFactor::Recovery(_) => Reason::WrongRecoveryCode,
-    }
-}
-
 /// A wrong code at sign-in: the challenge and the account's MFA budget both count it.
 async fn fail(
     st: &AppState,
@@ -685,114 +439,6 @@ async fn commit_or_conflict(st: &AppState, tx: Tx) -> Result<(), Error> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// A signed-in user who proved the second factor again.
-struct Reauthenticated {
-    account: Versioned<AccountRecord>,
-    factor: Versioned<TotpFactorRecord>,
-    state: MfaState,
-    how: Accepted,
-}
-
-/// Checks the caller's live session, password (when asked) and second factor (a current
-/// code or a recovery code). A wrong password counts toward sign-in lockout, a wrong code
-/// toward the MFA budget, as at sign-in.
-async fn reauthenticate(
-    st: &AppState,
-    who: &UserActor,
-    password: Option<&LoginPassword>,
-    offered: &SecondFactor,
-    during: &'static str,
-    meta: &RequestMeta,
-) -> Result<Reauthenticated, Error> {
-    let account = account_of(st, who).await?;
-    if let Some(pw) = password {
-        lockout::reverify_password(st, &account, &who.settings.settings, pw, during, meta).await?;
-    }
-    let a = &account.value;
-    for _ in 0..MAX_RACE_RETRIES {
-        let state = st.store.mfa_state(&who.user).await?;
-        let factor = state
-            .factor
-            .clone()
-            .filter(|f| f.value.status == FactorStatus::Enabled)
-            .ok_or(Error::Conflict("MFA is not enabled."))?;
-        let now = st.clock.now();
-        if let Some(refused) = refuse_if_locked(st, &state, a, meta, now).await {
-            return Err(refused);
-        }
-        let accepted = match offered {
-            SecondFactor::Totp(code) => {
-                accept_totp(st, &who.user, &factor.value, code, now)?.map(Accepted::Step)
-            }
-            SecondFactor::Recovery(code) => {
-                match_recovery(st, &who.user, &state.recovery_codes, code).map(Accepted::Recovery)
-            }
-        };
-        if let Some(how) = accepted {
-            return Ok(Reauthenticated {
-                account,
-                factor,
-                state,
-                how,
-            });
-        }
-        let mut tx = st.store.tx();
-        let charged = Charged {
-            user: &a.user_id,
-            org: &a.org_id,
-            email: &a.email,
-        };
-        let charge = charge_budget(st, &mut tx, &state, &charged, meta, now).await?;
-        tx.audit(
-            &event(EventType::MfaFailed, Outcome::Failure, a, meta, now)
-                .reason(wrong_reason(offered))
-                .detail("during", during)
-                .detail("failures", charge.failures),
-        );
-        match st.store.commit(tx).await {
-            Ok(()) => return Err(answer_wrong_code(st, &charge, &charged, true).await),
-            Err(StoreError::ConditionFailed { .. }) => {
-                tracing::debug!("lost a race on the MFA budget; reading MFA state again");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Contended)
-}
-
-/// Adds to `tx` what a successful re-authentication consumes: an audit event for a recovery
-/// code (the caller deletes or replaces the code itself), and the MFA budget, which a
-/// success clears as at sign-in.
-fn consume(
-    tx: &mut Tx,
-    r: &Reauthenticated,
-    during: &'static str,
-    meta: &RequestMeta,
-    now: Timestamp,
-) {
-    if let Accepted::Recovery(_) = r.how {
-        tx.audit(
-            &event(
-                EventType::MfaRecoveryCodeUsed,
-                Outcome::Success,
-                &r.account.value,
-                meta,
-                now,
-            )
-            .detail("during", during),
-        );
-    }
-    let a = &r.account.value;
-    clear_budget(
-        tx,
-        &r.state,
-        Subject::of(&a.email, Some(a)),
-        &a.user_id,
-        meta,
-        now,
-    );
 }
 
 /// Turns MFA off (the password and a current code or a recovery code required) and signs

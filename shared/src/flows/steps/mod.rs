@@ -2,6 +2,7 @@
 //! never another flow, and no step imports a flow.
 
 pub mod challenge;
+pub mod factor;
 pub mod links;
 pub mod lockout;
 pub mod notice;
