@@ -7,7 +7,7 @@
 //! a revoked session or `mfa_required` bites at the caller's next request whatever the
 //! access token says. What each role may do is one table, [`PERMISSIONS`].
 
-use crate::audit::ActorType;
+use crate::audit::{ActorType, AuditEvent};
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, UserId};
 use crate::error::Error;
@@ -112,6 +112,14 @@ impl Actor {
         match self {
             Self::User(u) => Some(u),
             Self::System(_) => None,
+        }
+    }
+
+    /// `e` with this actor as the one who acted.
+    pub fn stamp(&self, e: AuditEvent) -> AuditEvent {
+        match self {
+            Self::User(u) => e.acted_by_user(&u.user),
+            Self::System(s) => e.acted_by_system(s.id()),
         }
     }
 }

@@ -79,6 +79,21 @@ vocabulary! {
         MfaRecoveryCodeUsed = "mfa.recovery_code_used",
         MfaRecoveryCodesRegenerated = "mfa.recovery_codes_regenerated",
         MfaDisabled = "mfa.disabled",
+        MfaReset = "mfa.reset",
+        OrgUpdated = "org.updated",
+        OrgSettingsUpdated = "org.settings_updated",
+        OrgSessionsRevoked = "org.sessions_revoked",
+        UserInvited = "user.invited",
+        UserInvitationResent = "user.invitation_resent",
+        UserInvitationRevoked = "user.invitation_revoked",
+        UserInvitationAccepted = "user.invitation_accepted",
+        UserRoleChanged = "user.role_changed",
+        UserDeactivated = "user.deactivated",
+        UserReactivated = "user.reactivated",
+        UserUnlocked = "user.unlocked",
+        UserOffboarded = "user.offboarded",
+        EmailChangeRequested = "email.change_requested",
+        EmailChanged = "email.changed",
     }
 }
 
@@ -106,6 +121,10 @@ vocabulary! {
         RefreshTokenReused = "refresh_token_reused",
         PasswordReset = "password_reset",
         PasswordChanged = "password_changed",
+        OrgSessionsRevoked = "org_sessions_revoked",
+        UserDeactivated = "user_deactivated",
+        UserOffboarded = "user_offboarded",
+        MfaReset = "mfa_reset",
     }
 }
 

@@ -134,6 +134,67 @@ impl Fields {
         }
     }
 
+    /// An optional whole number in `range`: absent, or an integer within it.
+    pub fn optional_integer(
+        &mut self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let v = self.take(name)?;
+        match v.as_u64() {
+            Some(n) if range.contains(&n) => Some(n),
+            Some(_) => {
+                self.error(
+                    name,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+                None
+            }
+            None if v.is_i64() => {
+                self.error(
+                    name,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+                None
+            }
+            None => {
+                self.error(name, "must be a whole number");
+                None
+            }
+        }
+    }
+
+    /// A required whole number in `range`.
+    pub fn integer(
+        &mut self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        if !self.obj.contains_key(name) {
+            self.known.push(name);
+            self.error(name, "is required");
+            return None;
+        }
+        self.optional_integer(name, range)
+    }
+
+    /// An optional boolean field.
+    pub fn optional_bool(&mut self, name: &'static str) -> Option<bool> {
+        match self.take(name) {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => {
+                self.error(name, "must be true or false");
+                None
+            }
+        }
+    }
+
+    /// An optional string field holding a secret.
+    pub fn optional_secret(&mut self, name: &'static str) -> Option<SecretString> {
+        self.optional_string(name).map(SecretString::from)
+    }
+
     /// A required string field holding a secret; it is never echoed or logged.
     pub fn secret(&mut self, name: &'static str) -> Option<SecretString> {
         self.string(name).map(SecretString::from)

@@ -850,3 +850,52 @@ impl Drop for LocalServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl TestApp {
+    /// Adds an active, verified user with [`PASSWORD`] and `role` to `org`, straight into the
+    /// store (as an accepted invitation leaves one, but without the settings copy, which the
+    /// first sign-in writes); returns the user id.
+    pub async fn add_user(&self, org: &str, email: &str, role: gatehouse::domain::Role) -> String {
+        use gatehouse::clock::Clock;
+        use gatehouse::domain::{AccountStatus, Email, OrgId, UserId};
+        let org = OrgId::parse(org).unwrap();
+        let email = Email::parse(email).unwrap();
+        let a = gatehouse::store::AccountRecord {
+            user_id: UserId::new(),
+            org_id: org.clone(),
+            email: email.clone(),
+            role,
+            status: AccountStatus::Active,
+            email_verified: true,
+            mfa_enabled: false,
+            password_hash: weak_argon2_hash(PASSWORD),
+            password_epoch: 0,
+            created_at: self.clock.now(),
+        };
+        let mut tx = self.state.store.tx();
+        tx.create_account(&a);
+        tx.claim_member(&org, &email, &a.user_id);
+        self.state.store.commit(tx).await.unwrap();
+        a.user_id.to_string()
+    }
+
+    pub async fn patch_auth(&self, path: &str, body: Value, token: &str) -> TestResponse {
+        self.request(Method::PATCH, path, Some(body), Some(token))
+            .await
+    }
+
+    /// The org's settings as `token`'s holder reads them.
+    pub async fn settings(&self, token: &str) -> Value {
+        let r = self.get("/v1/org/settings", token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    /// Changes the org's settings (`change` is merged with the current `expected_version`).
+    pub async fn set_settings(&self, token: &str, change: Value) -> TestResponse {
+        let version = self.settings(token).await["version"].clone();
+        let mut body = change;
+        body["expected_version"] = version;
+        self.patch_auth("/v1/org/settings", body, token).await
+    }
+}

@@ -47,7 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// The flows (`shared/src/flows/*.rs`), which must not import one another.
 const FLOWS: &[&str] = &[
-    "email", "login", "mfa", "password", "refresh", "sessions", "signup",
+    "email", "login", "mfa", "org", "password", "refresh", "sessions", "signup", "users",
 ];
 
 fn src() -> PathBuf {

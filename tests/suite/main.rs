@@ -24,3 +24,4 @@ mod openapi;
 mod reset;
 mod sessions;
 mod signup;
+mod users;

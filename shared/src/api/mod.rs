@@ -6,6 +6,7 @@ pub mod local;
 pub mod login;
 pub mod mfa;
 pub mod reset;
+pub mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -138,6 +139,11 @@ pub const FAMILIES: &[Family] = &[
         function: "reset",
         resource: "ResetFunction",
         routes: reset::routes,
+    },
+    Family {
+        function: "users",
+        resource: "UsersFunction",
+        routes: users::routes,
     },
 ];
 

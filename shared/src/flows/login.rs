@@ -16,7 +16,9 @@ use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::domain::{AccountStatus, Email, LoginPassword, OrgSettings};
 use crate::state::AppState;
-use crate::store::{AccountRecord, Budget, MailLinkState, StoreError, TokenKind, Versioned};
+use crate::store::{
+    AccountRecord, Budget, LastLogin, MailLinkState, StoreError, TokenKind, Versioned,
+};
 
 #[tracing::instrument(skip_all)]
 pub async fn login(
@@ -180,6 +182,13 @@ async fn succeed(
                 now,
             );
             tx.put_session(&session, None);
+            tx.put_last_login(
+                &a.user_id,
+                &LastLogin {
+                    at: now,
+                    ip: meta.ip.to_string(),
+                },
+            );
             tx.audit(
                 &AuditEvent::new(EventType::LoginSucceeded, Outcome::Success, meta, now)
                     .org(&a.org_id)

@@ -36,7 +36,7 @@ use crate::crypto;
 use crate::domain::{LoginPassword, TotpCode};
 use crate::state::AppState;
 use crate::store::{
-    AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, MfaState, StoreError,
+    AccountRecord, Budget, ChallengeRecord, Cond, FactorStatus, LastLogin, MfaState, StoreError,
     TotpFactorRecord, Tx, Versioned,
 };
 use crate::totp;
@@ -359,6 +359,13 @@ async fn succeed(
     };
     clear_budget(&mut tx, state, subject, &c.user_id, meta, now);
     tx.put_session(&session, None);
+    tx.put_last_login(
+        &c.user_id,
+        &LastLogin {
+            at: now,
+            ip: meta.ip.to_string(),
+        },
+    );
     // Only while the password that passed the first step is still the account's: a reset
     // or change meanwhile ends the challenge.
     let epoch_check = tx.check_password_epoch(&c.user_id, c.password_epoch);

@@ -4,11 +4,13 @@
 pub mod email;
 pub mod login;
 pub mod mfa;
+pub mod org;
 pub mod password;
 pub mod refresh;
 pub mod sessions;
 pub mod signup;
 pub mod steps;
+pub mod users;
 
 pub use crate::error::Error;
 

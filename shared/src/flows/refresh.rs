@@ -86,6 +86,13 @@ pub async fn refresh(
             return Err(Error::Unauthenticated);
         }
         let limits = state.settings.settings;
+        // Limits changed since the session was opened or last refreshed apply now
+        // (docs/org-settings.md): idle since its last use, old since its sign-in.
+        let mut under_current = s.clone();
+        under_current.apply_limits(&limits, s.last_used_at);
+        if !under_current.is_live(now) {
+            return Err(Error::Unauthenticated);
+        }
         let (new_secret, new_hash) = new_refresh_secret();
         let mut previous = Vec::with_capacity(REMEMBERED_ROTATIONS);
         previous.push(s.refresh_hash.clone());
@@ -103,11 +110,7 @@ pub async fn refresh(
             user_agent: meta.user_agent.clone(),
             ..s.clone()
         };
-        // Limits changed since the session was opened apply now (docs/org-settings.md).
         rotated.apply_limits(&limits, now);
-        if !rotated.is_live(now) {
-            return Err(Error::Unauthenticated);
-        }
         let mut tx = st.store.tx();
         tx.put_session(&rotated, Some(session.ver));
         // The user as read: a password reset, deactivation or role change meanwhile makes

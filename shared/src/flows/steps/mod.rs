@@ -6,4 +6,6 @@ pub mod factor;
 pub mod links;
 pub mod lockout;
 pub mod notice;
+pub mod owners;
 pub mod session;
+pub mod step_up;

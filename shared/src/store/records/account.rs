@@ -8,7 +8,10 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, OrgId, Role, UserId};
-use crate::store::{Cond, Index, Query, SK, Store, StoreError, Table, VERSION, Write, attr_str};
+use crate::store::{
+    AttributeValue, Cond, Index, Item, PK, Query, SK, SkRange, Store, StoreError, Table, VERSION,
+    Write, attr_str,
+};
 
 /// An account: credentials and everything sign-in needs, keyed by email so that login is a
 /// single read. `EMAIL#{email}` / `ACCOUNT`.
@@ -50,6 +53,7 @@ pub struct UserRef {
     pub mfa_enabled: bool,
     #[serde(default)]
     pub password_epoch: u64,
+    pub created_at: Timestamp,
 }
 
 impl UserRef {
@@ -63,8 +67,23 @@ impl UserRef {
             email_verified: a.email_verified,
             mfa_enabled: a.mfa_enabled,
             password_epoch: a.password_epoch,
+            created_at: a.created_at,
         }
     }
+}
+
+/// When a user last signed in, and from where. `USER#{user_id}` / `LAST_LOGIN`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastLogin {
+    pub at: Timestamp,
+    pub ip: String,
+}
+
+/// A page of an org's users, and the user to resume after.
+#[derive(Debug, Default)]
+pub struct UserPage {
+    pub users: Vec<Versioned<UserRef>>,
+    pub next: Option<UserId>,
 }
 
 /// Everything under an email: its account, its failure count and its mailed links, in one
@@ -116,6 +135,64 @@ impl Store {
         self.get(Table::Main, &keys::user_ref(user)).await
     }
 
+    /// An org's users (invited ones too), by id, from `after` on: one page of the `gsi1` index
+    /// (eventually consistent, as a listing may be).
+    pub async fn org_users(
+        &self,
+        org: &OrgId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<UserPage, StoreError> {
+        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
+        let mut q = Query::new(Table::Main, keys::org_partition(org));
+        q.index = Some(Index::Gsi1);
+        q.sk = SkRange::BeginsWith(keys::USER_PREFIX.into());
+        q.limit = Some(limit);
+        q.start_after = after.map(|u| {
+            let listed = keys::org_member(org, u);
+            let table = keys::user_ref(u);
+            Item::from([
+                (PK.to_owned(), s(table.pk)),
+                (SK.to_owned(), s(table.sk)),
+                (gsi1pk.to_owned(), s(listed.pk)),
+                (gsi1sk.to_owned(), s(listed.sk)),
+            ])
+        });
+        let page = self.backend.query(&q).await?;
+        let users = page
+            .items
+            .into_iter()
+            .map(versioned)
+            .collect::<Result<Vec<Versioned<UserRef>>, _>>()?;
+        let next = page
+            .last_key
+            .and(users.last().map(|u| u.value.user_id.clone()));
+        Ok(UserPage { users, next })
+    }
+
+    /// Every active owner of an org (for the last-owner rule and owners' notices).
+    pub async fn org_owners(&self, org: &OrgId) -> Result<Vec<Versioned<UserRef>>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.org_users(org, after.as_ref(), 100).await?;
+            out.extend(page.users.into_iter().filter(|u| {
+                u.value.role == Role::Owner && u.value.status == AccountStatus::Active
+            }));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn last_login(&self, user: &UserId) -> Result<Option<LastLogin>, StoreError> {
+        Ok(self
+            .get(Table::Main, &keys::last_login(user))
+            .await?
+            .map(|v| v.value))
+    }
+
     /// The account of a user id: two reads (the reference, then the account).
     pub async fn account_by_user(
         &self,
@@ -139,29 +216,78 @@ impl Tx {
     /// user item at the same version. Returns the index of the account's write.
     pub fn put_account(&mut self, a: &AccountRecord, prev: Option<u64>) -> usize {
         let cond = prev.map_or(Cond::NotExists, Cond::Version);
-        let ver = Self::bump(prev);
-        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
-        let listed = keys::org_member(&a.org_id, &a.user_id);
-        let extra = vec![
-            (VERSION, ver.clone()),
-            (gsi1pk, s(listed.pk)),
-            (gsi1sk, s(listed.sk)),
-        ];
-        let index = self.put(Table::Main, keys::account(&a.email), a, cond, extra);
         // The account's condition guards both: the user item changes only with it.
         let user_cond = if prev.is_some() {
             Cond::Exists
         } else {
             Cond::NotExists
         };
+        self.put_account_and_user(a, cond, prev, user_cond)
+    }
+
+    /// Writes an account (condition `cond`, version after `prev`) and its user item
+    /// (condition `user_cond`) at the same version: for an account created for a user that
+    /// exists already (an accepted invitation) or moved to a new address.
+    pub fn put_account_and_user(
+        &mut self,
+        a: &AccountRecord,
+        cond: Cond,
+        prev: Option<u64>,
+        user_cond: Cond,
+    ) -> usize {
+        let ver = Self::bump(prev);
+        let index = self.put(
+            Table::Main,
+            keys::account(&a.email),
+            a,
+            cond,
+            vec![(VERSION, ver.clone())],
+        );
+        self.put_user_item(&UserRef::of(a), user_cond, ver);
+        index
+    }
+
+    /// Writes a user that has no account yet (an invitation) at the version after `prev`.
+    pub fn put_user(&mut self, u: &UserRef, prev: Option<u64>) -> usize {
+        let cond = prev.map_or(Cond::NotExists, Cond::Version);
+        self.put_user_item(u, cond, Self::bump(prev))
+    }
+
+    /// The user item, listed under its org on `gsi1`.
+    fn put_user_item(&mut self, u: &UserRef, cond: Cond, ver: AttributeValue) -> usize {
+        let (gsi1pk, gsi1sk) = Index::Gsi1.keys();
+        let listed = keys::org_member(&u.org_id, &u.user_id);
         self.put(
             Table::Main,
-            keys::user_ref(&a.user_id),
-            &UserRef::of(a),
-            user_cond,
-            vec![(VERSION, ver)],
-        );
-        index
+            keys::user_ref(&u.user_id),
+            u,
+            cond,
+            vec![
+                (VERSION, ver),
+                (gsi1pk, s(listed.pk)),
+                (gsi1sk, s(listed.sk)),
+            ],
+        )
+    }
+
+    /// Deletes a user item read at `ver` (a revoked invitation).
+    pub fn delete_user(&mut self, user: &UserId, ver: u64) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::user_ref(user),
+            cond: Cond::Version(ver),
+        })
+    }
+
+    /// Records a sign-in (unconditionally: the latest one wins).
+    pub fn put_last_login(&mut self, user: &UserId, l: &LastLogin) -> usize {
+        self.put(
+            Table::Main,
+            keys::last_login(user),
+            l,
+            Cond::None,
+            Vec::new(),
+        )
     }
 
     /// Deletes an account read at version `ver` and its user item (an invitation revoked,

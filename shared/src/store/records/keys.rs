@@ -28,8 +28,11 @@ pub const MAIL_EMAIL_CHANGE: &str = "MAIL#EMAIL_CHANGE";
 pub const SETTINGS: &str = "SETTINGS";
 
 // Sort keys under a user.
-/// The reference from the user id to the account.
+/// The user item: the reference from the user id to the account, and the state every
+/// request checks.
 pub const USER_REF: &str = "USER";
+/// When the user last signed in.
+pub const LAST_LOGIN: &str = "LAST_LOGIN";
 /// Every session of a user sorts under this prefix.
 pub const SESSION_PREFIX: &str = "SESSION#";
 /// Every MFA item of a user sorts under this prefix, so one query reads them all.
@@ -77,6 +80,9 @@ pub fn user_partition(user: &UserId) -> String {
 pub fn user_ref(user: &UserId) -> Key {
     Key::new(user_partition(user), USER_REF)
 }
+pub fn last_login(user: &UserId) -> Key {
+    Key::new(user_partition(user), LAST_LOGIN)
+}
 pub fn session(user: &UserId, session: &SessionId) -> Key {
     Key::new(user_partition(user), format!("{SESSION_PREFIX}{session}"))
 }
@@ -102,10 +108,28 @@ pub fn org(org: &OrgId) -> Key {
 pub fn org_settings(org: &OrgId) -> Key {
     Key::new(org_partition(org), SETTINGS)
 }
-/// The `gsi1` key of an account: listed under its org, by user.
+/// The `gsi1` key of a user item: listed under its org, by user.
 pub fn org_member(org: &OrgId, user: &UserId) -> Key {
     Key::new(org_partition(org), user_partition(user))
 }
+/// Every user of an org sorts under this prefix on `gsi1`.
+pub const USER_PREFIX: &str = USER;
+/// An address taken by a user of an org (invited or not): at most one user per address
+/// per org.
+pub fn member_email(org: &OrgId, email: &Email) -> Key {
+    Key::new(org_partition(org), format!("{MEMBER_PREFIX}{email}"))
+}
+const MEMBER_PREFIX: &str = "MEMBER#";
+/// The receipt of an offboarding, by its request id.
+pub fn offboard_receipt(org: &OrgId, request_id: &str) -> Key {
+    Key::new(org_partition(org), format!("{OFFBOARD_PREFIX}{request_id}"))
+}
+const OFFBOARD_PREFIX: &str = "OFFBOARD#";
+/// The invitations an org sent within the last hour.
+pub fn invite_rate(org: &OrgId) -> Key {
+    Key::new(org_partition(org), INVITE_RATE)
+}
+const INVITE_RATE: &str = "RATE#INVITE";
 pub fn token(hash: &str) -> Key {
     Key::new(format!("{TOKEN}{hash}"), TOKEN_SK)
 }
@@ -180,6 +204,10 @@ mod tests {
             k(e, "MAIL#VERIFY")
         );
         assert_eq!(user_ref(&usr), k(&u, "USER"));
+        assert_eq!(last_login(&usr), k(&u, "LAST_LOGIN"));
+        assert_eq!(member_email(&og, &em), k(&o, "MEMBER#a@example.com"));
+        assert_eq!(offboard_receipt(&og, "r-1"), k(&o, "OFFBOARD#r-1"));
+        assert_eq!(invite_rate(&og), k(&o, "RATE#INVITE"));
         assert_eq!(user_partition(&usr), u);
         assert_eq!(session(&usr, &ses), k(&u, &format!("SESSION#ses_{HEX}")));
         assert_eq!(totp_factor(&usr), k(&u, "MFA#TOTP"));
@@ -217,9 +245,9 @@ mod tests {
         Ok(())
     }
 
-    /// An account is indexed under its org on `gsi1`.
+    /// A user is indexed under its org on `gsi1` (by the user item; the account is not).
     #[test]
-    fn an_account_is_indexed_under_its_org() -> Result<(), String> {
+    fn a_user_is_indexed_under_its_org() -> Result<(), String> {
         use crate::domain::{AccountStatus, Role};
         use crate::store::{AccountRecord, AttributeValue, MemoryStore, Store, Write};
         let store = Store::new(
@@ -240,12 +268,18 @@ mod tests {
         };
         let mut tx = store.tx();
         tx.put_account(&a, None);
-        let Some(Write::Put { item, .. }) = tx.writes.first() else {
+        let [
+            Write::Put { item: account, .. },
+            Write::Put { item: user, .. },
+        ] = &tx.writes[..]
+        else {
             return Err(format!("{:?}", tx.writes));
         };
         let s = |v: &str| Some(AttributeValue::S(v.to_owned()));
-        assert_eq!(item.get("gsi1pk").cloned(), s(&format!("ORG#org_{HEX}")));
-        assert_eq!(item.get("gsi1sk").cloned(), s(&format!("USER#usr_{HEX}")));
+        assert_eq!(user.get("gsi1pk").cloned(), s(&format!("ORG#org_{HEX}")));
+        assert_eq!(user.get("gsi1sk").cloned(), s(&format!("USER#usr_{HEX}")));
+        assert_eq!(user.get("sk").cloned(), s("USER"));
+        assert_eq!(account.get("gsi1pk"), None);
         Ok(())
     }
 }

@@ -38,12 +38,15 @@ mod store;
 mod tx;
 
 pub use crate::domain::OrgSettings;
-pub use account::{AccountRecord, LoginState, UserRef};
+pub use account::{AccountRecord, LastLogin, LoginState, UserPage, UserRef};
 pub use audit::AuditCursor;
 pub use budget::{Budget, LockoutRecord};
 pub use links::{MailLinkState, TokenKind, TokenRecord};
 pub use mfa::{ChallengeRecord, FactorStatus, MfaState, RecoveryCodeRecord, TotpFactorRecord};
-pub use org::{CurrentSettings, OrgRecord, SettingsCopy, SettingsRecord};
+pub use org::{
+    CurrentSettings, MemberRecord, OffboardReceipt, OrgRecord, RateRecord, SettingsCopy,
+    SettingsRecord,
+};
 pub use session::SessionRecord;
 pub use store::{CONFLICT_RETRIES, Store};
 pub use tx::Tx;

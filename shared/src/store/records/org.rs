@@ -154,3 +154,101 @@ impl Tx {
         })
     }
 }
+
+/// The user of an org that has an address (invited or not): at most one per address per
+/// org, so an invitation racing another for the same address loses. `ORG#{org_id}` /
+/// `MEMBER#{email}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub user_id: UserId,
+}
+
+/// What an offboarding did, kept so that the same request again yields the same receipt.
+/// `ORG#{org_id}` / `OFFBOARD#{request_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffboardReceipt {
+    pub request_id: String,
+    pub user_id: UserId,
+    pub revoked_sessions: u64,
+    pub revoked_tokens: Vec<String>,
+    pub completed_at: Timestamp,
+}
+
+/// When an org sent its invitations within the last hour. `ORG#{org_id}` / `RATE#INVITE`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RateRecord {
+    pub sent_at: Vec<Timestamp>,
+}
+
+impl Store {
+    pub async fn member(
+        &self,
+        org: &OrgId,
+        email: &Email,
+    ) -> Result<Option<Versioned<MemberRecord>>, StoreError> {
+        self.get(Table::Main, &keys::member_email(org, email)).await
+    }
+
+    pub async fn offboard_receipt(
+        &self,
+        org: &OrgId,
+        request_id: &str,
+    ) -> Result<Option<OffboardReceipt>, StoreError> {
+        Ok(self
+            .get(Table::Main, &keys::offboard_receipt(org, request_id))
+            .await?
+            .map(|v| v.value))
+    }
+
+    pub async fn invite_rate(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<RateRecord>>, StoreError> {
+        self.get(Table::Main, &keys::invite_rate(org)).await
+    }
+}
+
+impl Tx {
+    /// Claims `email` for `user` in the org; fails (the index returned) when another user of
+    /// the org has it.
+    pub fn claim_member(&mut self, org: &OrgId, email: &Email, user: &UserId) -> usize {
+        self.put(
+            Table::Main,
+            keys::member_email(org, email),
+            &MemberRecord {
+                user_id: user.clone(),
+            },
+            Cond::NotExists,
+            vec![(VERSION, Self::bump(None))],
+        )
+    }
+
+    pub fn release_member(&mut self, org: &OrgId, email: &Email) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key: keys::member_email(org, email),
+            cond: Cond::None,
+        })
+    }
+
+    /// Stores an offboarding's receipt; fails when one exists for the request id.
+    pub fn put_offboard_receipt(&mut self, org: &OrgId, r: &OffboardReceipt) -> usize {
+        self.put(
+            Table::Main,
+            keys::offboard_receipt(org, &r.request_id),
+            r,
+            Cond::NotExists,
+            vec![(VERSION, Self::bump(None))],
+        )
+    }
+
+    pub fn put_invite_rate(&mut self, org: &OrgId, r: &RateRecord, prev: Option<u64>) -> usize {
+        self.put(
+            Table::Main,
+            keys::invite_rate(org),
+            r,
+            prev.map_or(Cond::NotExists, Cond::Version),
+            vec![(VERSION, Self::bump(prev))],
+        )
+    }
+}

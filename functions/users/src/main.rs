@@ -1,0 +1,12 @@
+//! Lambda `users`: the org and its settings, and its users (roles, deactivation, unlock).
+//! Mails through SES (owners' notices).
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda_with_mail(config).await?;
+    runtime::run(api::app(state, vec![api::users::routes()])).await
+}

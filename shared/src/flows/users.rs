@@ -1,0 +1,446 @@
+//! Managing an org's users (docs/users.md): list and read them, change a role, deactivate
+//! and reactivate, unlock. Who may do what is `access::PERMISSIONS`; on whom is
+//! `access::may_manage` (an admin never acts on an owner) and `access::may_grant` (an admin
+//! never grants `owner`); nobody changes their own role or deactivates themselves; and an
+//! org always keeps an active owner (the last-owner rule, below). A user of another org is
+//! 404, as is an unknown one.
+//!
+//! **The last-owner rule** holds under concurrency: a change that takes an active owner away
+//! (a demotion, a deactivation) commits only together with a check that another active
+//! owner (the witness) is unchanged. Two concurrent demotions of the org's last two owners
+//! each name the other as witness, so the first to commit changes the second's witness and
+//! the second fails; with a third owner untouched, both may commit, and that owner remains.
+
+use super::steps::lockout::{self, Subject};
+use super::steps::owners;
+use super::steps::session::{REVOKE_BATCH, revoked_event};
+use super::steps::step_up::{self, Proof, SteppedUp};
+use super::{Error, MAX_RACE_RETRIES};
+use crate::access::{Action, UserActor, may_grant, may_manage};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
+use crate::clock::Timestamp;
+use crate::domain::{AccountStatus, Role, UserId};
+use crate::state::AppState;
+use crate::store::{
+    AccountRecord, Budget, Cond, LastLogin, LockoutRecord, StoreError, Table, Tx, UserRef,
+    Versioned, keys,
+};
+
+/// A user as the API shows them.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    pub user: UserRef,
+    pub last_login_at: Option<Timestamp>,
+    /// Set while sign-in is locked: when the lock ends …
+    pub locked_until: Option<Timestamp>,
+    /// … or that only a password reset by mail lifts it.
+    pub reset_required: bool,
+}
+
+/// Which users a listing returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    pub status: Option<AccountStatus>,
+    pub role: Option<Role>,
+}
+
+impl Filter {
+    fn matches(&self, u: &UserRef) -> bool {
+        self.status.is_none_or(|s| s == u.status) && self.role.is_none_or(|r| r == u.role)
+    }
+}
+
+/// Users of the caller's org, by id, `limit` at most, after `after`; and where the next page
+/// starts, if there is one.
+pub async fn list(
+    st: &AppState,
+    who: &UserActor,
+    filter: Filter,
+    limit: u32,
+    after: Option<UserId>,
+) -> Result<(Vec<UserView>, Option<UserId>), Error> {
+    who.require(Action::ReadUsers)?;
+    let mut found = Vec::new();
+    let mut after = after;
+    loop {
+        let page = st.store.org_users(&who.org, after.as_ref(), limit).await?;
+        for u in page.users {
+            if filter.matches(&u.value) {
+                found.push(u.value);
+                if found.len() == limit as usize {
+                    let next = Some(found[found.len() - 1].user_id.clone());
+                    return Ok((views(st, found).await?, next));
+                }
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok((views(st, found).await?, None)),
+        }
+    }
+}
+
+/// One user of the caller's org.
+pub async fn get(st: &AppState, who: &UserActor, id: &UserId) -> Result<UserView, Error> {
+    who.require(Action::ReadUsers)?;
+    let u = target(st, who, id).await?;
+    Ok(views(st, vec![u.value]).await?.remove(0))
+}
+
+/// The users' last sign-ins and locks, read in batches.
+async fn views(st: &AppState, users: Vec<UserRef>) -> Result<Vec<UserView>, Error> {
+    let now = st.clock.now();
+    let mut out = Vec::with_capacity(users.len());
+    for chunk in users.chunks(crate::store::MAX_BATCH_GET / 2) {
+        let keys: Vec<_> = chunk
+            .iter()
+            .flat_map(|u| [keys::last_login(&u.user_id), keys::lockout(&u.email)])
+            .collect();
+        let items = st.store.get_many(Table::Main, &keys).await?;
+        let mut items = items.into_iter();
+        for u in chunk {
+            let last: Option<Versioned<LastLogin>> = st.store.decode(items.next().flatten())?;
+            let lock: Option<Versioned<LockoutRecord>> = st.store.decode(items.next().flatten())?;
+            // An invited user has not claimed the address: its budget is not theirs.
+            let lock = lock
+                .map(|l| l.value)
+                .filter(|l| u.status != AccountStatus::Invited && l.is_locked(now));
+            out.push(UserView {
+                user: u.clone(),
+                last_login_at: last.map(|l| l.value.at),
+                locked_until: lock.as_ref().and_then(|l| l.locked_until),
+                reset_required: lock.is_some_and(|l| l.reset_required),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A user of the caller's org, read strongly consistent; another org's is 404.
+pub(crate) async fn target(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+) -> Result<Versioned<UserRef>, Error> {
+    st.store
+        .user(id)
+        .await?
+        .filter(|u| u.value.org_id == who.org)
+        .ok_or(Error::NotFound)
+}
+
+/// The account behind an active or deactivated user.
+async fn account_of(st: &AppState, u: &UserRef) -> Result<Versioned<AccountRecord>, Error> {
+    st.store
+        .account(&u.email)
+        .await?
+        .filter(|a| a.value.user_id == u.user_id)
+        .ok_or(Error::Conflict("The user changed meanwhile; try again."))
+}
+
+/// Fails unless `who` may act on `u` at all: not on themselves (`self_action` says what
+/// they tried), and an admin never on an owner.
+fn may_act_on(who: &UserActor, u: &UserRef, self_action: &'static str) -> Result<(), Error> {
+    if u.user_id == who.user {
+        return Err(Error::Forbidden(self_action));
+    }
+    if !may_manage(who.role, u.role) {
+        return Err(Error::Forbidden("Admins cannot act on owners."));
+    }
+    Ok(())
+}
+
+/// For a change that takes the active owner `leaving` away: another active owner, read
+/// strongly consistent, whose unchanged version the change's transaction checks. 409
+/// `last_owner` when there is none.
+async fn witness(st: &AppState, leaving: &UserRef) -> Result<Option<Versioned<UserRef>>, Error> {
+    if leaving.role != Role::Owner || leaving.status != AccountStatus::Active {
+        return Ok(None);
+    }
+    for candidate in st.store.org_owners(&leaving.org_id).await? {
+        if candidate.value.user_id == leaving.user_id {
+            continue;
+        }
+        // The index may lag: the table says whether this one is still an active owner.
+        if let Some(u) = st.store.user(&candidate.value.user_id).await?
+            && u.value.role == Role::Owner
+            && u.value.status == AccountStatus::Active
+            && u.value.org_id == leaving.org_id
+        {
+            return Ok(Some(u));
+        }
+    }
+    Err(Error::LastOwner)
+}
+
+fn user_event(
+    t: EventType,
+    who: &UserActor,
+    u: &UserRef,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> AuditEvent {
+    AuditEvent::new(t, Outcome::Success, meta, now)
+        .org(&u.org_id)
+        .acted_by_user(&who.user)
+        .target(&u.user_id)
+        .email(&u.email)
+}
+
+/// Changes a user's role. Granting `admin` or `owner` needs a step-up and mails the owners;
+/// demoting an owner keeps the last-owner rule.
+pub async fn change_role(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    role: Role,
+    proof: &Proof,
+    meta: &RequestMeta,
+) -> Result<UserView, Error> {
+    who.require(Action::ManageUsers)?;
+    let first = target(st, who, id).await?;
+    may_act_on(who, &first.value, "You cannot change your own role.")?;
+    if !may_grant(who.role, role) {
+        return Err(Error::Forbidden("Admins cannot grant the owner role."));
+    }
+    let grants = matches!(role, Role::Admin | Role::Owner) && first.value.role != role;
+    let stepped = if grants {
+        step_up::require(st, who, proof, "role_change", meta).await?
+    } else {
+        SteppedUp::Recent
+    };
+    let mut current = first;
+    for _ in 0..MAX_RACE_RETRIES {
+        let u = current.value.clone();
+        may_act_on(who, &u, "You cannot change your own role.")?;
+        if u.role == role {
+            return get(st, who, id).await;
+        }
+        let witness = if role == Role::Owner {
+            None
+        } else {
+            witness(st, &u).await?
+        };
+        let now = st.clock.now();
+        let mut tx = st.store.tx();
+        let write = match u.status {
+            AccountStatus::Invited => {
+                tx.put_user(&UserRef { role, ..u.clone() }, Some(current.ver))
+            }
+            _ => {
+                let account = account_of(st, &u).await?;
+                tx.put_account(
+                    &AccountRecord {
+                        role,
+                        ..account.value.clone()
+                    },
+                    Some(account.ver),
+                )
+            }
+        };
+        if let Some(w) = &witness {
+            tx.check_user(&w.value.user_id, w.ver);
+        }
+        stepped.spend(st, &mut tx, "role_change", meta, now)?;
+        tx.audit(
+            &user_event(EventType::UserRoleChanged, who, &u, meta, now)
+                .detail("from", u.role.as_str())
+                .detail("to", role.as_str()),
+        );
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                if grants {
+                    owners::notify(
+                        st,
+                        &who.org,
+                        "A user was given more rights",
+                        &format!("{} was made {}", u.email, role.as_str()),
+                        &who.actor(),
+                        meta,
+                        now,
+                    )
+                    .await;
+                }
+                return get(st, who, id).await;
+            }
+            Err(StoreError::ConditionFailed { index }) if index == write => {
+                current = target(st, who, id).await?;
+            }
+            Err(StoreError::ConditionFailed { .. }) => {
+                // The witness changed (or the code was spent meanwhile): look again.
+                current = target(st, who, id).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended)
+}
+
+/// Deactivates a user: sign-in answers like a wrong password, and every session, MFA
+/// challenge and mailed link of the user ends. Keeps the last-owner rule.
+pub async fn deactivate(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    meta: &RequestMeta,
+) -> Result<UserView, Error> {
+    who.require(Action::ManageUsers)?;
+    for _ in 0..MAX_RACE_RETRIES {
+        let current = target(st, who, id).await?;
+        let u = current.value.clone();
+        may_act_on(who, &u, "You cannot deactivate yourself.")?;
+        match u.status {
+            AccountStatus::Deactivated => return get(st, who, id).await,
+            AccountStatus::Invited => {
+                return Err(Error::Conflict(
+                    "The user has not accepted the invitation; revoke it instead.",
+                ));
+            }
+            AccountStatus::Active => {}
+        }
+        let witness = witness(st, &u).await?;
+        let account = account_of(st, &u).await?;
+        let now = st.clock.now();
+        let mut tx = st.store.tx();
+        let write = tx.put_account(
+            &AccountRecord {
+                status: AccountStatus::Deactivated,
+                ..account.value.clone()
+            },
+            Some(account.ver),
+        );
+        if let Some(w) = &witness {
+            tx.check_user(&w.value.user_id, w.ver);
+        }
+        end_mailed_links(st, &mut tx, &u).await?;
+        tx.audit(&user_event(EventType::UserDeactivated, who, &u, meta, now));
+        match st.store.commit(tx).await {
+            Ok(()) => {
+                // The user item says deactivated: every request and refresh of the user is
+                // refused from now on. The sessions and challenges go too.
+                end_sessions(
+                    st,
+                    &u.user_id,
+                    Some(&who.user),
+                    Reason::UserDeactivated,
+                    meta,
+                )
+                .await?;
+                return get(st, who, id).await;
+            }
+            Err(StoreError::ConditionFailed { index }) if index == write => continue,
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended)
+}
+
+/// Adds to `tx` the deletion of the user's live password-reset and verification links.
+async fn end_mailed_links(st: &AppState, tx: &mut Tx, u: &UserRef) -> Result<(), Error> {
+    let state = st.store.login_state(&u.email).await?;
+    for link in [state.reset_link, state.verify_link].into_iter().flatten() {
+        if let Some(hash) = link.value.current_hash {
+            tx.delete_token(&hash);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every session (each with `session.revoked`, reason `reason`) and MFA challenge
+/// of `user`, in batches. Returns how many sessions.
+pub(crate) async fn end_sessions(
+    st: &AppState,
+    user: &UserId,
+    by: Option<&UserId>,
+    reason: Reason,
+    meta: &RequestMeta,
+) -> Result<usize, Error> {
+    let now = st.clock.now();
+    let sessions = st.store.sessions(user).await?;
+    for batch in sessions.chunks(REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        for s in batch {
+            tx.delete_session(&s.value.user_id, &s.value.session_id, Cond::None);
+            tx.audit(&revoked_event(&s.value, by, reason, meta, now));
+        }
+        st.store.commit(tx).await?;
+    }
+    let challenges = st.store.mfa_state(user).await?.challenges;
+    for batch in challenges.chunks(2 * REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        for c in batch {
+            tx.delete_challenge(&c.value.user_id, &c.value.challenge_id, Cond::None);
+        }
+        st.store.commit(tx).await?;
+    }
+    Ok(sessions.len())
+}
+
+/// Reactivates a deactivated user.
+pub async fn reactivate(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    meta: &RequestMeta,
+) -> Result<UserView, Error> {
+    who.require(Action::ManageUsers)?;
+    for _ in 0..MAX_RACE_RETRIES {
+        let current = target(st, who, id).await?;
+        let u = current.value.clone();
+        may_act_on(who, &u, "You cannot reactivate yourself.")?;
+        if u.status != AccountStatus::Deactivated {
+            return get(st, who, id).await;
+        }
+        let account = account_of(st, &u).await?;
+        let now = st.clock.now();
+        let mut tx = st.store.tx();
+        tx.put_account(
+            &AccountRecord {
+                status: AccountStatus::Active,
+                ..account.value.clone()
+            },
+            Some(account.ver),
+        );
+        tx.audit(&user_event(EventType::UserReactivated, who, &u, meta, now));
+        match st.store.commit(tx).await {
+            Ok(()) => return get(st, who, id).await,
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended)
+}
+
+/// Clears a user's password lockout (the MFA budget is cleared by an MFA reset).
+pub async fn unlock(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    meta: &RequestMeta,
+) -> Result<(), Error> {
+    who.require(Action::ManageUsers)?;
+    let u = target(st, who, id).await?.value;
+    may_act_on(who, &u, "You cannot unlock yourself.")?;
+    if u.status == AccountStatus::Invited {
+        return Err(Error::Conflict("The user has not accepted the invitation."));
+    }
+    let subject = Subject {
+        email: &u.email,
+        owner: Some((&u.org_id, &u.user_id)),
+    };
+    for _ in 0..MAX_RACE_RETRIES {
+        let seen = st.store.budget(Budget::Password(&u.email)).await?;
+        let now = st.clock.now();
+        let mut tx = st.store.tx();
+        // The refusals tallied on the budget are summarized as it goes.
+        lockout::clear_seen(&mut tx, subject, seen.as_ref(), meta, now);
+        tx.audit(&user_event(EventType::UserUnlocked, who, &u, meta, now));
+        match st.store.commit(tx).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended)
+}
