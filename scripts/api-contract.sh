@@ -260,7 +260,20 @@ CONFIRM = "POST /v1/mfa/totp/confirm"
 DISABLE = "POST /v1/mfa/totp/disable"
 RECOVERY_CODES = "POST /v1/mfa/recovery-codes"
 CHANGE = "POST /v1/auth/password/change"
-PASSWORD_FIELD = {LOGIN: "password", ENROLL: "password", DISABLE: "password", CHANGE: "current_password"}
+# Where the signed-in user's own password is asked for: re-authentication, and the step-up
+# of the users family (a wrong one there counts toward the fuzz user's lockout, too).
+PASSWORD_FIELD = {
+    LOGIN: "password",
+    ENROLL: "password",
+    DISABLE: "password",
+    CHANGE: "current_password",
+    "POST /v1/me/email": "password",
+    "POST /v1/users": "password",
+    "PATCH /v1/users/{id}": "password",
+    "POST /v1/users/{id}/mfa/reset": "password",
+    "PATCH /v1/org/settings": "password",
+    "POST /v1/org/sessions/revoke-all": "password",
+}
 FACTOR_OPERATIONS = {CONFIRM, DISABLE, RECOVERY_CODES}
 
 # The fuzz user's credentials as they change during the run.
@@ -435,6 +448,13 @@ include-path = [
     "/v1/mfa/totp/confirm",
     "/v1/mfa/totp/disable",
     "/v1/mfa/recovery-codes",
+    "/v1/invitations/accept",
+    "/v1/me/email",
+    "/v1/users",
+    "/v1/users/{id}",
+    "/v1/users/{id}/mfa/reset",
+    "/v1/org/settings",
+    "/v1/org/sessions/revoke-all",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "423", "429", "5xx"]
 
@@ -493,17 +513,24 @@ PY
     return "$rc"
 }
 
-# POST /v1/auth/logout and DELETE /v1/sessions/{id} (given the current session's id, which
-# GET /v1/sessions lists) sign the fuzz user out: every later call that needs a live session
-# would be refused 401, which the checks accept, so they would hide bugs. They run on their
-# own, last, with GET /v1/sessions (whose ids the stateful phase feeds to the DELETE). (Access
-# tokens are stateless JWTs: operations that only verify the token still accept the bearer
-# header after a sign-out.)
-if ! fuzz main --exclude-path /v1/auth/logout --exclude-path '/v1/sessions/{id}'; then
+# POST /v1/auth/logout, DELETE /v1/sessions/{id} (given the current session's id, which
+# GET /v1/sessions lists) and POST /v1/org/sessions/revoke-all sign the fuzz user out: every
+# later call would be refused 401, which the checks accept, so they would hide bugs. And
+# PATCH /v1/org/settings may turn `mfa_required` on, which confines the fuzz user (who has no
+# MFA) to enrollment: every later call elsewhere would be a 403. So the settings run on their
+# own after the main run, and the sign-outs last, with GET /v1/sessions (whose ids the
+# stateful phase feeds to the DELETE).
+if ! fuzz main --exclude-path /v1/auth/logout --exclude-path '/v1/sessions/{id}' \
+    --exclude-path /v1/org/sessions/revoke-all --exclude-path /v1/org/settings; then
     failures+=("schemathesis: failures in the main run ($report_dir/schemathesis-main.log)")
 fi
+if ! fuzz settings --include-path /v1/org/settings \
+    --max-examples "$(( max_examples >= 5 ? max_examples / 5 : 1 ))"; then
+    failures+=("schemathesis: failures in the settings run ($report_dir/schemathesis-settings.log)")
+fi
 # Once signed out, nearly every answer is 401: a fifth of the examples is plenty.
-if ! fuzz signout --include-path-regex '^/v1/sessions(/\{id\})?$|^/v1/auth/logout$' \
+if ! fuzz signout \
+    --include-path-regex '^/v1/sessions(/\{id\})?$|^/v1/auth/logout$|^/v1/org/sessions/revoke-all$' \
     --max-examples "$(( max_examples >= 5 ? max_examples / 5 : 1 ))"; then
     failures+=("schemathesis: failures in the sign-out run ($report_dir/schemathesis-signout.log)")
 fi

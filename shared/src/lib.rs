@@ -4,6 +4,7 @@
 //! builds an [`AppState`] and runs its family's router with [`runtime::run`].
 
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod aws;

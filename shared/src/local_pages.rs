@@ -19,12 +19,13 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
                    style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /verify-email`, `GET /reset-password`, `GET /forgot-password` (the page security
-/// mails point to) and the script they load.
+/// `GET /verify-email`, `GET /reset-password`, `GET /accept-invite`, `GET /forgot-password`
+/// (the page security mails point to) and the script they load.
 pub fn routes() -> Router {
     Router::new()
         .route("/verify-email", get(verify_email))
         .route("/reset-password", get(reset_password))
+        .route("/accept-invite", get(accept_invite))
         .route("/forgot-password", get(forgot_password))
         .route("/_local/pages.js", get(script))
 }
@@ -77,6 +78,16 @@ async fn reset_password() -> Response {
         "reset-password",
         "Choose a new password",
         "<label for=\"password\">New password</label>\n\
+         <input id=\"password\" type=\"password\" autocomplete=\"new-password\" required \
+         minlength=\"8\" maxlength=\"128\">\n<button type=\"submit\">Set the password</button>",
+    )
+}
+
+async fn accept_invite() -> Response {
+    page(
+        "accept-invite",
+        "Join your organization",
+        "<label for=\"password\">Choose a password</label>\n\
          <input id=\"password\" type=\"password\" autocomplete=\"new-password\" required \
          minlength=\"8\" maxlength=\"128\">\n<button type=\"submit\">Set the password</button>",
     )

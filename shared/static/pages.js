@@ -1,4 +1,5 @@
-// The local server's pages for mailed links (/verify-email, /reset-password) and the page
+// The local server's pages for mailed links (/verify-email, /reset-password, /accept-invite)
+// and the page
 // security mails point to (/forgot-password): they post to the API. A deployment's own web
 // app replaces them.
 "use strict";
@@ -59,7 +60,13 @@ form.addEventListener("submit", async (event) => {
       show("Your password is set. Every device was signed out; sign in with the new one.", true);
       form.hidden = true;
     }
-  }
+  } else if (page === "accept-invite") {
+    const pw = document.getElementById("password").value;
+    r = await post("/v1/invitations/accept", { token, password: pw });
+    if (r.ok) {
+      show("Welcome! Your password is set and your address verified. You can sign in now.", true);
+      form.hidden = true;
+    }
   } else if (page === "forgot-password") {
     const email = document.getElementById("email").value;
     r = await post("/v1/auth/password/forgot", { email });

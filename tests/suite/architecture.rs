@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "http",
             "api",
             "local",
+            "admin",
             "local_pages",
             "lib",
             "bin",
@@ -47,7 +48,17 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// The flows (`shared/src/flows/*.rs`), which must not import one another.
 const FLOWS: &[&str] = &[
-    "email", "login", "mfa", "org", "password", "refresh", "sessions", "signup", "users",
+    "email",
+    "invitations",
+    "login",
+    "mfa",
+    "operator",
+    "org",
+    "password",
+    "refresh",
+    "sessions",
+    "signup",
+    "users",
 ];
 
 fn src() -> PathBuf {

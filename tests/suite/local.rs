@@ -101,6 +101,7 @@ async fn mailed_links_open_pages_that_post_the_token() {
     for (path, needle) in [
         ("/verify-email", "Confirm my address"),
         ("/reset-password", "autocomplete=\"new-password\""),
+        ("/accept-invite", "Choose a password"),
         ("/forgot-password", "autocomplete=\"email\""),
     ] {
         let (status, headers, body) = get_page(&a, &format!("{path}?token={token}")).await;
@@ -126,6 +127,7 @@ async fn mailed_links_open_pages_that_post_the_token() {
     for route in [
         "/v1/auth/email/verify",
         "/v1/auth/password/reset",
+        "/v1/invitations/accept",
         "/v1/auth/password/forgot",
     ] {
         assert!(script.contains(route), "{route}");
@@ -137,4 +139,20 @@ async fn mailed_links_open_pages_that_post_the_token() {
         .post("/v1/auth/email/verify", json!({ "token": token }))
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
+}
+
+/// The pages' script is valid JavaScript (`node --check`): a syntax error there breaks every
+/// page at once, and nothing else would notice.
+#[test]
+fn the_pages_script_parses() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/static/pages.js");
+    let out = std::process::Command::new("node")
+        .args(["--check", script])
+        .output()
+        .expect("node runs (make test needs Node)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

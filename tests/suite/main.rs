@@ -9,6 +9,7 @@ mod conflicts;
 mod conformance;
 mod e2e;
 mod infra;
+mod invitations;
 mod jwt;
 mod keys;
 mod lambda;

@@ -1,5 +1,6 @@
-//! Lambda `users`: the org and its settings, and its users (roles, deactivation, unlock).
-//! Mails through SES (owners' notices).
+//! Lambda `users`: the org and its settings, and its users (invitations, roles, deactivation,
+//! unlock, MFA reset, offboarding), email changes.
+//! Mails through SES.
 
 use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 

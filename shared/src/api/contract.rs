@@ -136,6 +136,18 @@ impl Modify for Responses {
                 .headers
                 .insert(spec.component.to_owned(), RefOr::T(h));
         }
+        // A proof is a code or a recovery code, never both (the server answers 422).
+        for schema in components.schemas.values_mut() {
+            if let RefOr::T(utoipa::openapi::schema::Schema::Object(o)) = schema
+                && o.properties.contains_key("code")
+                && o.properties.contains_key("recovery_code")
+            {
+                o.extensions.get_or_insert_with(Default::default).insert(
+                    "not".to_owned(),
+                    serde_json::json!({"required": ["code", "recovery_code"]}),
+                );
+            }
+        }
         for item in doc.paths.paths.values_mut() {
             for op in [
                 &mut item.get,

@@ -2,9 +2,7 @@
 //! (docs/users.md, docs/org-settings.md).
 
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,11 +12,15 @@ use utoipa_axum::routes;
 use super::contract;
 use super::login::no_store;
 use crate::clock::Timestamp;
-use crate::domain::{AccountStatus, LoginPassword, OrgName, RecoveryCode, Role, TotpCode, UserId};
+use crate::domain::{
+    AccountStatus, Email, LoginPassword, OrgName, RecoveryCode, Role, TotpCode, UserId,
+};
 use crate::error::{Error, FieldError};
+use crate::flows::invitations;
 use crate::flows::org::{self, SettingsChange};
 use crate::flows::steps::factor::SecondFactor;
 use crate::flows::steps::step_up::Proof;
+use crate::flows::steps::{mfa_reset, offboard};
 use crate::flows::users::{self, Filter, UserView};
 use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
@@ -29,8 +31,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_org, rename_org))
         .routes(routes!(get_settings, update_settings))
         .routes(routes!(revoke_all_sessions))
-        .routes(routes!(list_users))
-        .routes(routes!(get_user, change_role))
+        .routes(routes!(list_users, invite))
+        .routes(routes!(get_user, change_role, revoke_invitation))
+        .routes(routes!(resend_invitation))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(change_email))
+        .routes(routes!(reset_mfa))
+        .routes(routes!(offboard))
         .routes(routes!(deactivate))
         .routes(routes!(reactivate))
         .routes(routes!(unlock))
@@ -405,26 +412,26 @@ pub struct UsersOut {
 #[allow(dead_code)]
 pub struct ListParams {
     /// Only users of this status.
-    #[param(inline, value_type = Option<AccountStatus>)]
-    status: Option<String>,
+    #[param(inline)]
+    status: Option<AccountStatus>,
     /// Only users of this role.
-    #[param(inline, value_type = Option<Role>)]
-    role: Option<String>,
+    #[param(inline)]
+    role: Option<Role>,
     /// Users per page, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,100}$")]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page (opaque: the listing resumes after it, within
+    /// the caller's organization).
+    #[param(pattern = "^usr_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
 fn cursor_of(u: &UserId) -> String {
-    URL_SAFE_NO_PAD.encode(u.as_str())
+    u.to_string()
 }
 
 fn parse_cursor(c: &str) -> Option<UserId> {
-    let bytes = URL_SAFE_NO_PAD.decode(c).ok()?;
-    UserId::parse(std::str::from_utf8(&bytes).ok()?)
+    UserId::parse(c)
 }
 
 /// The organization's users (invited ones too), by id.
@@ -526,13 +533,7 @@ struct ChangeRoleBody {
 
 impl FromJson for ChangeRoleBody {
     fn from_fields(f: &mut Fields) -> Option<Self> {
-        let role = f.string("role").and_then(|r| {
-            let parsed = Role::parse(&r);
-            if parsed.is_none() {
-                f.error("role", "must be owner, admin, auditor or member");
-            }
-            parsed
-        });
+        let role = read_role(f);
         let step_up = StepUpFields::read(f);
         Some(Self {
             role: role?,
@@ -622,4 +623,400 @@ async fn unlock(
 ) -> Result<Response, Error> {
     users::unlock(&st, &who, &user_id(&id)?, &meta).await?;
     Ok(no_content())
+}
+
+// --- Invitations ----------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitedOut {
+    user: UserOut,
+}
+
+fn invited_view(u: crate::store::UserRef) -> UserOut {
+    UserOut::from(UserView {
+        user: u,
+        last_login_at: None,
+        locked_until: None,
+        reset_required: false,
+    })
+}
+
+/// The address and role of the invited user, and the step-up proof when the role is
+/// `admin` or `owner`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct InviteRequest {
+    #[schema(schema_with = contract::email)]
+    email: String,
+    role: Role,
+    #[schema(schema_with = contract::password_offered)]
+    password: Option<String>,
+    #[schema(schema_with = contract::totp_code)]
+    code: Option<String>,
+    #[schema(schema_with = contract::recovery_code)]
+    recovery_code: Option<String>,
+}
+
+struct InviteBody {
+    email: String,
+    role: Role,
+    step_up: StepUpFields,
+}
+
+fn read_role(f: &mut Fields) -> Option<Role> {
+    f.string("role").and_then(|r| {
+        let parsed = Role::parse(&r);
+        if parsed.is_none() {
+            f.error("role", "must be owner, admin, auditor or member");
+        }
+        parsed
+    })
+}
+
+impl FromJson for InviteBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let email = f.string("email");
+        let role = read_role(f);
+        let step_up = StepUpFields::read(f);
+        Some(Self {
+            email: email?,
+            role: role?,
+            step_up,
+        })
+    }
+}
+
+/// Invites someone: the user exists at once with status `invited`, and a link to set a
+/// password (`{APP_URL}/accept-invite?token=…`, single use, 7 days) is mailed. Inviting an
+/// `admin` or `owner` needs a step-up and mails the owners.
+#[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = InviteRequest,
+    responses(
+        (status = 201, body = InvitedOut, description = "The invited user"),
+        (status = 400, description = "`invalid_credentials` or `invalid_mfa_code`: the step-up's password or code is wrong (counted toward the caller's lockout)"),
+        (status = 403, description = "`forbidden`: the caller may not invite, or not with this role (`owner`, for an admin); or `step_up_required`"),
+        (status = 409, description = "`email_taken`: the address is already a user of this organization (another organization's user is not: the invitation goes out, and its accept answers 409)"),
+        (status = 423, description = "`account_locked`: too many wrong passwords or codes at the step-up"),
+        (status = 429, description = "`rate_limited`: more than 100 invitations within an hour"),
+    ))]
+async fn invite(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Json(body): Json<InviteBody>,
+) -> Result<Response, Error> {
+    let mut check = Check::default();
+    let email = check.field("/email", Email::parse(&body.email), |e| e.0);
+    let proof = body.step_up.parse(&mut check);
+    check.finish()?;
+    let email = email.ok_or_else(|| Error::Validation(Vec::new()))?;
+    let u = invitations::invite(&st, &who, &email, body.role, &proof, &meta).await?;
+    let out = InvitedOut {
+        user: invited_view(u),
+    };
+    Ok((axum::http::StatusCode::CREATED, no_store(axum::Json(out))).into_response())
+}
+
+/// Mails a new invitation link; the previous one stops working. The 7 days start again.
+#[utoipa::path(post, path = "/v1/users/{id}/invitation/resend", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, pattern = "^usr_[0-9a-f]{32}$", description = "An invited user's id")),
+    responses(
+        (status = 202, description = "A new link is on its way"),
+        (status = 403, description = "`forbidden`: the caller may not invite, or not this user (an owner, for an admin)"),
+        (status = 404, description = "`not_found`: no such user in this organization"),
+        (status = 409, description = "`conflict`: the user has accepted already"),
+        (status = 429, description = "`rate_limited`: 3 links within an hour already"),
+    ))]
+async fn resend_invitation(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    invitations::resend(&st, &who, &user_id(&id)?, &meta).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({})),
+    )
+        .into_response())
+}
+
+/// Revokes an invitation: the invited user and the link go. Only invited users can be
+/// deleted; deactivate the others.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, pattern = "^usr_[0-9a-f]{32}$", description = "An invited user's id")),
+    responses(
+        (status = 204, description = "The invitation is gone"),
+        (status = 403, description = "`forbidden`: the caller may not invite, or not this user"),
+        (status = 404, description = "`not_found`: no such user in this organization"),
+        (status = 409, description = "`conflict`: the user has accepted; deactivate them instead"),
+    ))]
+async fn revoke_invitation(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    invitations::revoke(&st, &who, &user_id(&id)?, &meta).await?;
+    Ok(no_content())
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AcceptRequest {
+    #[schema(schema_with = contract::link_token)]
+    token: String,
+    #[schema(schema_with = contract::new_password)]
+    password: String,
+}
+
+struct AcceptBody {
+    token: SecretString,
+    password: SecretString,
+}
+
+impl FromJson for AcceptBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let (token, password) = (f.secret("token"), f.secret("password"));
+        Some(Self {
+            token: token?,
+            password: password?,
+        })
+    }
+}
+
+/// Accepts an invitation: sets the password (under the organization's policy) and verifies
+/// the address. Then sign in as usual.
+#[utoipa::path(post, path = "/v1/invitations/accept", tag = "users", request_body = AcceptRequest,
+    responses(
+        (status = 200, body = InvitedOut, description = "The user, active"),
+        (status = 400, description = "`invalid_token`: the link is unknown, expired, used, replaced or revoked"),
+        (status = 409, description = "`email_taken`: the address belongs to another account"),
+        (status = 422, description = "`password_policy`, one entry per failed rule; the link stays usable"),
+    ))]
+async fn accept_invitation(
+    State(st): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<AcceptBody>,
+) -> Result<Response, Error> {
+    let u = invitations::accept(&st, &body.token, &body.password, &meta).await?;
+    Ok(no_store(axum::Json(InvitedOut {
+        user: invited_view(u),
+    })))
+}
+
+// --- Own email ------------------------------------------------------------------------------
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ChangeEmailRequest {
+    #[schema(schema_with = contract::email)]
+    new_email: String,
+    #[schema(schema_with = contract::password_offered)]
+    password: String,
+}
+
+struct ChangeEmailBody {
+    new_email: String,
+    password: SecretString,
+}
+
+impl FromJson for ChangeEmailBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let (new_email, password) = (f.string("new_email"), f.secret("password"));
+        Some(Self {
+            new_email: new_email?,
+            password: password?,
+        })
+    }
+}
+
+/// Asks to move the account to a new address: a link goes there
+/// (`{APP_URL}/verify-email?token=…`; following it, `POST /v1/auth/email/verify`, makes the
+/// change) and the current address is told. Until then nothing changes.
+#[utoipa::path(post, path = "/v1/me/email", tag = "account", security(("bearer" = [])), request_body = ChangeEmailRequest,
+    responses(
+        (status = 202, description = "The link is on its way"),
+        (status = 400, description = "`invalid_credentials`: the password is wrong (counted toward lockout)"),
+        (status = 422, description = "`validation_failed`: also when `new_email` is the current address"),
+        (status = 423, description = "`account_locked`: too many wrong passwords"),
+        (status = 429, description = "`rate_limited`: 3 links within an hour already"),
+    ))]
+async fn change_email(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Json(body): Json<ChangeEmailBody>,
+) -> Result<Response, Error> {
+    let mut check = Check::default();
+    let new_email = check.field("/new_email", Email::parse(&body.new_email), |e| e.0);
+    let password = check.field(
+        "/password",
+        LoginPassword::parse(body.password.expose_secret()),
+        |e| e.0,
+    );
+    check.finish()?;
+    let (Some(new_email), Some(password)) = (new_email, password) else {
+        return Err(Error::Validation(Vec::new()));
+    };
+    crate::flows::email::request_change(&st, &who, &new_email, &password, &meta).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({})),
+    )
+        .into_response())
+}
+
+// --- MFA reset and offboarding --------------------------------------------------------------
+
+/// Why, and the caller's step-up proof.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ResetMfaRequest {
+    /// Why the MFA is reset (kept in the audit trail): 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+    #[schema(schema_with = contract::password_offered)]
+    password: Option<String>,
+    #[schema(schema_with = contract::totp_code)]
+    code: Option<String>,
+    #[schema(schema_with = contract::recovery_code)]
+    recovery_code: Option<String>,
+}
+
+struct ResetMfaBody {
+    reason: String,
+    step_up: StepUpFields,
+}
+
+/// A reason: 1 to 500 characters once trimmed, without hidden characters.
+fn read_reason(f: &mut Fields) -> Option<String> {
+    let reason = f.string("reason")?;
+    let trimmed = reason.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > mfa_reset::MAX_REASON || crate::text::hidden_char(trimmed).is_some() {
+        f.error(
+            "reason",
+            "must be 1 to 500 characters, without control or invisible characters",
+        );
+        return None;
+    }
+    Some(trimmed.to_owned())
+}
+
+impl FromJson for ResetMfaBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let reason = read_reason(f);
+        let step_up = StepUpFields::read(f);
+        Some(Self {
+            reason: reason?,
+            step_up,
+        })
+    }
+}
+
+/// Resets another user's MFA when their phone is lost: their factor and recovery codes go,
+/// their sessions end, they and the owners are mailed. Needs the caller's password (and
+/// code, when the caller has MFA) unless they signed in within 5 minutes.
+#[utoipa::path(post, path = "/v1/users/{id}/mfa/reset", tag = "users", security(("bearer" = [])), request_body = ResetMfaRequest,
+    params(("id" = String, Path, pattern = "^usr_[0-9a-f]{32}$", description = "A user id")),
+    responses(
+        (status = 204, description = "The user's MFA is reset"),
+        (status = 400, description = "`invalid_credentials` or `invalid_mfa_code`: the step-up's password or code is wrong (counted toward the caller's lockout)"),
+        (status = 403, description = "`forbidden`: the caller may not reset MFA, or not this user's (their own: use a recovery code; an owner's, for an admin); or `step_up_required`"),
+        (status = 404, description = "`not_found`: no such user in this organization"),
+        (status = 409, description = "`conflict`: the user is only invited"),
+        (status = 423, description = "`account_locked`: too many wrong passwords or codes at the step-up"),
+    ))]
+async fn reset_mfa(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Path(id): Path<String>,
+    Json(body): Json<ResetMfaBody>,
+) -> Result<Response, Error> {
+    let id = user_id(&id)?;
+    let mut check = Check::default();
+    let proof = body.step_up.parse(&mut check);
+    check.finish()?;
+    users::reset_mfa(&st, &who, &id, &body.reason, &proof, &meta).await?;
+    Ok(no_content())
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OffboardRequest {
+    /// Why (kept in the audit trail): 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+struct OffboardBody(String);
+
+impl FromJson for OffboardBody {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        read_reason(f).map(Self)
+    }
+}
+
+/// What an offboarding did.
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptOut {
+    /// The `Idempotency-Key` of the request.
+    request_id: String,
+    user_id: String,
+    /// How many sessions ended.
+    revoked_sessions: u64,
+    /// The API tokens deleted (none until API tokens exist).
+    revoked_tokens: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    completed_at: Timestamp,
+}
+
+/// Offboards a user: deactivated, every session, challenge and mailed link ended, the
+/// password and the TOTP factor deleted (a reactivated user starts with a password reset).
+/// The same `Idempotency-Key` again changes nothing and answers the same receipt.
+#[utoipa::path(post, path = "/v1/users/{id}/offboard", tag = "users", security(("bearer" = [])), request_body = OffboardRequest,
+    params(
+        ("id" = String, Path, pattern = "^usr_[0-9a-f]{32}$", description = "A user id"),
+        ("Idempotency-Key" = String, Header, pattern = "^[A-Za-z0-9._:-]{1,128}$",
+            description = "The request's id, which the receipt repeats: the same key again yields the same receipt"),
+    ),
+    responses(
+        (status = 200, body = ReceiptOut, description = "The receipt"),
+        (status = 400, description = "`malformed_request`: the `Idempotency-Key` header is missing or not 1 to 128 of `[A-Za-z0-9._:-]`"),
+        (status = 403, description = "`forbidden`: the caller may not offboard, or not this user (themselves; an owner, for an admin)"),
+        (status = 404, description = "`not_found`: no such user in this organization"),
+        (status = 409, description = "`last_owner`: the organization would have no active owner left; or `conflict`: the key was used for another user, or the user is only invited"),
+    ))]
+async fn offboard(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Meta(meta): Meta,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<OffboardBody>,
+) -> Result<Response, Error> {
+    let id = user_id(&id)?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| offboard::is_request_id(k))
+        .ok_or_else(|| {
+            Error::Malformed(
+                "The Idempotency-Key header is required: 1 to 128 of A-Z a-z 0-9 . _ : -".into(),
+            )
+        })?;
+    let r = users::offboard(&st, &who, &id, key, &body.0, &meta).await?;
+    Ok(no_store(axum::Json(ReceiptOut {
+        request_id: r.request_id,
+        user_id: r.user_id.to_string(),
+        revoked_sessions: r.revoked_sessions,
+        revoked_tokens: r.revoked_tokens,
+        completed_at: r.completed_at,
+    })))
 }

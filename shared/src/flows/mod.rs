@@ -2,8 +2,10 @@
 //! clock and mailer from the state; they hold no HTTP types.
 
 pub mod email;
+pub mod invitations;
 pub mod login;
 pub mod mfa;
+pub mod operator;
 pub mod org;
 pub mod password;
 pub mod refresh;

@@ -8,7 +8,7 @@ use crate::config::SignupMode;
 use crate::crypto;
 use crate::domain::{AccountStatus, Email, NewPassword, OrgId, OrgName, Role, UserId};
 use crate::state::AppState;
-use crate::store::{AccountRecord, Budget, OrgRecord, SettingsCopy, StoreError, TokenKind};
+use crate::store::{AccountRecord, Budget, Cond, OrgRecord, SettingsCopy, StoreError, TokenKind};
 
 #[derive(Debug)]
 pub struct Signup {
@@ -69,9 +69,14 @@ pub async fn create_org(
         created_at: now,
     };
 
+    // An unverified sign-up older than 7 days gives the address up (docs/users.md).
+    let holder = super::steps::address::holder(st, &owner.email).await?;
+    let cond = holder.claim_cond().ok_or(Error::EmailTaken)?;
     let mut tx = st.store.tx();
     tx.create_org(&org);
-    let account_write = tx.create_account(&owner);
+    holder.release(&mut tx);
+    let account_write = tx.put_account_and_user(&owner, cond, None, Cond::NotExists);
+    tx.claim_member(&org.org_id, &owner.email, &owner.user_id);
     // Failed sign-ins on the address before it had an account (anyone may try any address)
     // do not lock the account created now.
     tx.remove_budget(Budget::Password(&owner.email));

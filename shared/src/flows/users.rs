@@ -11,9 +11,12 @@
 //! each name the other as witness, so the first to commit changes the second's witness and
 //! the second fails; with a third owner untouched, both may commit, and that owner remains.
 
+use super::steps::links;
 use super::steps::lockout::{self, Subject};
+use super::steps::mfa_reset;
+use super::steps::offboard;
 use super::steps::owners;
-use super::steps::session::{REVOKE_BATCH, revoked_event};
+use super::steps::session::end_all;
 use super::steps::step_up::{self, Proof, SteppedUp};
 use super::{Error, MAX_RACE_RETRIES};
 use crate::access::{Action, UserActor, may_grant, may_manage};
@@ -22,7 +25,7 @@ use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Role, UserId};
 use crate::state::AppState;
 use crate::store::{
-    AccountRecord, Budget, Cond, LastLogin, LockoutRecord, StoreError, Table, Tx, UserRef,
+    AccountRecord, Budget, LastLogin, LockoutRecord, OffboardReceipt, StoreError, Table, UserRef,
     Versioned, keys,
 };
 
@@ -150,29 +153,6 @@ fn may_act_on(who: &UserActor, u: &UserRef, self_action: &'static str) -> Result
     Ok(())
 }
 
-/// For a change that takes the active owner `leaving` away: another active owner, read
-/// strongly consistent, whose unchanged version the change's transaction checks. 409
-/// `last_owner` when there is none.
-async fn witness(st: &AppState, leaving: &UserRef) -> Result<Option<Versioned<UserRef>>, Error> {
-    if leaving.role != Role::Owner || leaving.status != AccountStatus::Active {
-        return Ok(None);
-    }
-    for candidate in st.store.org_owners(&leaving.org_id).await? {
-        if candidate.value.user_id == leaving.user_id {
-            continue;
-        }
-        // The index may lag: the table says whether this one is still an active owner.
-        if let Some(u) = st.store.user(&candidate.value.user_id).await?
-            && u.value.role == Role::Owner
-            && u.value.status == AccountStatus::Active
-            && u.value.org_id == leaving.org_id
-        {
-            return Ok(Some(u));
-        }
-    }
-    Err(Error::LastOwner)
-}
-
 fn user_event(
     t: EventType,
     who: &UserActor,
@@ -207,7 +187,7 @@ pub async fn change_role(
     let stepped = if grants {
         step_up::require(st, who, proof, "role_change", meta).await?
     } else {
-        SteppedUp::Recent
+        SteppedUp::NotRequired
     };
     let mut current = first;
     for _ in 0..MAX_RACE_RETRIES {
@@ -219,7 +199,7 @@ pub async fn change_role(
         let witness = if role == Role::Owner {
             None
         } else {
-            witness(st, &u).await?
+            owners::witness(st, &u).await?
         };
         let now = st.clock.now();
         let mut tx = st.store.tx();
@@ -298,7 +278,7 @@ pub async fn deactivate(
             }
             AccountStatus::Active => {}
         }
-        let witness = witness(st, &u).await?;
+        let witness = owners::witness(st, &u).await?;
         let account = account_of(st, &u).await?;
         let now = st.clock.now();
         let mut tx = st.store.tx();
@@ -312,20 +292,13 @@ pub async fn deactivate(
         if let Some(w) = &witness {
             tx.check_user(&w.value.user_id, w.ver);
         }
-        end_mailed_links(st, &mut tx, &u).await?;
+        links::end_all(st, &mut tx, &u.email).await?;
         tx.audit(&user_event(EventType::UserDeactivated, who, &u, meta, now));
         match st.store.commit(tx).await {
             Ok(()) => {
                 // The user item says deactivated: every request and refresh of the user is
                 // refused from now on. The sessions and challenges go too.
-                end_sessions(
-                    st,
-                    &u.user_id,
-                    Some(&who.user),
-                    Reason::UserDeactivated,
-                    meta,
-                )
-                .await?;
+                end_all(st, &u.user_id, &who.actor(), Reason::UserDeactivated, meta).await?;
                 return get(st, who, id).await;
             }
             Err(StoreError::ConditionFailed { index }) if index == write => continue,
@@ -334,47 +307,6 @@ pub async fn deactivate(
         }
     }
     Err(Error::Contended)
-}
-
-/// Adds to `tx` the deletion of the user's live password-reset and verification links.
-async fn end_mailed_links(st: &AppState, tx: &mut Tx, u: &UserRef) -> Result<(), Error> {
-    let state = st.store.login_state(&u.email).await?;
-    for link in [state.reset_link, state.verify_link].into_iter().flatten() {
-        if let Some(hash) = link.value.current_hash {
-            tx.delete_token(&hash);
-        }
-    }
-    Ok(())
-}
-
-/// Deletes every session (each with `session.revoked`, reason `reason`) and MFA challenge
-/// of `user`, in batches. Returns how many sessions.
-pub(crate) async fn end_sessions(
-    st: &AppState,
-    user: &UserId,
-    by: Option<&UserId>,
-    reason: Reason,
-    meta: &RequestMeta,
-) -> Result<usize, Error> {
-    let now = st.clock.now();
-    let sessions = st.store.sessions(user).await?;
-    for batch in sessions.chunks(REVOKE_BATCH) {
-        let mut tx = st.store.tx();
-        for s in batch {
-            tx.delete_session(&s.value.user_id, &s.value.session_id, Cond::None);
-            tx.audit(&revoked_event(&s.value, by, reason, meta, now));
-        }
-        st.store.commit(tx).await?;
-    }
-    let challenges = st.store.mfa_state(user).await?.challenges;
-    for batch in challenges.chunks(2 * REVOKE_BATCH) {
-        let mut tx = st.store.tx();
-        for c in batch {
-            tx.delete_challenge(&c.value.user_id, &c.value.challenge_id, Cond::None);
-        }
-        st.store.commit(tx).await?;
-    }
-    Ok(sessions.len())
 }
 
 /// Reactivates a deactivated user.
@@ -443,4 +375,51 @@ pub async fn unlock(
         }
     }
     Err(Error::Contended)
+}
+
+/// Resets another user's MFA (a lost phone): step-up, a reason, never on oneself (use a
+/// recovery code), never by an admin on an owner. Mails the user and the owners.
+pub async fn reset_mfa(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    reason: &str,
+    proof: &Proof,
+    meta: &RequestMeta,
+) -> Result<(), Error> {
+    who.require(Action::ResetMfa)?;
+    let u = target(st, who, id).await?.value;
+    may_act_on(
+        who,
+        &u,
+        "You cannot reset your own MFA; sign in with a recovery code instead.",
+    )?;
+    let stepped = step_up::require(st, who, proof, "mfa_reset", meta).await?;
+    mfa_reset::reset(st, &who.actor(), &u, reason, &stepped, meta).await?;
+    owners::notify(
+        st,
+        &who.org,
+        "A user's two-step verification was reset",
+        &format!("Two-step verification of {} was reset", u.email),
+        &who.actor(),
+        meta,
+        st.clock.now(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Offboards a user of the caller's org (docs/users.md): idempotent by `request_id`.
+pub async fn offboard(
+    st: &AppState,
+    who: &UserActor,
+    id: &UserId,
+    request_id: &str,
+    reason: &str,
+    meta: &RequestMeta,
+) -> Result<OffboardReceipt, Error> {
+    who.require(Action::ManageUsers)?;
+    let u = target(st, who, id).await?.value;
+    may_act_on(who, &u, "You cannot offboard yourself.")?;
+    offboard::offboard(st, &who.actor(), &who.org, id, request_id, reason, meta).await
 }

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
+use crate::domain::{Email, UserId};
 use crate::error::Error;
 use crate::mail::Mail;
 use crate::state::AppState;
@@ -38,6 +39,33 @@ pub fn issue(
     ttl: Duration,
     now: Timestamp,
 ) -> Result<Issued, Duration> {
+    let to = Link {
+        kind,
+        user: &account.user_id,
+        email: &account.email,
+        new_email: None,
+    };
+    issue_link(tx, to, state, ttl, now)
+}
+
+/// Whom a link is for: a user at an address (and, for an email change, the new address).
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub kind: TokenKind,
+    pub user: &'a UserId,
+    pub email: &'a Email,
+    pub new_email: Option<&'a Email>,
+}
+
+/// As [`issue`], for any link: its state lives where [`TokenKind::state_key`] says.
+pub fn issue_link(
+    tx: &mut Tx,
+    to: Link<'_>,
+    state: Option<&Versioned<MailLinkState>>,
+    ttl: Duration,
+    now: Timestamp,
+) -> Result<Issued, Duration> {
+    let kind = to.kind;
     let mut sent_at: Vec<Timestamp> = state
         .map(|s| s.value.sent_at.clone())
         .unwrap_or_default()
@@ -56,9 +84,9 @@ pub fn issue(
         &hash,
         &TokenRecord {
             kind,
-            user_id: account.user_id.clone(),
-            email: account.email.clone(),
-            new_email: None,
+            user_id: to.user.clone(),
+            email: to.email.clone(),
+            new_email: to.new_email.cloned(),
             created_at: now,
             expires_at,
         },
@@ -67,8 +95,7 @@ pub fn issue(
         tx.delete_token(previous);
     }
     tx.put_mail_link(
-        &account.email,
-        kind,
+        kind.state_key(to.user, to.email),
         &MailLinkState {
             current_hash: Some(hash),
             sent_at,
@@ -100,6 +127,23 @@ pub fn presented_hash(token: &SecretString) -> Option<String> {
     ok.then(|| crypto::token_hash(t))
 }
 
+/// A presented token's hash and record, when it is a live token of one of `kinds`.
+pub async fn live_token(
+    st: &AppState,
+    token: &SecretString,
+    kinds: &[TokenKind],
+) -> Result<(String, TokenRecord), Error> {
+    let hash = presented_hash(token).ok_or(Error::InvalidToken)?;
+    let now = st.clock.now();
+    let record = st
+        .store
+        .token(&hash)
+        .await?
+        .filter(|t| kinds.contains(&t.kind) && now < t.expires_at)
+        .ok_or(Error::InvalidToken)?;
+    Ok((hash, record))
+}
+
 /// The account a presented token belongs to, when it is a live token of `kind` and its
 /// account still has the email and the user id it was issued for.
 pub async fn token_account(
@@ -107,14 +151,7 @@ pub async fn token_account(
     token: &SecretString,
     kind: TokenKind,
 ) -> Result<(String, Versioned<AccountRecord>), Error> {
-    let hash = presented_hash(token).ok_or(Error::InvalidToken)?;
-    let now = st.clock.now();
-    let record = st
-        .store
-        .token(&hash)
-        .await?
-        .filter(|t| t.kind == kind && now < t.expires_at)
-        .ok_or(Error::InvalidToken)?;
+    let (hash, record) = live_token(st, token, &[kind]).await?;
     let account = st
         .store
         .account(&record.email)
@@ -122,6 +159,18 @@ pub async fn token_account(
         .filter(|a| a.value.user_id == record.user_id)
         .ok_or(Error::InvalidToken)?;
     Ok((hash, account))
+}
+
+/// Adds to `tx` the deletion of the live password-reset and verification links of an
+/// address (a user deactivated or offboarded).
+pub async fn end_all(st: &AppState, tx: &mut Tx, email: &Email) -> Result<(), Error> {
+    let state = st.store.login_state(email).await?;
+    for link in [state.reset_link, state.verify_link].into_iter().flatten() {
+        if let Some(hash) = link.value.current_hash {
+            tx.delete_token(&hash);
+        }
+    }
+    Ok(())
 }
 
 /// Why a verification link is mailed: the mail says so.

@@ -6,8 +6,11 @@ use crate::access::Actor;
 use crate::audit::RequestMeta;
 use crate::clock::Timestamp;
 use crate::domain::OrgId;
+use crate::domain::{AccountStatus, Role};
+use crate::error::Error;
 use crate::mail::Mail;
 use crate::state::AppState;
+use crate::store::{UserRef, Versioned};
 
 /// Mails every active owner of `org` that `what` happened, by whom, when and from where.
 pub async fn notify(
@@ -46,4 +49,30 @@ pub async fn notify(
             tracing::warn!(user_id = %owner.value.user_id, error = %e, subject, "owners' notice not sent");
         }
     }
+}
+
+/// For a change that takes the active owner `leaving` away: another active owner, read
+/// strongly consistent, whose unchanged version the change's transaction checks. 409
+/// `last_owner` when there is none.
+pub async fn witness(
+    st: &AppState,
+    leaving: &UserRef,
+) -> Result<Option<Versioned<UserRef>>, Error> {
+    if leaving.role != Role::Owner || leaving.status != AccountStatus::Active {
+        return Ok(None);
+    }
+    for candidate in st.store.org_owners(&leaving.org_id).await? {
+        if candidate.value.user_id == leaving.user_id {
+            continue;
+        }
+        // The index may lag: the table says whether this one is still an active owner.
+        if let Some(u) = st.store.user(&candidate.value.user_id).await?
+            && u.value.role == Role::Owner
+            && u.value.status == AccountStatus::Active
+            && u.value.org_id == leaving.org_id
+        {
+            return Ok(Some(u));
+        }
+    }
+    Err(Error::LastOwner)
 }

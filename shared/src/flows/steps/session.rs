@@ -4,7 +4,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::access::UserActor;
+use crate::access::{Actor, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
@@ -185,6 +185,37 @@ pub async fn revoke_others(
         st.store.commit(tx).await?;
     }
     Ok(others.len())
+}
+
+/// Deletes every session (each with `session.revoked`, reason `reason`, by `by`) and MFA
+/// challenge of `user`, in batches: after a deactivation, an offboarding or an MFA reset.
+/// Returns how many sessions.
+pub async fn end_all(
+    st: &AppState,
+    user: &UserId,
+    by: &Actor,
+    reason: Reason,
+    meta: &RequestMeta,
+) -> Result<usize, Error> {
+    let now = st.clock.now();
+    let sessions = st.store.sessions(user).await?;
+    for batch in sessions.chunks(REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        for s in batch {
+            tx.delete_session(&s.value.user_id, &s.value.session_id, Cond::None);
+            tx.audit(&by.stamp(revoked_event(&s.value, None, reason, meta, now)));
+        }
+        st.store.commit(tx).await?;
+    }
+    let challenges = st.store.mfa_state(user).await?.challenges;
+    for batch in challenges.chunks(2 * REVOKE_BATCH) {
+        let mut tx = st.store.tx();
+        for c in batch {
+            tx.delete_challenge(&c.value.user_id, &c.value.challenge_id, Cond::None);
+        }
+        st.store.commit(tx).await?;
+    }
+    Ok(sessions.len())
 }
 
 /// What a password reset or change signs out: the sessions and pending MFA challenges opened

@@ -80,6 +80,11 @@ pub fn user_partition(user: &UserId) -> String {
 pub fn user_ref(user: &UserId) -> Key {
     Key::new(user_partition(user), USER_REF)
 }
+/// The mailed-link state of the links that belong to a user rather than to an address
+/// (invitations, email changes): two orgs inviting one address keep their own.
+pub fn user_mail_link(user: &UserId, kind: TokenKind) -> Key {
+    Key::new(user_partition(user), mail_link_sort(kind))
+}
 pub fn last_login(user: &UserId) -> Key {
     Key::new(user_partition(user), LAST_LOGIN)
 }
@@ -205,6 +210,10 @@ mod tests {
         );
         assert_eq!(user_ref(&usr), k(&u, "USER"));
         assert_eq!(last_login(&usr), k(&u, "LAST_LOGIN"));
+        assert_eq!(
+            user_mail_link(&usr, TokenKind::Invitation),
+            k(&u, "MAIL#INVITE")
+        );
         assert_eq!(member_email(&og, &em), k(&o, "MEMBER#a@example.com"));
         assert_eq!(offboard_receipt(&og, "r-1"), k(&o, "OFFBOARD#r-1"));
         assert_eq!(invite_rate(&og), k(&o, "RATE#INVITE"));

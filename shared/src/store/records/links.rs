@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{Tx, Versioned, keys, n};
 use crate::clock::Timestamp;
 use crate::domain::{Email, UserId};
-use crate::store::{Cond, Store, StoreError, TTL, Table, VERSION, Write};
+use crate::store::{Cond, Key, Store, StoreError, TTL, Table, VERSION, Write};
 
 /// What a one-time token stored by its hash is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,15 @@ impl TokenKind {
     /// The sort key of the [`MailLinkState`] of this kind, under the email's partition.
     pub fn state_sk(self) -> &'static str {
         keys::mail_link_sort(self)
+    }
+
+    /// Where the link state of a token of this kind lives: under the address for resets and
+    /// verifications, under the user for invitations and email changes.
+    pub fn state_key(self, user: &UserId, email: &Email) -> Key {
+        match self {
+            Self::EmailVerification | Self::PasswordReset => keys::mail_link(email, self),
+            Self::Invitation | Self::EmailChange => keys::user_mail_link(user, self),
+        }
     }
 }
 
@@ -71,21 +80,30 @@ impl Store {
     ) -> Result<Option<Versioned<MailLinkState>>, StoreError> {
         self.get(Table::Main, &keys::mail_link(email, kind)).await
     }
+
+    /// The link state of a user's invitation or email change.
+    pub async fn user_mail_link(
+        &self,
+        user: &UserId,
+        kind: TokenKind,
+    ) -> Result<Option<Versioned<MailLinkState>>, StoreError> {
+        self.get(Table::Main, &keys::user_mail_link(user, kind))
+            .await
+    }
 }
 
 impl Tx {
     /// Writes the mailed-link state read at version `prev` (`None`: it must not exist yet).
     pub fn put_mail_link(
         &mut self,
-        email: &Email,
-        kind: TokenKind,
+        key: Key,
         state: &MailLinkState,
         prev: Option<u64>,
         keep_until: Timestamp,
     ) -> usize {
         self.put(
             Table::Main,
-            keys::mail_link(email, kind),
+            key,
             state,
             prev.map_or(Cond::NotExists, Cond::Version),
             vec![
@@ -110,6 +128,15 @@ impl Tx {
         self.push(Write::Delete {
             table: Table::Main,
             key: keys::token(hash),
+            cond: Cond::None,
+        })
+    }
+
+    /// Deletes a link state (an invitation revoked).
+    pub fn delete_mail_link(&mut self, key: Key) -> usize {
+        self.push(Write::Delete {
+            table: Table::Main,
+            key,
             cond: Cond::None,
         })
     }

@@ -223,6 +223,25 @@ impl Tx {
         )
     }
 
+    /// Gives `email` in the org to `user`, over a claim read at version `prev`.
+    pub fn reclaim_member(
+        &mut self,
+        org: &OrgId,
+        email: &Email,
+        user: &UserId,
+        prev: u64,
+    ) -> usize {
+        self.put(
+            Table::Main,
+            keys::member_email(org, email),
+            &MemberRecord {
+                user_id: user.clone(),
+            },
+            Cond::Version(prev),
+            vec![(VERSION, Self::bump(Some(prev)))],
+        )
+    }
+
     pub fn release_member(&mut self, org: &OrgId, email: &Email) -> usize {
         self.push(Write::Delete {
             table: Table::Main,

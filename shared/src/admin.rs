@@ -1,0 +1,153 @@
+//! `gatehouse-admin`: the operator's CLI, on the same store code as the functions, with the
+//! operator's AWS credentials (docs/operations.md). Everything it does is audited as the
+//! system actor `system:operator`.
+//!
+//! ```text
+//! gatehouse-admin mfa reset --email ADDR --reason TEXT
+//! ```
+//!
+//! Configuration is the functions' (`GATEHOUSE_MAIN_TABLE`, `GATEHOUSE_AUDIT_TABLE`,
+//! `GATEHOUSE_KEYS_SECRET_ARN`, and `GATEHOUSE_MAIL_FROM` to mail the user; without it the
+//! user is not mailed and the CLI says so).
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::audit::RequestMeta;
+use crate::config::Config;
+use crate::domain::Email;
+use crate::error::Error;
+use crate::flows::operator;
+use crate::state::AppState;
+
+pub const USAGE: &str = "usage: gatehouse-admin mfa reset --email ADDR --reason TEXT";
+
+/// A command line that could not be run, or a command that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}\n{USAGE}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the operator asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    MfaReset { email: Email, reason: String },
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, AdminError> {
+    let usage = |m: &str| AdminError::Usage(m.to_owned());
+    match args {
+        [group, verb, rest @ ..] if group == "mfa" && verb == "reset" => {
+            let mut email = None;
+            let mut reason = None;
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                let value = it
+                    .next()
+                    .ok_or_else(|| usage(&format!("{flag} needs a value")))?;
+                match flag.as_str() {
+                    "--email" => email = Some(value.clone()),
+                    "--reason" => reason = Some(value.trim().to_owned()),
+                    other => return Err(usage(&format!("unknown option {other}"))),
+                }
+            }
+            let email = email.ok_or_else(|| usage("--email is required"))?;
+            let email = Email::parse(&email).map_err(|e| usage(&format!("--email: {}", e.0)))?;
+            let reason = reason
+                .filter(|r| !r.is_empty() && r.chars().count() <= 500)
+                .ok_or_else(|| usage("--reason is required: 1 to 500 characters"))?;
+            Ok(Command::MfaReset { email, reason })
+        }
+        _ => Err(usage("unknown command")),
+    }
+}
+
+/// Runs a command against `st`; returns the line to print.
+pub async fn run(st: &AppState, command: &Command) -> Result<String, AdminError> {
+    let meta = RequestMeta {
+        ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        user_agent: Some(format!("gatehouse-admin/{}", env!("CARGO_PKG_VERSION"))),
+        request_id: uuid::Uuid::now_v7().simple().to_string(),
+    };
+    match command {
+        Command::MfaReset { email, reason } => {
+            match operator::reset_mfa(st, email, reason, &meta).await {
+                Ok(()) => Ok(format!(
+                    "MFA of {email} reset; every session ended (request {}).",
+                    meta.request_id
+                )),
+                Err(Error::NotFound) => Err(AdminError::Failed(format!("no account has {email}"))),
+                Err(e) => Err(AdminError::Failed(format!("MFA reset failed: {e}"))),
+            }
+        }
+    }
+}
+
+/// The binary's `main`: parse, build the state from the environment, run.
+pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    crate::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = parse(&args)?;
+    let config = Config::from_env()?;
+    let state = if config.mail_from.is_some() {
+        AppState::for_lambda_with_mail(config).await?
+    } else {
+        eprintln!("GATEHOUSE_MAIL_FROM is not set: the user will not be mailed.");
+        AppState::for_lambda(config).await?
+    };
+    println!("{}", run(&state, &command).await?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_command_line_is_checked() {
+        let ok = parse(&args(&[
+            "mfa",
+            "reset",
+            "--email",
+            "A@Example.com",
+            "--reason",
+            " lost phone ",
+        ]));
+        assert!(matches!(
+            ok,
+            Ok(Command::MfaReset { ref email, ref reason })
+                if email.as_str() == "a@example.com" && reason == "lost phone"
+        ));
+        for bad in [
+            &["mfa", "reset", "--email", "a@example.com"][..],
+            &["mfa", "reset", "--reason", "x"],
+            &["mfa", "reset", "--email", "not an address", "--reason", "x"],
+            &["mfa", "reset", "--email", "a@example.com", "--reason", "  "],
+            &["mfa", "reset", "--email"],
+            &[
+                "mfa",
+                "reset",
+                "--email",
+                "a@example.com",
+                "--reason",
+                "x",
+                "--force",
+                "y",
+            ],
+            &["users", "list"],
+            &[],
+        ] {
+            assert!(
+                matches!(parse(&args(bad)), Err(AdminError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
