@@ -358,7 +358,66 @@ async fn a_deactivated_user_is_out_at_once(kind: StoreKind) {
         )
         .await;
     assert_eq!(r.body["status"], "active", "{}", r.body);
+    // Nothing the user held before comes back with the reactivation.
+    a.refresh(&rt).await.assert_problem(401, "unauthenticated");
+    a.get("/v1/me", &at)
+        .await
+        .assert_problem(401, "unauthenticated");
     a.login_ok("member@example.com").await;
+}
+
+/// Revoking every session of the org also ends the MFA step of a sign-in under way: the
+/// code that would have completed it is refused.
+async fn revoking_every_session_ends_sign_ins_under_way(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let owner = a.mfa_user("owner@example.com").await;
+    let challenge = a.mfa_challenge("owner@example.com").await;
+    let (org, _) = (a.get("/v1/me", &owner.access_token).await.str("org_id"), ());
+    let admin = a.add_user(&org, "admin@example.com", Role::Admin).await;
+    let _ = admin;
+    let t = a.login_ok("admin@example.com").await.0;
+    let r = a
+        .request(
+            Method::POST,
+            "/v1/org/sessions/revoke-all",
+            Some(json!({})),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    a.mfa_verify(&challenge, "code", &a.code(&owner.secret, 0))
+        .await
+        .assert_problem(401, "mfa_token_invalid");
+    a.get("/v1/me", &owner.access_token)
+        .await
+        .assert_problem(401, "unauthenticated");
+}
+
+/// The write that counts a sign-in attempt has the same shape for an address without an
+/// account as for one with (two items in one transaction), so its time tells nothing.
+async fn counting_writes_look_alike_for_known_and_unknown_addresses(kind: StoreKind) {
+    use std::sync::Mutex;
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen = Arc::clone(&sizes);
+    let a = TestApp::intercepted(
+        kind,
+        |_| {},
+        move |w| {
+            if gatehouse_tests::touches(w, "LOCKOUT") && w.len() <= 3 {
+                seen.lock().unwrap().push(w.len());
+            }
+            false
+        },
+        gatehouse_tests::OnMatch::Fail,
+    )
+    .await;
+    a.signup("known@example.com").await;
+    a.login("known@example.com", "a wrong password").await;
+    let known = sizes.lock().unwrap().drain(..).next();
+    a.login("unknown@example.com", "a wrong password").await;
+    let unknown = sizes.lock().unwrap().drain(..).next();
+    assert_eq!(known, Some(2));
+    assert_eq!(unknown, known);
 }
 
 /// The owner cannot be deactivated or demoted while they are the only active owner.
@@ -771,6 +830,8 @@ async fn turning_mfa_required_off_needs_a_step_up(kind: StoreKind) {
 }
 
 both_stores!(
+    revoking_every_session_ends_sign_ins_under_way,
+    counting_writes_look_alike_for_known_and_unknown_addresses,
     mfa_required_confines_sessions_to_enrollment,
     turning_mfa_required_off_needs_a_step_up,
     every_role_gets_exactly_its_rows,

@@ -7,6 +7,6 @@ use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let config = Config::from_env()?;
-    let state = AppState::for_lambda(config).await?;
+    let state = AppState::for_lambda_with_mail(config).await?;
     runtime::run(api::app(state, vec![api::mfa::routes()])).await
 }

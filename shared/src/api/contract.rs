@@ -273,10 +273,27 @@ const HIDDEN: &str = r"\u0000-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\
 /// `OrgName::parse`: white space off both ends, then 1 to 100 characters (the first and last
 /// not white space) with no hidden character among them.
 pub fn org_name_pattern() -> String {
-    let max_inner = OrgName::MAX_LEN - 2;
+    trimmed_text_pattern(OrgName::MAX_LEN)
+}
+
+/// White space off both ends, then 1 to `max` characters (the first and last not white
+/// space) with no hidden character among them.
+pub fn trimmed_text_pattern(max: usize) -> String {
+    let max_inner = max - 2;
     format!(
         "^[{WHITE_SPACE}]*[^{WHITE_SPACE}{HIDDEN}](?:[^{HIDDEN}]{{0,{max_inner}}}[^{WHITE_SPACE}{HIDDEN}])?[{WHITE_SPACE}]*$"
     )
+}
+
+/// The reason of an MFA reset or an offboarding (`api::users::read_reason`).
+pub(crate) fn reason() -> Object {
+    text(
+        "Why (kept in the audit trail): 1 to 500 characters once white space is trimmed from \
+         both ends, with no control, invisible or text-direction characters.",
+    )
+    .min_length(Some(1))
+    .pattern(Some(trimmed_text_pattern(500)))
+    .build()
 }
 
 fn text(description: &str) -> ObjectBuilder {

@@ -229,20 +229,21 @@ async fn get_settings(Caller(who): Caller) -> Result<Response, Error> {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UpdateSettingsRequest {
-    #[schema(minimum = 8, maximum = 128)]
+    #[schema(minimum = 8, maximum = 128, nullable = false)]
     password_min_length: Option<u32>,
     /// A threshold other than the deployment's lets an outsider tell the org's addresses
     /// from unknown ones by when they lock (docs/org-settings.md).
-    #[schema(minimum = 3, maximum = 20)]
+    #[schema(minimum = 3, maximum = 20, nullable = false)]
     lockout_threshold: Option<u32>,
-    #[schema(minimum = 300, maximum = 86400)]
+    #[schema(minimum = 300, maximum = 86400, nullable = false)]
     lockout_duration_seconds: Option<u64>,
-    #[schema(minimum = 300, maximum = 2592000)]
+    #[schema(minimum = 300, maximum = 2592000, nullable = false)]
     session_idle_timeout_seconds: Option<u64>,
     /// Not below the idle timeout (422 otherwise).
-    #[schema(minimum = 3600, maximum = 7776000)]
+    #[schema(minimum = 3600, maximum = 7776000, nullable = false)]
     session_absolute_lifetime_seconds: Option<u64>,
     /// Turning it off needs a step-up (`password`, and `code` or `recovery_code` with MFA).
+    #[schema(nullable = false)]
     mfa_required: Option<bool>,
     /// The `version` the settings were read at.
     #[schema(minimum = 0)]
@@ -876,8 +877,7 @@ async fn change_email(
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ResetMfaRequest {
-    /// Why the MFA is reset (kept in the audit trail): 1 to 500 characters.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(schema_with = contract::reason)]
     reason: String,
     #[schema(schema_with = contract::password_offered)]
     password: Option<String>,
@@ -950,8 +950,7 @@ async fn reset_mfa(
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct OffboardRequest {
-    /// Why (kept in the audit trail): 1 to 500 characters.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(schema_with = contract::reason)]
     reason: String,
 }
 

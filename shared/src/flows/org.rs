@@ -3,14 +3,14 @@
 
 use super::steps::lockout::read_settings;
 use super::steps::owners;
-use super::steps::session::{REVOKE_BATCH, revoked_event};
+use super::steps::session::end_all;
 use super::steps::step_up::{self, Proof};
 use super::{Error, MAX_RACE_RETRIES};
 use crate::access::{Action, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::domain::{OrgName, OrgSettings};
 use crate::state::AppState;
-use crate::store::{Cond, CurrentSettings, OrgRecord, SettingsRecord, StoreError, Versioned};
+use crate::store::{CurrentSettings, OrgRecord, SettingsRecord, StoreError, Versioned};
 
 /// The caller's org.
 pub async fn org(st: &AppState, who: &UserActor) -> Result<OrgRecord, Error> {
@@ -154,6 +154,9 @@ pub async fn update_settings(
             "must not be below session_idle_timeout_seconds",
         )]));
     }
+    if new == current.settings {
+        return Ok(current);
+    }
     let mfa_off = current.settings.mfa_required && !new.mfa_required;
     let stepped = if mfa_off {
         Some(step_up::require(st, who, proof, "mfa_required_off", meta).await?)
@@ -230,27 +233,14 @@ pub async fn revoke_all_sessions(
         }
         Err(e) => return Err(e.into()),
     }
+    // Every session and MFA challenge of every user, the caller's included.
     let mut revoked = 0;
     let mut after = None;
+    let by = who.actor();
     loop {
         let page = st.store.org_users(&who.org, after.as_ref(), 100).await?;
         for u in &page.users {
-            let sessions = st.store.sessions(&u.value.user_id).await?;
-            for batch in sessions.chunks(REVOKE_BATCH) {
-                let mut tx = st.store.tx();
-                for s in batch {
-                    tx.delete_session(&s.value.user_id, &s.value.session_id, Cond::None);
-                    tx.audit(&revoked_event(
-                        &s.value,
-                        Some(&who.user),
-                        Reason::OrgSessionsRevoked,
-                        meta,
-                        now,
-                    ));
-                }
-                st.store.commit(tx).await?;
-                revoked += batch.len();
-            }
+            revoked += end_all(st, &u.value.user_id, &by, Reason::OrgSessionsRevoked, meta).await?;
         }
         match page.next {
             Some(n) => after = Some(n),

@@ -4,7 +4,7 @@
 use super::steps::session::revoked_event;
 use super::{Error, MAX_RACE_RETRIES};
 use crate::access::UserActor;
-use crate::audit::{Reason, RequestMeta};
+use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::domain::SessionId;
 use crate::state::AppState;
 use crate::store::{Cond, SessionRecord, StoreError};
@@ -43,6 +43,24 @@ pub async fn revoke(
     meta: &RequestMeta,
 ) -> Result<(), Error> {
     let now = st.clock.now();
+    if *sid == who.session {
+        // The caller's own session, which the request has just read: one write, no read.
+        let mut tx = st.store.tx();
+        tx.delete_session(&who.user, sid, Cond::Exists);
+        tx.audit(
+            &AuditEvent::new(EventType::SessionRevoked, Outcome::Success, meta, now)
+                .org(&who.org)
+                .target(&who.user)
+                .session(sid)
+                .reason(reason)
+                .acted_by_user(&who.user),
+        );
+        return match st.store.commit(tx).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::ConditionFailed { .. }) => Err(Error::NotFound),
+            Err(e) => Err(e.into()),
+        };
+    }
     for _ in 0..MAX_RACE_RETRIES {
         let session = st
             .store

@@ -257,7 +257,8 @@ pub async fn change_role(
 }
 
 /// Deactivates a user: sign-in answers like a wrong password, and every session, MFA
-/// challenge and mailed link of the user ends. Keeps the last-owner rule.
+/// challenge and mailed link of the user ends (the password epoch moves on, so none comes
+/// back with a reactivation). Keeps the last-owner rule.
 pub async fn deactivate(
     st: &AppState,
     who: &UserActor,
@@ -270,7 +271,11 @@ pub async fn deactivate(
         let u = current.value.clone();
         may_act_on(who, &u, "You cannot deactivate yourself.")?;
         match u.status {
-            AccountStatus::Deactivated => return get(st, who, id).await,
+            AccountStatus::Deactivated => {
+                // Again (a retry after a failure below): finish ending what the user holds.
+                end_all(st, &u.user_id, &who.actor(), Reason::UserDeactivated, meta).await?;
+                return get(st, who, id).await;
+            }
             AccountStatus::Invited => {
                 return Err(Error::Conflict(
                     "The user has not accepted the invitation; revoke it instead.",
@@ -282,9 +287,12 @@ pub async fn deactivate(
         let account = account_of(st, &u).await?;
         let now = st.clock.now();
         let mut tx = st.store.tx();
+        // A new password epoch: no session or MFA challenge opened before lives on, not
+        // even one a sign-in racing this change opens, nor after a reactivation.
         let write = tx.put_account(
             &AccountRecord {
                 status: AccountStatus::Deactivated,
+                password_epoch: account.value.password_epoch + 1,
                 ..account.value.clone()
             },
             Some(account.ver),

@@ -216,6 +216,11 @@ pub struct Refusal<'a> {
 pub struct OrgRules {
     pub settings: OrgSettings,
     pub guard: Option<Guard>,
+    /// An address without an account: its counting write checks that nothing is at a key
+    /// that never exists, so that it is a transaction of two items like an account's (same
+    /// shape, same latency: the time of a sign-in does not tell whether the address is
+    /// known).
+    pub unknown: bool,
 }
 
 /// How the counting write makes sure the rules are the org's current settings.
@@ -233,6 +238,7 @@ impl OrgRules {
         Self {
             settings: st.config.default_org_settings(),
             guard: None,
+            unknown: true,
         }
     }
 
@@ -241,6 +247,7 @@ impl OrgRules {
         Self {
             settings,
             guard: None,
+            unknown: false,
         }
     }
 
@@ -254,7 +261,12 @@ impl OrgRules {
         let (current, rewrite_copy) = match copy.filter(|c| c.org_id == account.org_id) {
             Some(c) => (
                 CurrentSettings {
-                    settings: c.settings,
+                    // Version 0: the org runs on the deployment's defaults, as they are now.
+                    settings: if c.version == 0 {
+                        st.config.default_org_settings()
+                    } else {
+                        c.settings
+                    },
                     version: c.version,
                     updated_at: None,
                     updated_by: None,
@@ -265,6 +277,7 @@ impl OrgRules {
         };
         Ok(Self {
             settings: current.settings,
+            unknown: false,
             guard: Some(Guard {
                 org: account.org_id.clone(),
                 current,
@@ -334,6 +347,9 @@ pub async fn count_attempt(
             }
             tx.check_org_settings(&g.org, &g.current)
         });
+        if rules.unknown {
+            tx.check_no_org_settings();
+        }
         match st.store.commit(tx).await {
             Ok(()) => return Ok(Counted { record, ver, locks }),
             Err(StoreError::ConditionFailed { index }) if Some(index) == settings_check => {

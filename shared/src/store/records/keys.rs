@@ -113,6 +113,10 @@ pub fn org(org: &OrgId) -> Key {
 pub fn org_settings(org: &OrgId) -> Key {
     Key::new(org_partition(org), SETTINGS)
 }
+/// Where no org's settings ever are (no org id is `-`).
+pub fn no_org_settings() -> Key {
+    Key::new(NO_ORG, SETTINGS)
+}
 /// The `gsi1` key of a user item: listed under its org, by user.
 pub fn org_member(org: &OrgId, user: &UserId) -> Key {
     Key::new(org_partition(org), user_partition(user))

@@ -134,6 +134,16 @@ impl Tx {
         })
     }
 
+    /// Checks that no settings exist where none ever do (the org part of an address without
+    /// an account): gives an unknown address's counting write the shape of a known one's.
+    pub fn check_no_org_settings(&mut self) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::no_org_settings(),
+            cond: Cond::NotExists,
+        })
+    }
+
     /// Writes the copy of the org's settings beside an account (unconditionally: the
     /// copy's own version says which settings it holds, and the writer checked them).
     pub fn put_settings_copy(&mut self, email: &Email, copy: &SettingsCopy) -> usize {
