@@ -6,13 +6,17 @@
 # 2. starts target/debug/gatehouse-local on a free loopback port (memory store, fresh key
 #    file), signs up, verifies and signs in a fuzz user, starts a TOTP enrollment, and fuzzes
 #    every operation of GET /openapi.json with schemathesis, all checks on, as that signed-in
-#    user, offering its real password and codes in most requests that ask for them (hooks.py;
-#    the operations that sign the user out run last, on their own).
+#    user, offering its real password and codes in most requests that ask for them (hooks.py),
+#    in three runs: `main`, every operation but the ones below; `settings`, the org's settings
+#    on their own (turning mfa_required on would confine the user to enrollment); and
+#    `signout`, last, the operations that sign the user out (logout, DELETE /v1/sessions/{id},
+#    the org-wide revoke-all) with GET /v1/sessions. The last two run a fifth of the examples.
 #
 # Exits non-zero if any step fails; every step runs, so one run reports everything.
 # Reports in target/api-contract/: the two documents and the validator's output
-# (spec-validator-*.log); schemathesis' text output and JUnit XML (schemathesis-*.log/.xml);
-# every distinct answer the server gave, counted (observed-*.txt); the server's log.
+# (spec-validator-*.log); schemathesis' text output and JUnit XML, one of each per run
+# (schemathesis-{main,settings,signout}.log/.xml); every distinct answer the server gave,
+# counted, per run (observed-*.txt); the server's log.
 #
 # Needs .venv (scripts/venv.sh) and a built binary:
 #   cargo build -p gatehouse --bin gatehouse-local --locked && scripts/api-contract.sh
