@@ -37,7 +37,7 @@ openapi:
 	$(CARGO) run -q -p gatehouse --bin gatehouse-local -- --openapi-deployed > docs/openapi.json
 
 ## Latency of login, MFA verify, logout, refresh, me and JWKS in-process, against one
-## argon2id hash.
+## argon2id hash; the Lambda authorizer's decision (access token, API token) with a warm cache.
 bench:
 	$(CARGO) bench -p gatehouse-tests --bench latency
 

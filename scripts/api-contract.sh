@@ -277,6 +277,8 @@ PASSWORD_FIELD = {
     "POST /v1/users/{id}/mfa/reset": "password",
     "PATCH /v1/org/settings": "password",
     "POST /v1/org/sessions/revoke-all": "password",
+    "POST /v1/tokens": "password",
+    "POST /v1/tokens/{id}/rotate": "password",
 }
 FACTOR_OPERATIONS = {CONFIRM, DISABLE, RECOVERY_CODES}
 
@@ -459,6 +461,8 @@ include-path = [
     "/v1/users/{id}/mfa/reset",
     "/v1/org/settings",
     "/v1/org/sessions/revoke-all",
+    "/v1/tokens",
+    "/v1/tokens/{id}/rotate",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "423", "429", "5xx"]
 

@@ -1,20 +1,23 @@
 //! Who is acting, and what they may do (docs/permissions.md).
 //!
-//! Every request is made by an [`Actor`]: a user signed in with an access token, or the
-//! system (an operator at the CLI, an event). Flows take the actor, never the token's claims:
-//! [`authenticate`] turns verified claims into a [`UserActor`] by reading the session, the
-//! user and the org's settings in one batch, uncached, so that a role change, a deactivation,
-//! a revoked session or `mfa_required` bites at the caller's next request whatever the
-//! access token says. What each role may do is one table, [`PERMISSIONS`].
+//! Every request is made by an [`Actor`]: a user signed in with an access token, an API
+//! token, or the system (an operator at the CLI, an event). Flows take the actor, never the
+//! token's claims: [`authenticate`] turns verified claims into a [`UserActor`] by reading the
+//! session, the user and the org's settings in one batch, uncached, so that a role change, a
+//! deactivation, a revoked session or `mfa_required` bites at the caller's next request
+//! whatever the access token says; [`authenticate_token`] does the same for an API token
+//! ([`TokenActor`], acting for its creator as the creator stands now). What each role may do
+//! is one table, [`PERMISSIONS`]; what each scope allows, [`SCOPES`].
 
 use crate::audit::{ActorType, AuditEvent};
 use crate::clock::Timestamp;
-use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, UserId};
+use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, TokenId, UserId};
 use crate::error::Error;
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
-    CurrentSettings, SessionRecord, SettingsRecord, StoreError, Table, UserRef, Versioned, keys,
+    ApiSecretRecord, CurrentSettings, SessionRecord, SettingsRecord, StoreError, Table, UserRef,
+    Versioned, keys,
 };
 
 /// How recent a sign-in stands in for the password (and code) a step-up asks for (API.md).
@@ -71,6 +74,34 @@ pub fn permits(role: Role, action: Action) -> bool {
         .any(|(a, roles)| *a == action && roles.contains(&role))
 }
 
+/// The scopes Gatehouse's own endpoints know, and the action of API.md's table each allows.
+pub const SCOPES: &[(&str, Action)] = &[
+    ("users:read", Action::ReadUsers),
+    ("users:write", Action::ManageUsers),
+    ("settings:read", Action::ReadSettings),
+    ("audit:read", Action::QueryAudit),
+];
+
+/// The action a Gatehouse scope allows; `None` for a deployment's own scope.
+pub fn action_of(scope: &str) -> Option<Action> {
+    SCOPES.iter().find(|(s, _)| *s == scope).map(|(_, a)| *a)
+}
+
+/// The scope that allows `action`, if a token may ever take it.
+pub fn scope_for(action: Action) -> Option<&'static str> {
+    SCOPES.iter().find(|(_, a)| *a == action).map(|(s, _)| *s)
+}
+
+/// Whether someone of `role` may hold `scope`: a Gatehouse scope when the role may take its
+/// action, a deployment's own scope for owners and admins (API.md). A token's effective
+/// scopes are its scopes that its creator's role holds now; a creator grants only these.
+pub fn role_holds(role: Role, scope: &str) -> bool {
+    match action_of(scope) {
+        Some(action) => permits(role, action),
+        None => matches!(role, Role::Owner | Role::Admin),
+    }
+}
+
 /// Whether `actor` may act on a user who has `target` role: an admin never on an owner.
 pub fn may_manage(actor: Role, target: Role) -> bool {
     match actor {
@@ -89,6 +120,7 @@ pub fn may_grant(actor: Role, role: Role) -> bool {
 #[derive(Debug, Clone)]
 pub enum Actor {
     User(Box<UserActor>),
+    Token(Box<TokenActor>),
     System(SystemActor),
 }
 
@@ -96,14 +128,16 @@ impl Actor {
     pub fn kind(&self) -> ActorType {
         match self {
             Self::User(_) => ActorType::User,
+            Self::Token(_) => ActorType::ApiToken,
             Self::System(_) => ActorType::System,
         }
     }
 
-    /// The id the audit trail records: a user id, or `system:…`.
+    /// The id the audit trail records: a user id, a token id, or `system:…`.
     pub fn id(&self) -> String {
         match self {
             Self::User(u) => u.user.to_string(),
+            Self::Token(t) => t.token.to_string(),
             Self::System(s) => s.id().to_owned(),
         }
     }
@@ -111,7 +145,7 @@ impl Actor {
     pub fn user(&self) -> Option<&UserActor> {
         match self {
             Self::User(u) => Some(u),
-            Self::System(_) => None,
+            Self::Token(_) | Self::System(_) => None,
         }
     }
 
@@ -119,6 +153,7 @@ impl Actor {
     pub fn stamp(&self, e: AuditEvent) -> AuditEvent {
         match self {
             Self::User(u) => e.acted_by_user(&u.user),
+            Self::Token(t) => e.acted_by_token(&t.token, &t.creator),
             Self::System(s) => e.acted_by_system(s.id()),
         }
     }
@@ -190,26 +225,245 @@ impl UserActor {
     }
 }
 
+/// An API token, acting for its creator as the creator stands now.
+#[derive(Debug, Clone)]
+pub struct TokenActor {
+    pub token: TokenId,
+    pub org: OrgId,
+    pub creator: UserId,
+    pub creator_email: Email,
+    /// The creator's role now.
+    pub creator_role: Role,
+    /// The token's scopes that the creator's role holds now: what this use may do.
+    pub scopes: Vec<String>,
+    /// The org's settings now.
+    pub settings: CurrentSettings,
+    /// The secret used: its SHA-256 (the key of its item) and its item as read.
+    pub secret_hash: String,
+    pub secret: ApiSecretRecord,
+}
+
+impl TokenActor {
+    /// Fails with 403 `forbidden` unless one of the token's effective scopes allows `action`.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        match scope_for(action) {
+            Some(scope) if self.scopes.iter().any(|s| s == scope) => Ok(()),
+            _ => Err(Error::Forbidden("The token's scopes do not allow this.")),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::Token(Box::new(self.clone()))
+    }
+}
+
+/// What is done to another user, for the rules on whom (API.md, footnotes ¹ and ²).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUser {
+    /// Deactivate or offboard: a token may, on any non-owner.
+    EndAccess,
+    /// Invite, reactivate, unlock, change the role of, resend or revoke an invitation: a
+    /// token may, on members only.
+    Manage,
+}
+
+/// The caller of an endpoint that API tokens may call too: a signed-in user or a token.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User(UserActor),
+    Token(TokenActor),
+}
+
+impl Principal {
+    pub fn org(&self) -> &OrgId {
+        match self {
+            Self::User(u) => &u.org,
+            Self::Token(t) => &t.org,
+        }
+    }
+
+    pub fn settings(&self) -> &CurrentSettings {
+        match self {
+            Self::User(u) => &u.settings,
+            Self::Token(t) => &t.settings,
+        }
+    }
+
+    /// The signed-in user, if a user calls.
+    pub fn user(&self) -> Option<&UserActor> {
+        match self {
+            Self::User(u) => Some(u),
+            Self::Token(_) => None,
+        }
+    }
+
+    /// Who acts, as mail names them: the user's address, or the token's creator's.
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::User(u) => u.email.to_string(),
+            Self::Token(t) => format!("{} (with an API token)", t.creator_email),
+        }
+    }
+
+    /// Whether the caller is `user` themselves.
+    pub fn is(&self, user: &UserId) -> bool {
+        self.user().is_some_and(|u| u.user == *user)
+    }
+
+    /// Fails with 403 `forbidden` unless the role (a user) or a scope (a token) allows it.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        match self {
+            Self::User(u) => u.require(action),
+            Self::Token(t) => t.require(action),
+        }
+    }
+
+    /// Whether the caller may do `what` to a user of `target` role: an admin never to an
+    /// owner; a token ends any non-owner's access but manages members only.
+    pub fn may_act_on(&self, target: Role, what: OnUser) -> bool {
+        match (self, what) {
+            (Self::User(u), _) => may_manage(u.role, target),
+            (Self::Token(_), OnUser::EndAccess) => target != Role::Owner,
+            (Self::Token(_), OnUser::Manage) => target == Role::Member,
+        }
+    }
+
+    /// Whether the caller may give someone `role`: an admin never `owner`, a token nothing
+    /// above `member`.
+    pub fn may_grant(&self, role: Role) -> bool {
+        match self {
+            Self::User(u) => may_grant(u.role, role),
+            Self::Token(_) => role == Role::Member,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match self {
+            Self::User(u) => u.actor(),
+            Self::Token(t) => t.actor(),
+        }
+    }
+
+    /// `e` with this caller as the one who acted.
+    pub fn stamp(&self, e: AuditEvent) -> AuditEvent {
+        self.actor().stamp(e)
+    }
+}
+
+/// A user item and the org's settings, as a request reads them: for a session, with the
+/// session in the same batch.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub session: Option<Versioned<SessionRecord>>,
+    pub user: Option<Versioned<UserRef>>,
+    pub settings: CurrentSettings,
+}
+
+/// Reads the state a credential of `user` in `org` stands on, in one BatchGetItem: the
+/// session `session` (if any), the user item and the org's settings.
+pub async fn read_state(
+    st: &AppState,
+    user: &UserId,
+    org: &OrgId,
+    session: Option<&SessionId>,
+) -> Result<State, Error> {
+    let mut keys = vec![keys::user_ref(user), keys::org_settings(org)];
+    if let Some(s) = session {
+        keys.push(keys::session(user, s));
+    }
+    let mut items = st.store.get_many(Table::Main, &keys).await?.into_iter();
+    let mut next = || {
+        items
+            .next()
+            .ok_or_else(|| StoreError::Invalid("batch read answered the wrong count".into()))
+    };
+    let user: Option<Versioned<UserRef>> = st.store.decode(next()?)?;
+    let settings: Option<Versioned<SettingsRecord>> = st.store.decode(next()?)?;
+    let session = match session {
+        Some(_) => st.store.decode(next()?)?,
+        None => None,
+    };
+    Ok(State {
+        session,
+        user,
+        settings: CurrentSettings::of(settings, st.config.default_org_settings()),
+    })
+}
+
+/// The live secret item of an API token, by one GetItem: [`Error::Unauthenticated`] for a
+/// malformed secret or a bad checksum (no read), an unknown, deleted, expired or
+/// rotated-out one. Returns its SHA-256 too.
+pub async fn token_secret(
+    st: &AppState,
+    raw: &str,
+) -> Result<(String, Versioned<ApiSecretRecord>), Error> {
+    if !crate::api_token::parse(raw) {
+        return Err(Error::Unauthenticated);
+    }
+    let hash = crate::crypto::token_hash(raw);
+    let secret = st
+        .store
+        .api_secret(&hash)
+        .await?
+        .filter(|s| s.value.is_live(st.clock.now()))
+        .ok_or(Error::Unauthenticated)?;
+    Ok((hash, secret))
+}
+
+/// The actor of a live secret, from its creator's state: [`Error::Unauthenticated`] unless
+/// the creator is active in the token's org.
+pub fn token_actor(
+    hash: String,
+    secret: Versioned<ApiSecretRecord>,
+    user: Option<&Versioned<UserRef>>,
+    settings: CurrentSettings,
+) -> Result<TokenActor, Error> {
+    let s = secret.value;
+    let creator = user
+        .map(|u| &u.value)
+        .filter(|u| u.status == AccountStatus::Active && u.org_id == s.org_id)
+        .ok_or(Error::Unauthenticated)?;
+    let scopes = s
+        .scopes
+        .iter()
+        .filter(|scope| role_holds(creator.role, scope))
+        .cloned()
+        .collect();
+    Ok(TokenActor {
+        token: s.token_id.clone(),
+        org: s.org_id.clone(),
+        creator: creator.user_id.clone(),
+        creator_email: creator.email.clone(),
+        creator_role: creator.role,
+        scopes,
+        settings,
+        secret_hash: hash,
+        secret: s,
+    })
+}
+
+/// The actor behind an API token secret, uncached: one GetItem for the secret, then one
+/// BatchGetItem for its creator and the org's settings.
+pub async fn authenticate_token(st: &AppState, raw: &str) -> Result<TokenActor, Error> {
+    let (hash, secret) = token_secret(st, raw).await?;
+    let state = read_state(st, &secret.value.created_by, &secret.value.org_id, None).await?;
+    token_actor(hash, secret, state.user.as_ref(), state.settings)
+}
+
 /// The state behind an access token, read in one batch: the session, the user and the
 /// org's settings. The caller is [`Error::Unauthenticated`] unless the session is live and
 /// of the user's current password, and the user active in the token's org.
 pub async fn authenticate(st: &AppState, claims: &AccessClaims) -> Result<UserActor, Error> {
-    let keys = [
-        keys::session(&claims.sub, &claims.sid),
-        keys::user_ref(&claims.sub),
-        keys::org_settings(&claims.org),
-    ];
-    let [session, user, settings]: [Option<_>; 3] = st
-        .store
-        .get_many(Table::Main, &keys)
-        .await?
-        .try_into()
-        .map_err(|_| StoreError::Invalid("batch read answered the wrong count".into()))?;
-    let session: Versioned<SessionRecord> =
-        st.store.decode(session)?.ok_or(Error::Unauthenticated)?;
-    let user: Versioned<UserRef> = st.store.decode(user)?.ok_or(Error::Unauthenticated)?;
-    let settings: Option<Versioned<SettingsRecord>> = st.store.decode(settings)?;
-    let now = st.clock.now();
+    let state = read_state(st, &claims.sub, &claims.org, Some(&claims.sid)).await?;
+    user_actor(claims, state, st.clock.now())
+}
+
+/// The actor of verified claims from the state they stand on (read by [`read_state`]):
+/// [`Error::Unauthenticated`] unless the session is live and of the user's current password,
+/// and the user active in the token's org.
+pub fn user_actor(claims: &AccessClaims, state: State, now: Timestamp) -> Result<UserActor, Error> {
+    let session = state.session.ok_or(Error::Unauthenticated)?;
+    let user = state.user.ok_or(Error::Unauthenticated)?;
     let (s, u) = (&session.value, &user.value);
     let valid = s.is_live(now)
         && s.user_id == claims.sub
@@ -231,7 +485,7 @@ pub async fn authenticate(st: &AppState, claims: &AccessClaims) -> Result<UserAc
         session: s.session_id.clone(),
         amr: s.amr.clone(),
         signed_in_at: s.created_at,
-        settings: CurrentSettings::of(settings, st.config.default_org_settings()),
+        settings: state.settings,
     })
 }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::domain::{Email, EventId, OrgId, SessionId, UserId};
+use crate::domain::{Email, EventId, OrgId, SessionId, TokenId, UserId};
 
 /// What every flow knows about the request that caused it.
 #[derive(Debug, Clone)]
@@ -94,6 +94,10 @@ vocabulary! {
         UserOffboarded = "user.offboarded",
         EmailChangeRequested = "email.change_requested",
         EmailChanged = "email.changed",
+        TokenCreated = "token.created",
+        TokenRotated = "token.rotated",
+        TokenDeleted = "token.deleted",
+        TokenUsed = "token.used",
     }
 }
 
@@ -146,13 +150,13 @@ pub struct AuditEvent {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<OrgId>,
-    /// Set whenever someone acted: `user` (then `actor_user_id` is set), `system` (then
-    /// `actor_id`).
+    /// Set whenever someone acted: `user` (then `actor_user_id` is set), `api_token` or
+    /// `system` (then `actor_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_type: Option<ActorType>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_user_id: Option<UserId>,
-    /// For a system actor: `system:operator`, `system:offboarding`.
+    /// For a system actor: `system:operator`, `system:offboarding`; for an API token, its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,6 +219,14 @@ impl AuditEvent {
         self.actor_type = Some(ActorType::System);
         self.actor_id = Some(id.to_owned());
         self
+    }
+
+    /// An API token acted (`actor_id` is the token's id; `details.token_creator` its creator,
+    /// for whom it acts).
+    pub fn acted_by_token(mut self, token: &TokenId, creator: &UserId) -> Self {
+        self.actor_type = Some(ActorType::ApiToken);
+        self.actor_id = Some(token.to_string());
+        self.detail("token_creator", creator)
     }
 
     pub fn target(mut self, user: &UserId) -> Self {

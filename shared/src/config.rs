@@ -60,6 +60,9 @@ pub struct Config {
     /// Browser origins (`https://app.example.com`) the local server answers CORS requests
     /// from; none by default. In AWS, the HTTP API's `AllowedOrigins` does this instead.
     pub cors_origins: Vec<String>,
+    /// The deployment's own API token scopes (`GATEHOUSE_APP_SCOPES`, space-separated,
+    /// `resource:verb`), beside Gatehouse's (docs/api-tokens.md).
+    pub app_scopes: Vec<String>,
 }
 
 /// The default of [`Config::hash_concurrency`]: one hash per CPU the process may use.
@@ -103,6 +106,7 @@ impl Default for Config {
             trust_forwarded_for: false,
             hash_concurrency: default_hash_concurrency(),
             cors_origins: Vec::new(),
+            app_scopes: Vec::new(),
         }
     }
 }
@@ -280,6 +284,25 @@ impl Config {
             }
             c.hash_concurrency = v as usize;
         }
+        if let Some(v) = text("GATEHOUSE_APP_SCOPES") {
+            let mut scopes: Vec<String> = Vec::new();
+            for scope in v.split_whitespace() {
+                if !crate::api_token::valid_app_scope(scope) {
+                    return Err(invalid(
+                        "GATEHOUSE_APP_SCOPES",
+                        format!(
+                            "{scope:?} is not resource:verb (a-z, 0-9, _ and -, each part 1 to 32 \
+                             starting with a letter), or is under a reserved prefix (users:, \
+                             audit:, settings:, gatehouse:)"
+                        ),
+                    ));
+                }
+                if !scopes.iter().any(|s| s == scope) {
+                    scopes.push(scope.to_owned());
+                }
+            }
+            c.app_scopes = scopes;
+        }
         if let Some(v) = text("GATEHOUSE_CORS_ORIGINS") {
             let origins: Vec<String> = v
                 .split(',')
@@ -391,6 +414,22 @@ mod tests {
             "a@example.com\r\nBcc: x@evil.test",
         ] {
             assert!(cfg(&[("GATEHOUSE_MAIL_FROM", bad)]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn app_scopes_are_read_once_each_and_never_reserved() {
+        let c = cfg(&[(
+            "GATEHOUSE_APP_SCOPES",
+            " orders:read  orders:write orders:read ",
+        )])
+        .ok();
+        assert_eq!(
+            c.map(|c| c.app_scopes),
+            Some(vec!["orders:read".to_owned(), "orders:write".to_owned()])
+        );
+        for bad in ["users:admin", "orders", "gatehouse:all", "Orders:read"] {
+            assert!(cfg(&[("GATEHOUSE_APP_SCOPES", bad)]).is_err(), "{bad}");
         }
     }
 

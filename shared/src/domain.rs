@@ -157,6 +157,20 @@ impl OrgName {
     }
 }
 
+/// An API token's name: the rules of [`OrgName`] (it shows in lists and owners' mail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenName(String);
+
+impl TokenName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        OrgName::parse(raw).map(|n| Self(n.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A TOTP code as typed: six digits; spaces (as apps display `123 456`) are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpCode(String);
@@ -278,6 +292,7 @@ id_type!(OrgId, "org");
 id_type!(SessionId, "ses");
 id_type!(EventId, "evt");
 id_type!(ChallengeId, "mfc");
+id_type!(TokenId, "tok");
 
 /// An org's security settings (docs/org-settings.md). An org that never changed them has
 /// no item and runs on the deployment's defaults (`Config::default_org_settings`).

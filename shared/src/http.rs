@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use crate::access::{self, UserActor};
+use crate::access::{self, Principal, UserActor};
+use crate::api_token;
 use crate::audit::RequestMeta;
 use crate::error::{Error, FieldError};
 use crate::jwt::{self, AccessClaims};
@@ -134,6 +135,37 @@ impl Fields {
         }
     }
 
+    /// A required array of strings, `max` at most.
+    pub fn strings(&mut self, name: &'static str, max: usize) -> Option<Vec<String>> {
+        match self.take(name) {
+            Some(Value::Array(items)) if items.len() > max => {
+                self.error(name, format!("must hold at most {max} entries"));
+                None
+            }
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s),
+                        _ => self.errors.push(FieldError::new(
+                            format!("{}/{i}", Self::pointer(name)),
+                            "must be a string",
+                        )),
+                    }
+                }
+                (out.len() == out.capacity()).then_some(out)
+            }
+            Some(_) => {
+                self.error(name, "must be an array of strings");
+                None
+            }
+            None => {
+                self.error(name, "is required");
+                None
+            }
+        }
+    }
+
     /// An optional whole number in `range`: absent, or an integer within it.
     pub fn optional_integer(
         &mut self,
@@ -141,7 +173,13 @@ impl Fields {
         range: std::ops::RangeInclusive<u64>,
     ) -> Option<u64> {
         let v = self.take(name)?;
-        match v.as_u64() {
+        // JSON Schema's `integer` is any number with no fractional part: `5.0` is one.
+        let whole = v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(53))
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) if range.contains(&n) => Some(n),
             Some(_) => {
                 self.error(
@@ -366,9 +404,9 @@ impl FromRequestParts<AppState> for Meta {
     }
 }
 
-/// The bearer access token of a request, verified (signature, `iss`, `aud`, `exp`).
-fn access_claims(parts: &Parts, state: &AppState) -> Result<AccessClaims, Error> {
-    let token = parts
+/// The bearer credential of a request, as sent.
+fn bearer(parts: &Parts) -> Result<&str, Error> {
+    parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -376,11 +414,20 @@ fn access_claims(parts: &Parts, state: &AppState) -> Result<AccessClaims, Error>
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .ok_or(Error::Unauthenticated)?;
+        .map(str::trim)
+        .ok_or(Error::Unauthenticated)
+}
+
+/// The bearer access token of a request, verified (signature, `iss`, `aud`, `exp`).
+fn access_claims(parts: &Parts, state: &AppState) -> Result<AccessClaims, Error> {
+    verify_access_token(bearer(parts)?, state)
+}
+
+fn verify_access_token(token: &str, state: &AppState) -> Result<AccessClaims, Error> {
     let ring = state.keys.current();
     jwt::verify(
         &ring,
-        token.trim(),
+        token,
         &state.config.issuer,
         &state.config.audience,
         state.clock.now(),
@@ -431,9 +478,37 @@ impl FromRequestParts<AppState> for Enrolling {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let claims = access_claims(parts, state)?;
+        let token = bearer(parts)?;
+        if api_token::looks_like(token) {
+            // A live API token is refused here with 403, a dead one with 401 (API.md).
+            access::authenticate_token(state, token).await?;
+            return Err(Error::Forbidden("API tokens cannot be used here."));
+        }
+        let claims = verify_access_token(token, state)?;
         let actor = access::authenticate(state, &claims).await?;
         Ok(Self(actor))
+    }
+}
+
+/// The caller of an endpoint that API tokens may call too (API.md: "Use"): a signed-in user
+/// as [`Caller`] has it, or an API token (`access::authenticate_token`), whose use is
+/// recorded (`flows::tokens::record_use`).
+#[derive(Debug, Clone)]
+pub struct Acting(pub Principal);
+
+impl FromRequestParts<AppState> for Acting {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        if !api_token::looks_like(token) {
+            let Caller(actor) = Caller::from_request_parts(parts, state).await?;
+            return Ok(Self(Principal::User(actor)));
+        }
+        let actor = access::authenticate_token(state, token).await?;
+        let Meta(meta) = Meta::from_request_parts(parts, state).await?;
+        crate::flows::tokens::record_use(state, &actor, &meta).await;
+        Ok(Self(Principal::Token(actor)))
     }
 }
 

@@ -6,7 +6,9 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod api_token;
 pub mod audit;
+pub mod authorizer;
 pub mod aws;
 pub mod breached;
 pub mod clock;

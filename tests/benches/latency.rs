@@ -1,6 +1,6 @@
 //! `make bench`: in-process latency of the login, MFA and reset families on the memory store,
 //! against the time of one argon2id hash with the production parameters, plus store round trips per
-//! operation. Cases are measured round-robin, sample by sample, so that noise on this shared
+//! operation; then the Lambda authorizer's decision with a warm cache. Cases are measured round-robin, sample by sample, so that noise on this shared
 //! machine falls on all of them alike and the ratios stay meaningful. Then the local server as a
 //! process of its own under sign-in load: its peak resident memory (docs/performance.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -286,7 +286,99 @@ fn main() {
         verified / unknown,
         (verified - unknown) * 1e3
     );
+    authorizer(&rt, &app, &counting, samples);
     memory(&rt);
+}
+
+/// The Lambda authorizer's decision in-process (docs/authorizer.md), with a warm cache: a
+/// real payload 2.0 event (`tests/fixtures/authorizer-v2.json`) deserialized, decided and its
+/// answer serialized, for an access token and for an API token, interleaved sample by sample.
+/// The clock stands still, so the cached state stays fresh and a token's use is recorded
+/// once (in the warm-up), as within one minute from one IP.
+fn authorizer(rt: &tokio::runtime::Runtime, app: &TestApp, counting: &Counting, samples: usize) {
+    use gatehouse::authorizer::{Authorizer, Request};
+    const ITERS: u32 = 200;
+    let (access, _, _) = rt.block_on(app.login_ok("bench@example.com"));
+    let created = rt.block_on(app.post_auth(
+        "/v1/tokens",
+        serde_json::json!({"name": "bench", "scopes": ["users:read"], "password": PASSWORD}),
+        &access,
+    ));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let secret = created.str("secret");
+    let fixture = include_str!("../fixtures/authorizer-v2.json");
+    let events = [
+        fixture.replace("CREDENTIAL", &access),
+        fixture.replace("CREDENTIAL", &secret),
+    ];
+    let auth = Authorizer::new(app.state.clone());
+    let names = ["authorizer, access token", "authorizer, API token"];
+    let mut cases: Vec<Case> = names
+        .iter()
+        .map(|n| Case {
+            name: n,
+            samples: Vec::new(),
+            reads: 0,
+            writes: 0,
+            ops: 0,
+        })
+        .collect();
+    for round in 0..samples + 3 {
+        for (case, event) in cases.iter_mut().zip(&events) {
+            let (r0, w0) = (
+                counting.reads.load(Ordering::Relaxed),
+                counting.writes.load(Ordering::Relaxed),
+            );
+            let elapsed = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..ITERS {
+                    let req: Request = serde_json::from_str(event).unwrap();
+                    let answer = serde_json::to_vec(&auth.decide(&req).await).unwrap();
+                    assert!(answer.starts_with(br#"{"isAuthorized":true"#));
+                }
+                start.elapsed()
+            });
+            if round >= 3 {
+                case.samples.push(elapsed / ITERS);
+                case.ops += ITERS as usize;
+                case.reads += counting.reads.load(Ordering::Relaxed) - r0;
+                case.writes += counting.writes.load(Ordering::Relaxed) - w0;
+            }
+        }
+    }
+    println!();
+    println!(
+        "Lambda authorizer, in-process decision with a warm cache ({samples} samples of {ITERS})"
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>16}",
+        "case", "median", "p90", "reads+writes/op"
+    );
+    for c in &mut cases {
+        println!(
+            "{:<28} {:>12} {:>12} {:>16}",
+            c.name,
+            format!("{:.1} µs", median(&mut c.samples).as_secs_f64() * 1e6),
+            format!("{:.1} µs", p90(&mut c.samples).as_secs_f64() * 1e6),
+            format!(
+                "{:.2}+{:.2}",
+                c.reads as f64 / c.ops as f64,
+                c.writes as f64 / c.ops as f64
+            ),
+        );
+    }
+    let per = |c: &Case| ((c.reads + c.writes) as f64) / c.ops as f64;
+    println!(
+        "access token: {:.0} round trips with a warm cache (budget: one cached-state read)",
+        per(&cases[0])
+    );
+    println!(
+        "API token: {:.0} GetItem (+ record-use write at most once a minute per IP; {} in {} \
+         decisions here)",
+        cases[1].reads as f64 / cases[1].ops as f64,
+        cases[1].writes,
+        cases[1].ops
+    );
 }
 
 /// Peak RSS of the local server (`local-server`, the same code as `gatehouse-local`) as a

@@ -569,9 +569,10 @@ pub fn touches(writes: &[gatehouse::store::Write], prefix: &str) -> bool {
             .get("sk")
             .and_then(|v| v.as_s().ok())
             .is_some_and(|sk| sk.starts_with(prefix)),
-        Write::Delete { key, .. } | Write::Check { key, .. } | Write::Count { key, .. } => {
-            key.sk.starts_with(prefix)
-        }
+        Write::Delete { key, .. }
+        | Write::Check { key, .. }
+        | Write::Count { key, .. }
+        | Write::Set { key, .. } => key.sk.starts_with(prefix),
     })
 }
 

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
         &[
+            "api_token",
             "audit",
             "aws",
             "breached",
@@ -37,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "problem",
             "http",
             "api",
+            "authorizer",
             "local",
             "admin",
             "local_pages",
@@ -58,6 +60,7 @@ const FLOWS: &[&str] = &[
     "refresh",
     "sessions",
     "signup",
+    "tokens",
     "users",
 ];
 

@@ -402,6 +402,7 @@ async fn a_batch_read_answers_each_key_in_order(kind: StoreKind) {
 both_stores!(
     a_batch_read_answers_each_key_in_order,
     a_count_tallies_without_touching_the_version,
+    a_set_changes_the_named_attributes_only,
     a_recreated_item_never_repeats_a_version,
     number_conditions_compare_an_attribute,
     get_returns_what_put_wrote_and_none_for_missing,
@@ -502,6 +503,66 @@ async fn a_count_tallies_without_touching_the_version(kind: StoreKind) {
     };
     assert!(b.transact(&[delete(0)]).await.is_err());
     b.transact(&[delete(2)]).await.unwrap();
+}
+
+/// `Set` writes the named attributes only: the version and the rest stay, a versioned
+/// writer read before it still goes through, and with `Exists` it creates nothing.
+async fn a_set_changes_the_named_attributes_only(kind: StoreKind) {
+    let b = backend(kind).await;
+    let mut first = versioned("S", "1", 3);
+    first.insert("name".into(), AttributeValue::S("ci".into()));
+    first.insert("seen".into(), AttributeValue::S("old".into()));
+    b.transact(&[put(Table::Main, first, Cond::None)])
+        .await
+        .unwrap();
+    let set = |sk: &str, seen: &str| Write::Set {
+        table: Table::Main,
+        key: Key::new("S", sk),
+        attrs: vec![
+            ("seen", AttributeValue::S(seen.into())),
+            ("from", AttributeValue::S("192.0.2.1".into())),
+        ],
+        cond: Cond::Exists,
+    };
+    // With another write, in a transaction, and alone (UpdateItem).
+    b.transact(&[
+        set("1", "t1"),
+        put(Table::Main, item("S", "2", &[]), Cond::None),
+    ])
+    .await
+    .unwrap();
+    b.transact(&[set("1", "t2")]).await.unwrap();
+    let got = b
+        .get(Table::Main, &Key::new("S", "1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["seen"].as_s().unwrap(), "t2");
+    assert_eq!(got["from"].as_s().unwrap(), "192.0.2.1");
+    assert_eq!(got["name"].as_s().unwrap(), "ci");
+    assert_eq!(got["ver"].as_n().unwrap(), "3");
+    b.transact(&[put(Table::Main, versioned("S", "1", 4), Cond::Version(3))])
+        .await
+        .unwrap();
+    for absent in [
+        b.transact(&[set("3", "t1")]).await,
+        b.transact(&[
+            set("3", "t1"),
+            put(Table::Main, item("S", "4", &[]), Cond::None),
+        ])
+        .await,
+    ] {
+        assert!(
+            matches!(absent, Err(StoreError::ConditionFailed { index: 0 })),
+            "{absent:?}"
+        );
+    }
+    assert!(
+        b.get(Table::Main, &Key::new("S", "3"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// How many writers race in the typed-layer cases below.

@@ -137,17 +137,17 @@ fn no_function_may_change_or_delete_audit_events() {
     }
 }
 
-/// UpdateItem exists only to count refusals while locked: it may change nothing but the
-/// tally attributes of a failure budget, on the main table.
+/// UpdateItem exists only to count refusals while locked, and to record an API token's
+/// use: it may change nothing but the tally attributes of a failure budget, or when and from
+/// where a token was last used, on the main table.
 #[test]
-fn update_item_may_only_count_refusals() {
+fn update_item_may_only_count_refusals_and_record_token_use() {
     let t = template();
     let mut seen = 0;
     for (function, st) in statements(&t) {
         if !actions(&st).iter().any(|a| a == "dynamodb:UpdateItem") {
             continue;
         }
-        seen += 1;
         assert_eq!(actions(&st), ["dynamodb:UpdateItem"], "{function}");
         assert!(mentions(&st["Resource"], "MainTable"), "{function}");
         assert!(!mentions(&st["Resource"], "AuditTable"), "{function}");
@@ -158,6 +158,15 @@ fn update_item_may_only_count_refusals() {
                 .iter()
                 .map(|v| v.as_str().unwrap())
                 .collect();
+        if allowed.contains(&"last_used_at") {
+            assert_eq!(
+                allowed,
+                ["pk", "sk", "last_used_at", "last_used_ip"],
+                "{function}"
+            );
+            continue;
+        }
+        seen += 1;
         assert_eq!(
             allowed,
             [
@@ -191,12 +200,16 @@ fn no_wildcards_in_function_policies() {
     }
 }
 
-/// Every function of the template and its binary crate, from the registry of families.
+/// Every function of the template and its binary crate, from the registries: the families
+/// and the functions API Gateway routes nothing to.
 fn functions() -> Vec<(&'static str, &'static str)> {
-    gatehouse::api::FAMILIES
+    let families = gatehouse::api::FAMILIES
         .iter()
-        .map(|f| (f.resource, f.function))
-        .collect()
+        .map(|f| (f.resource, f.function));
+    let events = gatehouse::api::EVENT_FUNCTIONS
+        .iter()
+        .map(|f| (f.resource, f.function));
+    families.chain(events).collect()
 }
 
 #[test]
@@ -392,8 +405,9 @@ fn cors_is_off_unless_origins_are_listed() {
     assert!(on.get("AllowCredentials").is_none());
 }
 
-/// One registry of families: every function of the template and every crate under
-/// `functions/` is a family of `api::FAMILIES`, and every family is both.
+/// One registry of functions: every function of the template and every crate under
+/// `functions/` is a family of `api::FAMILIES` or a function of `api::EVENT_FUNCTIONS`, and
+/// every one of those is both.
 #[test]
 fn the_template_the_workspace_and_the_registry_list_the_same_functions() {
     let t = template();
@@ -417,4 +431,91 @@ fn the_template_the_workspace_and_the_registry_list_the_same_functions() {
     let mut binaries: Vec<String> = functions().iter().map(|(_, b)| (*b).to_owned()).collect();
     binaries.sort();
     assert_eq!(crates, binaries);
+}
+
+/// A function of `api::EVENT_FUNCTIONS` has no route on this stack's HTTP API, and counts no
+/// refusals (it signs no one in).
+#[test]
+fn event_functions_are_not_routed() {
+    let t = template();
+    let all = statements(&t);
+    for f in gatehouse::api::EVENT_FUNCTIONS {
+        let props = &t["Resources"][f.resource]["Properties"];
+        assert!(props.get("Events").is_none(), "{}", f.resource);
+        let counts = all.iter().any(|(r, st)| {
+            r == f.resource
+                && serde_json::to_string(&serde_json::to_value(st).unwrap())
+                    .unwrap()
+                    .contains("refused")
+        });
+        assert!(!counts, "{}", f.resource);
+        let family = gatehouse::api::FAMILIES
+            .iter()
+            .any(|fam| fam.resource == f.resource || fam.function == f.function);
+        assert!(!family, "{} is in both registries", f.resource);
+    }
+}
+
+/// The authorizer may read the main table, write an API token's use (a marker of a key and a
+/// TTL, and the two use attributes), append the `token.used` event and read the keys:
+/// nothing else, and its ARN is exported for other stacks to attach.
+#[test]
+fn the_authorizer_may_read_and_record_token_use_only() {
+    let t = template();
+    let mut granted: Vec<(String, String)> = Vec::new();
+    for (function, st) in statements(&t) {
+        if function != "AuthorizerFunction" {
+            continue;
+        }
+        assert_eq!(st["Effect"], "Allow");
+        let on = if mentions(&st["Resource"], "MainTable") {
+            "main"
+        } else if mentions(&st["Resource"], "AuditTable") {
+            "audit"
+        } else if mentions(&st["Resource"], "KeysSecret") {
+            "keys"
+        } else {
+            panic!("AuthorizerFunction: a statement on {:?}", st["Resource"]);
+        };
+        let condition = |attrs: &[&str]| {
+            let allowed: Vec<&str> =
+                st["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("{:?} without an attribute condition", st["Sid"]))
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+            assert_eq!(allowed, attrs, "{:?}", st["Sid"]);
+        };
+        for a in actions(&st) {
+            match (on, a.as_str()) {
+                ("main", "dynamodb:PutItem") => condition(&["pk", "sk", "ttl"]),
+                ("main", "dynamodb:UpdateItem") => {
+                    condition(&["pk", "sk", "last_used_at", "last_used_ip"]);
+                }
+                _ => assert!(st.get("Condition").is_none(), "{:?}", st["Sid"]),
+            }
+            granted.push((on.to_owned(), a));
+        }
+    }
+    granted.sort();
+    let expected: Vec<(String, String)> = [
+        ("audit", "dynamodb:PutItem"),
+        ("keys", "secretsmanager:GetSecretValue"),
+        ("main", "dynamodb:BatchGetItem"),
+        ("main", "dynamodb:GetItem"),
+        ("main", "dynamodb:PutItem"),
+        ("main", "dynamodb:UpdateItem"),
+    ]
+    .iter()
+    .map(|(r, a)| ((*r).to_owned(), (*a).to_owned()))
+    .collect();
+    assert_eq!(granted, expected);
+    let out = &t["Outputs"]["AuthorizerFunctionArn"];
+    assert_eq!(out["Value"]["Fn::GetAtt"][0], "AuthorizerFunction");
+    assert_eq!(out["Value"]["Fn::GetAtt"][1], "Arn");
+    assert_eq!(
+        out["Export"]["Name"]["Fn::Sub"],
+        "${AWS::StackName}-AuthorizerFunctionArn"
+    );
 }

@@ -507,7 +507,37 @@ async fn offboarding_is_idempotent_by_request_id(kind: StoreKind) {
         .assert_problem(403, "forbidden");
 }
 
+/// A pending email change dies with a deactivation: it does not come back to life with a
+/// reactivation.
+async fn a_deactivation_ends_a_pending_email_change(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let (org, _) = a.signup("owner@example.com").await;
+    let (owner, _, _) = a.login_ok("owner@example.com").await;
+    let bob = a.add_user(&org, "bob@example.com", Role::Member).await;
+    let (t, _, _) = a.login_ok("bob@example.com").await;
+    let r = a
+        .post_auth(
+            "/v1/me/email",
+            json!({"new_email": "bob@elsewhere.example", "password": PASSWORD}),
+            &t,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let link = a.mailed_token("bob@elsewhere.example", "verify-email");
+    for step in ["deactivate", "reactivate"] {
+        let r = a
+            .post_auth(&format!("/v1/users/{bob}/{step}"), json!({}), &owner)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{step}: {}", r.body);
+    }
+    a.post("/v1/auth/email/verify", json!({"token": link}))
+        .await
+        .assert_problem(400, "invalid_token");
+    a.login_ok("bob@example.com").await;
+}
+
 both_stores!(
+    a_deactivation_ends_a_pending_email_change,
     an_invitation_is_accepted_once,
     addresses_held_elsewhere,
     links_die_when_replaced_or_revoked,

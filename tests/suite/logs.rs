@@ -96,6 +96,32 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
     )
     .await;
 
+    // API tokens: created, used, rotated, used again, and a mistyped one.
+    let (access, _, _) = a
+        .login_ok_with("o@example.com", "a new password set by change")
+        .await;
+    let created = a
+        .post_auth(
+            "/v1/tokens",
+            json!({"name": "ci", "scopes": ["users:read"]}),
+            &access,
+        )
+        .await;
+    let api_token = created.str("secret");
+    let api_token_id = created.body["token"]["id"].as_str().unwrap().to_owned();
+    a.get("/v1/users", &api_token).await;
+    let rotated_api_token = a
+        .post_auth(
+            &format!("/v1/tokens/{api_token_id}/rotate"),
+            json!({"grace_period_seconds": 60}),
+            &access,
+        )
+        .await
+        .str("secret");
+    a.get("/v1/users", &rotated_api_token).await;
+    let mistyped = format!("{}x", &rotated_api_token[..rotated_api_token.len() - 1]);
+    a.get("/v1/users", &mistyped).await;
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("organization created"),
@@ -113,6 +139,9 @@ async fn no_secret_is_ever_logged_even_at_trace_level() {
         "a new password set by change",
         &u.secret,
         &challenge,
+        &api_token,
+        &rotated_api_token,
+        &mistyped,
     ] {
         let tail = &secret[secret.len() - 20..];
         assert!(!logs.contains(tail), "a secret ending {tail:?} was logged");

@@ -4,6 +4,7 @@
 mod api_errors;
 mod architecture;
 mod audit;
+mod authorizer;
 mod concurrency;
 mod conflicts;
 mod conformance;
@@ -25,4 +26,5 @@ mod openapi;
 mod reset;
 mod sessions;
 mod signup;
+mod tokens;
 mod users;

@@ -333,6 +333,35 @@ pub(crate) fn org_name() -> Object {
     .build()
 }
 
+pub(crate) fn token_name() -> Object {
+    text(
+        "The token's name: 1 to 100 characters once white space is trimmed from both ends, with \
+         no control, invisible or text-direction characters.",
+    )
+    .min_length(Some(1))
+    .pattern(Some(org_name_pattern()))
+    .build()
+}
+
+/// The scopes of a new API token.
+pub(crate) fn scopes() -> utoipa::openapi::schema::Array {
+    let names: Vec<&str> = crate::access::SCOPES.iter().map(|(s, _)| *s).collect();
+    let scope = text(
+        "One of Gatehouse's scopes. A deployment adds its own (`GATEHOUSE_APP_SCOPES`, \
+         `resource:verb`), which this document does not list. One the caller's role does not \
+         hold gets 422 `validation_failed`.",
+    )
+    .enum_values(Some(names))
+    .build();
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(scope)
+        .min_items(Some(1))
+        .max_items(Some(crate::flows::tokens::MAX_SCOPES))
+        .unique_items(true)
+        .description(Some("1 to 50 scopes, each once."))
+        .build()
+}
+
 /// A password being set: sign-up, reset, change.
 pub(crate) fn new_password() -> Object {
     password(

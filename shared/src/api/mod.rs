@@ -6,6 +6,8 @@ pub mod local;
 pub mod login;
 pub mod mfa;
 pub mod reset;
+pub mod step_up;
+pub mod tokens;
 pub mod users;
 
 use axum::Router;
@@ -145,7 +147,33 @@ pub const FAMILIES: &[Family] = &[
         resource: "UsersFunction",
         routes: users::routes,
     },
+    Family {
+        function: "tokens",
+        resource: "TokensFunction",
+        routes: tokens::routes,
+    },
 ];
+
+/// A Lambda that API Gateway routes no request to: it answers events of another kind
+/// (docs/architecture.md, "Families and Lambdas"). The template check reads
+/// [`EVENT_FUNCTIONS`] with [`FAMILIES`], so each is in the template and the workspace too.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFunction {
+    /// The function's crate and binary, `functions/<name>`, and what `cargo lambda` builds.
+    pub function: &'static str,
+    /// Its `AWS::Serverless::Function` in `infra/template.yaml`.
+    pub resource: &'static str,
+    /// What invokes it.
+    pub invoked_by: &'static str,
+}
+
+/// Every function of a deployed stack that is not a family.
+pub const EVENT_FUNCTIONS: &[EventFunction] = &[EventFunction {
+    function: "authorizer",
+    resource: "AuthorizerFunction",
+    invoked_by: "API Gateway HTTP APIs of other stacks, as their Lambda authorizer \
+                 (payload 2.0, simple responses; docs/authorizer.md)",
+}];
 
 /// The routes of every deployed family, and with `local_too` the local server's own.
 pub fn all_routes(local_too: bool) -> Vec<OpenApiRouter<AppState>> {

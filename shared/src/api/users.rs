@@ -11,18 +11,15 @@ use utoipa_axum::routes;
 
 use super::contract;
 use super::login::no_store;
+use super::step_up::StepUpFields;
 use crate::clock::Timestamp;
-use crate::domain::{
-    AccountStatus, Email, LoginPassword, OrgName, RecoveryCode, Role, TotpCode, UserId,
-};
+use crate::domain::{AccountStatus, Email, LoginPassword, OrgName, Role, UserId};
 use crate::error::{Error, FieldError};
 use crate::flows::invitations;
 use crate::flows::org::{self, SettingsChange};
-use crate::flows::steps::factor::SecondFactor;
-use crate::flows::steps::step_up::Proof;
 use crate::flows::steps::{mfa_reset, offboard};
 use crate::flows::users::{self, Filter, UserView};
-use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content};
+use crate::http::{Acting, Caller, Check, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 use crate::store::{CurrentSettings, OrgRecord};
 
@@ -41,56 +38,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate))
         .routes(routes!(reactivate))
         .routes(routes!(unlock))
-}
-
-// --- Step-up fields -------------------------------------------------------------------------
-
-/// `password`, and `code` or `recovery_code`, each optional: the proof a step-up asks for.
-struct StepUpFields {
-    password: Option<SecretString>,
-    code: Option<String>,
-    recovery_code: Option<SecretString>,
-}
-
-impl StepUpFields {
-    fn read(f: &mut Fields) -> Self {
-        let password = f.optional_secret("password");
-        let code = f.optional_string("code");
-        let recovery_code = f.optional_secret("recovery_code");
-        if code.is_some() && recovery_code.is_some() {
-            f.error(
-                "recovery_code",
-                "send either code or recovery_code, not both",
-            );
-        }
-        Self {
-            password,
-            code,
-            recovery_code,
-        }
-    }
-
-    fn parse(&self, check: &mut Check) -> Proof {
-        let password = self.password.as_ref().and_then(|p| {
-            check.field("/password", LoginPassword::parse(p.expose_secret()), |e| {
-                e.0
-            })
-        });
-        let code = match (&self.code, &self.recovery_code) {
-            (Some(c), _) => check
-                .field("/code", TotpCode::parse(c), |e| e.0)
-                .map(SecondFactor::Totp),
-            (None, Some(r)) => check
-                .field(
-                    "/recovery_code",
-                    RecoveryCode::parse(r.expose_secret()),
-                    |e| e.0,
-                )
-                .map(SecondFactor::Recovery),
-            (None, None) => None,
-        };
-        Proof { password, code }
-    }
 }
 
 // --- Org ------------------------------------------------------------------------------------
@@ -119,7 +66,7 @@ impl From<OrgRecord> for OrgOut {
         (status = 200, body = OrgOut, description = "The organization"),
         (status = 403, description = "`forbidden`: members may not read the organization"),
     ))]
-async fn get_org(State(st): State<AppState>, Caller(who): Caller) -> Result<Response, Error> {
+async fn get_org(State(st): State<AppState>, Acting(who): Acting) -> Result<Response, Error> {
     let o = org::org(&st, &who).await?;
     Ok(no_store(axum::Json(OrgOut::from(o))))
 }
@@ -218,7 +165,7 @@ impl From<CurrentSettings> for SettingsOut {
         (status = 200, body = SettingsOut, description = "The settings"),
         (status = 403, description = "`forbidden`: members may not read the settings"),
     ))]
-async fn get_settings(Caller(who): Caller) -> Result<Response, Error> {
+async fn get_settings(Acting(who): Acting) -> Result<Response, Error> {
     Ok(no_store(axum::Json(SettingsOut::from(org::settings(
         &who,
     )?))))
@@ -444,7 +391,7 @@ fn parse_cursor(c: &str) -> Option<UserId> {
     ))]
 async fn list_users(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     RawQuery(q): RawQuery,
 ) -> Result<Response, Error> {
     let mut errors = Vec::new();
@@ -506,7 +453,7 @@ fn user_id(id: &str) -> Result<UserId, Error> {
     ))]
 async fn get_user(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let v = users::get(&st, &who, &user_id(&id)?).await?;
@@ -556,7 +503,7 @@ impl FromJson for ChangeRoleBody {
     ))]
 async fn change_role(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
     Json(body): Json<ChangeRoleBody>,
@@ -581,7 +528,7 @@ async fn change_role(
     ))]
 async fn deactivate(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -599,7 +546,7 @@ async fn deactivate(
     ))]
 async fn reactivate(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -618,7 +565,7 @@ async fn reactivate(
     ))]
 async fn unlock(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -702,7 +649,7 @@ impl FromJson for InviteBody {
     ))]
 async fn invite(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Json(body): Json<InviteBody>,
 ) -> Result<Response, Error> {
@@ -730,7 +677,7 @@ async fn invite(
     ))]
 async fn resend_invitation(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -754,7 +701,7 @@ async fn resend_invitation(
     ))]
 async fn revoke_invitation(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -994,7 +941,7 @@ pub struct ReceiptOut {
     ))]
 async fn offboard(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Acting(who): Acting,
     Meta(meta): Meta,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,

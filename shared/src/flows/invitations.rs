@@ -18,7 +18,7 @@ use super::steps::lockout::read_settings;
 use super::steps::owners;
 use super::steps::step_up::{self, Proof, SteppedUp};
 use super::{Error, MAX_RACE_RETRIES};
-use crate::access::{Action, UserActor, may_grant, may_manage};
+use crate::access::{Action, OnUser, Principal};
 use crate::audit::{AuditEvent, EventType, Outcome, RequestMeta};
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, NewPassword, PasswordContext, Role, UserId};
@@ -37,14 +37,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn event(
     t: EventType,
-    who: &UserActor,
+    who: &Principal,
     u: &UserRef,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> AuditEvent {
-    AuditEvent::new(t, Outcome::Success, meta, now)
+    who.stamp(AuditEvent::new(t, Outcome::Success, meta, now))
         .org(&u.org_id)
-        .acted_by_user(&who.user)
         .target(&u.user_id)
         .email(&u.email)
 }
@@ -74,29 +73,36 @@ fn count_invitation(
 /// step-up (granting those roles always is) and mails the owners.
 pub async fn invite(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     email: &Email,
     role: Role,
     proof: &Proof,
     meta: &RequestMeta,
 ) -> Result<UserRef, Error> {
     who.require(Action::ManageUsers)?;
-    if !may_grant(who.role, role) {
-        return Err(Error::Forbidden("Admins cannot grant the owner role."));
+    if !who.may_grant(role) {
+        return Err(Error::Forbidden(match who {
+            Principal::User(_) => "Admins cannot grant the owner role.",
+            Principal::Token(_) => "API tokens cannot grant a role above member.",
+        }));
     }
     let grants = matches!(role, Role::Admin | Role::Owner);
     let stepped = if grants {
-        step_up::require(st, who, proof, "invite", meta).await?
+        // Only users may grant these (`Principal::may_grant`).
+        let user = who
+            .user()
+            .ok_or(Error::Forbidden("API tokens cannot grant this role."))?;
+        step_up::require(st, user, proof, "invite", meta).await?
     } else {
         SteppedUp::NotRequired
     };
     for _ in 0..MAX_RACE_RETRIES {
-        let claim = address::org_claim(st, &who.org, email).await?;
-        let rate = st.store.invite_rate(&who.org).await?;
+        let claim = address::org_claim(st, who.org(), email).await?;
+        let rate = st.store.invite_rate(who.org()).await?;
         let now = st.clock.now();
         let user = UserRef {
             user_id: UserId::new(),
-            org_id: who.org.clone(),
+            org_id: who.org().clone(),
             email: email.clone(),
             role,
             status: AccountStatus::Invited,
@@ -107,11 +113,11 @@ pub async fn invite(
         };
         let mut tx = st.store.tx();
         let claimed = claim
-            .add(&mut tx, &who.org, email, &user.user_id)
+            .add(&mut tx, who.org(), email, &user.user_id)
             .ok_or(Error::EmailTaken)?;
         tx.put_user(&user, None);
         let counted = count_invitation(rate.as_ref(), now)?;
-        tx.put_invite_rate(&who.org, &counted, rate.as_ref().map(|r| r.ver));
+        tx.put_invite_rate(who.org(), &counted, rate.as_ref().map(|r| r.ver));
         let link = new_link(&mut tx, &user, None, now)?;
         stepped.spend(st, &mut tx, "invite", meta, now)?;
         tx.audit(
@@ -123,7 +129,7 @@ pub async fn invite(
                 if grants {
                     owners::notify(
                         st,
-                        &who.org,
+                        who.org(),
                         "A user was invited with more rights",
                         &format!("{email} was invited as {}", role.as_str()),
                         &who.actor(),
@@ -162,7 +168,7 @@ fn new_link(
 }
 
 /// Mails the invitation. A failed send is logged: the admin can resend.
-async fn send(st: &AppState, who: &UserActor, user: &UserRef, link: &Issued, now: Timestamp) {
+async fn send(st: &AppState, who: &Principal, user: &UserRef, link: &Issued, now: Timestamp) {
     let org = st
         .store
         .org(&user.org_id)
@@ -179,7 +185,7 @@ async fn send(st: &AppState, who: &UserActor, user: &UserRef, link: &Issued, now
             "{inviter} invited you to the organization {org} on Gatehouse, as {role}.\n\nSet \
              your password by opening this link within 7 days:\n\n{url}\n\nIf you did not \
              expect this, ignore this message.\n",
-            inviter = who.email,
+            inviter = who.display_name(),
             org = crate::mail::quoted(&org),
             role = user.role.as_str(),
         ),
@@ -190,16 +196,19 @@ async fn send(st: &AppState, who: &UserActor, user: &UserRef, link: &Issued, now
 }
 
 /// An invited user of the caller's org that the caller may act on.
-async fn invited(st: &AppState, who: &UserActor, id: &UserId) -> Result<Versioned<UserRef>, Error> {
+async fn invited(st: &AppState, who: &Principal, id: &UserId) -> Result<Versioned<UserRef>, Error> {
     who.require(Action::ManageUsers)?;
     let u = st
         .store
         .user(id)
         .await?
-        .filter(|u| u.value.org_id == who.org)
+        .filter(|u| u.value.org_id == *who.org())
         .ok_or(Error::NotFound)?;
-    if !may_manage(who.role, u.value.role) {
-        return Err(Error::Forbidden("Admins cannot act on owners."));
+    if !who.may_act_on(u.value.role, OnUser::Manage) {
+        return Err(Error::Forbidden(match who {
+            Principal::User(_) => "Admins cannot act on owners.",
+            Principal::Token(_) => "API tokens manage the invitations of members only.",
+        }));
     }
     if u.value.status != AccountStatus::Invited {
         return Err(Error::Conflict(
@@ -212,7 +221,7 @@ async fn invited(st: &AppState, who: &UserActor, id: &UserId) -> Result<Versione
 /// Mails a new invitation link (the previous one stops working), valid 7 days from now.
 pub async fn resend(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
@@ -253,7 +262,7 @@ pub async fn resend(
 /// Revokes an invitation: the invited user and the link go.
 pub async fn revoke(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<(), Error> {

@@ -12,6 +12,7 @@ pub mod refresh;
 pub mod sessions;
 pub mod signup;
 pub mod steps;
+pub mod tokens;
 pub mod users;
 
 pub use crate::error::Error;

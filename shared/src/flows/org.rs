@@ -6,20 +6,20 @@ use super::steps::owners;
 use super::steps::session::end_all;
 use super::steps::step_up::{self, Proof};
 use super::{Error, MAX_RACE_RETRIES};
-use crate::access::{Action, UserActor};
+use crate::access::{Action, Principal, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
-use crate::domain::{OrgName, OrgSettings};
+use crate::domain::{OrgId, OrgName, OrgSettings};
 use crate::state::AppState;
 use crate::store::{CurrentSettings, OrgRecord, SettingsRecord, StoreError, Versioned};
 
 /// The caller's org.
-pub async fn org(st: &AppState, who: &UserActor) -> Result<OrgRecord, Error> {
+pub async fn org(st: &AppState, who: &Principal) -> Result<OrgRecord, Error> {
     who.require(Action::ReadSettings)?;
-    Ok(read_org(st, who).await?.value)
+    Ok(read_org(st, who.org()).await?.value)
 }
 
-async fn read_org(st: &AppState, who: &UserActor) -> Result<Versioned<OrgRecord>, Error> {
-    st.store.org(&who.org).await?.ok_or(Error::NotFound)
+async fn read_org(st: &AppState, org: &OrgId) -> Result<Versioned<OrgRecord>, Error> {
+    st.store.org(org).await?.ok_or(Error::NotFound)
 }
 
 /// Renames the caller's org.
@@ -31,7 +31,7 @@ pub async fn rename(
 ) -> Result<OrgRecord, Error> {
     who.require(Action::ChangeSettings)?;
     for _ in 0..MAX_RACE_RETRIES {
-        let current = read_org(st, who).await?;
+        let current = read_org(st, &who.org).await?;
         let now = st.clock.now();
         let renamed = OrgRecord {
             name: name.as_str().to_owned(),
@@ -55,9 +55,9 @@ pub async fn rename(
 }
 
 /// The caller's org's settings, as the request read them.
-pub fn settings(who: &UserActor) -> Result<CurrentSettings, Error> {
+pub fn settings(who: &Principal) -> Result<CurrentSettings, Error> {
     who.require(Action::ReadSettings)?;
-    Ok(who.settings.clone())
+    Ok(who.settings().clone())
 }
 
 /// A change of some settings, made against the version the caller read.

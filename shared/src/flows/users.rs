@@ -19,10 +19,10 @@ use super::steps::owners;
 use super::steps::session::end_all;
 use super::steps::step_up::{self, Proof, SteppedUp};
 use super::{Error, MAX_RACE_RETRIES};
-use crate::access::{Action, UserActor, may_grant, may_manage};
+use crate::access::{Action, OnUser, Principal, UserActor};
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
-use crate::domain::{AccountStatus, Role, UserId};
+use crate::domain::{AccountStatus, OrgId, Role, UserId};
 use crate::state::AppState;
 use crate::store::{
     AccountRecord, Budget, LastLogin, LockoutRecord, OffboardReceipt, StoreError, Table, UserRef,
@@ -57,7 +57,7 @@ impl Filter {
 /// starts, if there is one.
 pub async fn list(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     filter: Filter,
     limit: u32,
     after: Option<UserId>,
@@ -66,7 +66,7 @@ pub async fn list(
     let mut found = Vec::new();
     let mut after = after;
     loop {
-        let page = st.store.org_users(&who.org, after.as_ref(), limit).await?;
+        let page = st.store.org_users(who.org(), after.as_ref(), limit).await?;
         for u in page.users {
             if filter.matches(&u.value) {
                 found.push(u.value);
@@ -84,9 +84,9 @@ pub async fn list(
 }
 
 /// One user of the caller's org.
-pub async fn get(st: &AppState, who: &UserActor, id: &UserId) -> Result<UserView, Error> {
+pub async fn get(st: &AppState, who: &Principal, id: &UserId) -> Result<UserView, Error> {
     who.require(Action::ReadUsers)?;
-    let u = target(st, who, id).await?;
+    let u = target(st, who.org(), id).await?;
     Ok(views(st, vec![u.value]).await?.remove(0))
 }
 
@@ -119,16 +119,16 @@ async fn views(st: &AppState, users: Vec<UserRef>) -> Result<Vec<UserView>, Erro
     Ok(out)
 }
 
-/// A user of the caller's org, read strongly consistent; another org's is 404.
+/// A user of the org `org`, read strongly consistent; another org's is 404.
 pub(crate) async fn target(
     st: &AppState,
-    who: &UserActor,
+    org: &OrgId,
     id: &UserId,
 ) -> Result<Versioned<UserRef>, Error> {
     st.store
         .user(id)
         .await?
-        .filter(|u| u.value.org_id == who.org)
+        .filter(|u| u.value.org_id == *org)
         .ok_or(Error::NotFound)
 }
 
@@ -141,28 +141,35 @@ async fn account_of(st: &AppState, u: &UserRef) -> Result<Versioned<AccountRecor
         .ok_or(Error::Conflict("The user changed meanwhile; try again."))
 }
 
-/// Fails unless `who` may act on `u` at all: not on themselves (`self_action` says what
-/// they tried), and an admin never on an owner.
-fn may_act_on(who: &UserActor, u: &UserRef, self_action: &'static str) -> Result<(), Error> {
-    if u.user_id == who.user {
+/// Fails unless `who` may do `what` to `u` at all: not to themselves (`self_action` says
+/// what they tried), an admin never to an owner, a token only as `access::OnUser` says.
+fn may_act_on(
+    who: &Principal,
+    u: &UserRef,
+    what: OnUser,
+    self_action: &'static str,
+) -> Result<(), Error> {
+    if who.is(&u.user_id) {
         return Err(Error::Forbidden(self_action));
     }
-    if !may_manage(who.role, u.role) {
-        return Err(Error::Forbidden("Admins cannot act on owners."));
+    if !who.may_act_on(u.role, what) {
+        return Err(Error::Forbidden(match who {
+            Principal::User(_) => "Admins cannot act on owners.",
+            Principal::Token(_) => "API tokens cannot do this to this user's role.",
+        }));
     }
     Ok(())
 }
 
 fn user_event(
     t: EventType,
-    who: &UserActor,
+    who: &Principal,
     u: &UserRef,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> AuditEvent {
-    AuditEvent::new(t, Outcome::Success, meta, now)
+    who.stamp(AuditEvent::new(t, Outcome::Success, meta, now))
         .org(&u.org_id)
-        .acted_by_user(&who.user)
         .target(&u.user_id)
         .email(&u.email)
 }
@@ -171,28 +178,40 @@ fn user_event(
 /// demoting an owner keeps the last-owner rule.
 pub async fn change_role(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     role: Role,
     proof: &Proof,
     meta: &RequestMeta,
 ) -> Result<UserView, Error> {
     who.require(Action::ManageUsers)?;
-    let first = target(st, who, id).await?;
-    may_act_on(who, &first.value, "You cannot change your own role.")?;
-    if !may_grant(who.role, role) {
-        return Err(Error::Forbidden("Admins cannot grant the owner role."));
+    let first = target(st, who.org(), id).await?;
+    may_act_on(
+        who,
+        &first.value,
+        OnUser::Manage,
+        "You cannot change your own role.",
+    )?;
+    if !who.may_grant(role) {
+        return Err(Error::Forbidden(match who {
+            Principal::User(_) => "Admins cannot grant the owner role.",
+            Principal::Token(_) => "API tokens cannot grant a role above member.",
+        }));
     }
     let grants = matches!(role, Role::Admin | Role::Owner) && first.value.role != role;
     let stepped = if grants {
-        step_up::require(st, who, proof, "role_change", meta).await?
+        // Only users may grant these (`Principal::may_grant`).
+        let user = who
+            .user()
+            .ok_or(Error::Forbidden("API tokens cannot grant this role."))?;
+        step_up::require(st, user, proof, "role_change", meta).await?
     } else {
         SteppedUp::NotRequired
     };
     let mut current = first;
     for _ in 0..MAX_RACE_RETRIES {
         let u = current.value.clone();
-        may_act_on(who, &u, "You cannot change your own role.")?;
+        may_act_on(who, &u, OnUser::Manage, "You cannot change your own role.")?;
         if u.role == role {
             return get(st, who, id).await;
         }
@@ -232,7 +251,7 @@ pub async fn change_role(
                 if grants {
                     owners::notify(
                         st,
-                        &who.org,
+                        who.org(),
                         "A user was given more rights",
                         &format!("{} was made {}", u.email, role.as_str()),
                         &who.actor(),
@@ -244,11 +263,11 @@ pub async fn change_role(
                 return get(st, who, id).await;
             }
             Err(StoreError::ConditionFailed { index }) if index == write => {
-                current = target(st, who, id).await?;
+                current = target(st, who.org(), id).await?;
             }
             Err(StoreError::ConditionFailed { .. }) => {
                 // The witness changed (or the code was spent meanwhile): look again.
-                current = target(st, who, id).await?;
+                current = target(st, who.org(), id).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -261,15 +280,20 @@ pub async fn change_role(
 /// back with a reactivation). Keeps the last-owner rule.
 pub async fn deactivate(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<UserView, Error> {
     who.require(Action::ManageUsers)?;
     for _ in 0..MAX_RACE_RETRIES {
-        let current = target(st, who, id).await?;
+        let current = target(st, who.org(), id).await?;
         let u = current.value.clone();
-        may_act_on(who, &u, "You cannot deactivate yourself.")?;
+        may_act_on(
+            who,
+            &u,
+            OnUser::EndAccess,
+            "You cannot deactivate yourself.",
+        )?;
         match u.status {
             AccountStatus::Deactivated => {
                 // Again (a retry after a failure below): finish ending what the user holds.
@@ -300,7 +324,7 @@ pub async fn deactivate(
         if let Some(w) = &witness {
             tx.check_user(&w.value.user_id, w.ver);
         }
-        links::end_all(st, &mut tx, &u.email).await?;
+        links::end_all(st, &mut tx, &u.email, &u.user_id).await?;
         tx.audit(&user_event(EventType::UserDeactivated, who, &u, meta, now));
         match st.store.commit(tx).await {
             Ok(()) => {
@@ -320,15 +344,15 @@ pub async fn deactivate(
 /// Reactivates a deactivated user.
 pub async fn reactivate(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<UserView, Error> {
     who.require(Action::ManageUsers)?;
     for _ in 0..MAX_RACE_RETRIES {
-        let current = target(st, who, id).await?;
+        let current = target(st, who.org(), id).await?;
         let u = current.value.clone();
-        may_act_on(who, &u, "You cannot reactivate yourself.")?;
+        may_act_on(who, &u, OnUser::Manage, "You cannot reactivate yourself.")?;
         if u.status != AccountStatus::Deactivated {
             return get(st, who, id).await;
         }
@@ -355,13 +379,13 @@ pub async fn reactivate(
 /// Clears a user's password lockout (the MFA budget is cleared by an MFA reset).
 pub async fn unlock(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
     who.require(Action::ManageUsers)?;
-    let u = target(st, who, id).await?.value;
-    may_act_on(who, &u, "You cannot unlock yourself.")?;
+    let u = target(st, who.org(), id).await?.value;
+    may_act_on(who, &u, OnUser::Manage, "You cannot unlock yourself.")?;
     if u.status == AccountStatus::Invited {
         return Err(Error::Conflict("The user has not accepted the invitation."));
     }
@@ -396,10 +420,11 @@ pub async fn reset_mfa(
     meta: &RequestMeta,
 ) -> Result<(), Error> {
     who.require(Action::ResetMfa)?;
-    let u = target(st, who, id).await?.value;
+    let u = target(st, &who.org, id).await?.value;
     may_act_on(
-        who,
+        &Principal::User(who.clone()),
         &u,
+        OnUser::Manage,
         "You cannot reset your own MFA; sign in with a recovery code instead.",
     )?;
     let stepped = step_up::require(st, who, proof, "mfa_reset", meta).await?;
@@ -420,14 +445,14 @@ pub async fn reset_mfa(
 /// Offboards a user of the caller's org (docs/users.md): idempotent by `request_id`.
 pub async fn offboard(
     st: &AppState,
-    who: &UserActor,
+    who: &Principal,
     id: &UserId,
     request_id: &str,
     reason: &str,
     meta: &RequestMeta,
 ) -> Result<OffboardReceipt, Error> {
     who.require(Action::ManageUsers)?;
-    let u = target(st, who, id).await?.value;
-    may_act_on(who, &u, "You cannot offboard yourself.")?;
-    offboard::offboard(st, &who.actor(), &who.org, id, request_id, reason, meta).await
+    let u = target(st, who.org(), id).await?.value;
+    may_act_on(who, &u, OnUser::EndAccess, "You cannot offboard yourself.")?;
+    offboard::offboard(st, &who.actor(), who.org(), id, request_id, reason, meta).await
 }

@@ -351,7 +351,12 @@ impl Backend for DynamoStore {
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
         // One write alone needs no transaction: PutItem and DeleteItem apply the same condition
         // at half the write cost.
-        if let [single @ (Write::Put { .. } | Write::Delete { .. } | Write::Count { .. })] = writes
+        if let [
+            single @ (Write::Put { .. }
+            | Write::Delete { .. }
+            | Write::Count { .. }
+            | Write::Set { .. }),
+        ] = writes
         {
             return self.write_one(single).await;
         }
@@ -411,6 +416,24 @@ impl Backend for DynamoStore {
                         .table_name(self.table_name(*table))
                         .set_key(Some(Self::key_item(key)))
                         .update_expression(COUNT_UPDATE)
+                        .set_condition_expression(c.condition)
+                        .set_expression_attribute_names(Some(c.names))
+                        .set_expression_attribute_values(Some(c.values))
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    TransactWriteItem::builder().update(update).build()
+                }
+                Write::Set {
+                    table,
+                    key,
+                    attrs,
+                    cond,
+                } => {
+                    let (text, c) = set_expression(attrs, cond);
+                    let update = Update::builder()
+                        .table_name(self.table_name(*table))
+                        .set_key(Some(Self::key_item(key)))
+                        .update_expression(text)
                         .set_condition_expression(c.condition)
                         .set_expression_attribute_names(Some(c.names))
                         .set_expression_attribute_values(Some(c.values))
@@ -508,6 +531,26 @@ impl DynamoStore {
                     .map(|_| ())
                     .map_err(|e| single_write_error("UpdateItem", &e))
             }
+            Write::Set {
+                table,
+                key,
+                attrs,
+                cond,
+            } => {
+                let (text, c) = set_expression(attrs, cond);
+                self.client
+                    .update_item()
+                    .table_name(self.table_name(*table))
+                    .set_key(Some(Self::key_item(key)))
+                    .update_expression(text)
+                    .set_condition_expression(c.condition)
+                    .set_expression_attribute_names(Some(c.names))
+                    .set_expression_attribute_values(Some(c.values))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| single_write_error("UpdateItem", &e))
+            }
             Write::Check { .. } => Err(StoreError::Invalid(
                 "a condition check alone writes nothing".into(),
             )),
@@ -555,6 +598,31 @@ fn count_expression(
         names,
         values,
     }
+}
+
+/// The update expression and its names and values of [`Write::Set`]: `SET #s0 = :s0, …`.
+fn set_expression(attrs: &[(&'static str, AttributeValue)], cond: &Cond) -> (String, CountExpr) {
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut sets = Vec::with_capacity(attrs.len());
+    for (i, (name, value)) in attrs.iter().enumerate() {
+        names.insert(format!("#s{i}"), (*name).to_owned());
+        values.insert(format!(":s{i}"), value.clone());
+        sets.push(format!("#s{i} = :s{i}"));
+    }
+    let condition = expression(cond).map(|e| {
+        names.extend(e.names);
+        values.extend(e.values.unwrap_or_default());
+        e.text.to_owned()
+    });
+    (
+        format!("SET {}", sets.join(", ")),
+        CountExpr {
+            condition,
+            names,
+            values,
+        },
+    )
 }
 
 /// The error of a single PutItem, DeleteItem or UpdateItem, in the terms of a one-write

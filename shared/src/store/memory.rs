@@ -233,7 +233,8 @@ impl Backend for MemoryStore {
                 Write::Put { table, item, .. } => (*table, item_key(item)?),
                 Write::Delete { table, key, .. }
                 | Write::Check { table, key, .. }
-                | Write::Count { table, key, .. } => (*table, row_key(key)),
+                | Write::Count { table, key, .. }
+                | Write::Set { table, key, .. } => (*table, row_key(key)),
             };
             if !seen.insert((table, key.clone())) {
                 return Err(StoreError::Invalid(
@@ -244,7 +245,8 @@ impl Backend for MemoryStore {
                 Write::Put { cond, .. }
                 | Write::Delete { cond, .. }
                 | Write::Check { cond, .. }
-                | Write::Count { cond, .. } => cond,
+                | Write::Count { cond, .. }
+                | Write::Set { cond, .. } => cond,
             };
             if !holds(cond, tables.rows(table).get(&key)) {
                 return Err(StoreError::ConditionFailed { index });
@@ -285,6 +287,23 @@ impl Backend for MemoryStore {
                         .or_insert_with(|| at.clone());
                     item.insert((*last).to_owned(), at.clone());
                     item.insert(super::TTL.to_owned(), AttributeValue::N(ttl.to_string()));
+                }
+                Write::Set {
+                    table, key, attrs, ..
+                } => {
+                    let (pk, sk) = row_key(key);
+                    let item = tables
+                        .rows_mut(*table)
+                        .entry((pk.clone(), sk.clone()))
+                        .or_insert_with(|| {
+                            Item::from([
+                                (super::PK.to_owned(), AttributeValue::S(pk)),
+                                (super::SK.to_owned(), AttributeValue::S(sk)),
+                            ])
+                        });
+                    for (name, value) in attrs {
+                        item.insert((*name).to_owned(), value.clone());
+                    }
                 }
                 Write::Check { .. } => {}
             }

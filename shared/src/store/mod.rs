@@ -141,6 +141,17 @@ pub enum Write {
         ttl: i64,
         cond: Cond,
     },
+    /// Sets the named attributes of an item and leaves the rest, `ver` included, alone:
+    /// bookkeeping beside the item's state (when an API token was last used), which never
+    /// makes a versioned writer of that state fail. One `UpdateItem` in DynamoDB; as there,
+    /// an item the condition lets through but that does not exist is created, so give
+    /// [`Cond::Exists`] unless that is meant.
+    Set {
+        table: Table,
+        key: Key,
+        attrs: Vec<(&'static str, AttributeValue)>,
+        cond: Cond,
+    },
 }
 
 impl Write {
@@ -149,7 +160,8 @@ impl Write {
             Self::Put { table, .. }
             | Self::Delete { table, .. }
             | Self::Check { table, .. }
-            | Self::Count { table, .. } => *table,
+            | Self::Count { table, .. }
+            | Self::Set { table, .. } => *table,
         }
     }
 }

@@ -162,10 +162,23 @@ pub async fn token_account(
 }
 
 /// Adds to `tx` the deletion of the live password-reset and verification links of an
-/// address (a user deactivated or offboarded).
-pub async fn end_all(st: &AppState, tx: &mut Tx, email: &Email) -> Result<(), Error> {
+/// address, and of the email-change link of its user (a user deactivated or offboarded: no
+/// link of theirs works again, not after a reactivation either).
+pub async fn end_all(
+    st: &AppState,
+    tx: &mut Tx,
+    email: &Email,
+    user: &UserId,
+) -> Result<(), Error> {
     let state = st.store.login_state(email).await?;
-    for link in [state.reset_link, state.verify_link].into_iter().flatten() {
+    let change = st
+        .store
+        .user_mail_link(user, TokenKind::EmailChange)
+        .await?;
+    for link in [state.reset_link, state.verify_link, change]
+        .into_iter()
+        .flatten()
+    {
         if let Some(hash) = link.value.current_hash {
             tx.delete_token(&hash);
         }

@@ -2,6 +2,7 @@
 //! never another flow, and no step imports a flow.
 
 pub mod address;
+pub mod api_tokens;
 pub mod challenge;
 pub mod factor;
 pub mod links;

@@ -1,18 +1,21 @@
 //! Offboarding (docs/users.md): when someone leaves, their account is deactivated and
-//! everything they hold ends: sessions, refresh tokens, MFA challenges, mailed links; their
-//! password hash and TOTP factor are deleted (a reactivated user starts with a reset). The
+//! everything they hold ends: sessions, refresh tokens, MFA challenges, mailed links, and
+//! the API tokens they created (deleted; they stop at the commit already, as a deactivated
+//! creator's tokens do); their password hash and TOTP factor are deleted (a reactivated
+//! user starts with a reset). The
 //! same step serves `POST /v1/users/{id}/offboard` and, later, the offboarding event.
 //!
 //! Idempotent by (org, request id): the receipt is written in the same transaction as the
 //! change, so the same request again changes nothing and yields the same receipt; the same
 //! request id naming another user is refused.
 
+use super::api_tokens;
 use super::links;
 use super::owners;
 use super::session::end_all;
 use crate::access::Actor;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
-use crate::domain::{AccountStatus, OrgId, UserId};
+use crate::domain::{AccountStatus, OrgId, TokenId, UserId};
 use crate::error::Error;
 use crate::flows::MAX_RACE_RETRIES;
 use crate::state::AppState;
@@ -56,6 +59,8 @@ pub async fn offboard(
     meta: &RequestMeta,
 ) -> Result<OffboardReceipt, Error> {
     if let Some(r) = earlier(st, org, user, request_id).await? {
+        // Again (a retry after a failure below): finish ending what the user holds.
+        finish(st, by, org, &r, meta).await?;
         return Ok(r);
     }
     for _ in 0..MAX_RACE_RETRIES {
@@ -78,13 +83,17 @@ pub async fn offboard(
             .filter(|a| a.value.user_id == *user)
             .ok_or(Error::Conflict("The user changed meanwhile; try again."))?;
         let sessions = st.store.sessions(user).await?;
+        let tokens = api_tokens::created_by(st, org, user).await?;
         let mfa = st.store.mfa_state(user).await?;
         let now = st.clock.now();
         let receipt = OffboardReceipt {
             request_id: request_id.to_owned(),
             user_id: user.clone(),
             revoked_sessions: sessions.len() as u64,
-            revoked_tokens: Vec::new(),
+            revoked_tokens: tokens
+                .iter()
+                .map(|t| t.value.token_id.to_string())
+                .collect(),
             completed_at: now,
         };
         let a = &account.value;
@@ -110,7 +119,7 @@ pub async fn offboard(
             tx.delete_recovery_code(user, c.value.slot, Cond::None);
         }
         tx.remove_budget(Budget::Mfa(user));
-        links::end_all(st, &mut tx, &a.email).await?;
+        links::end_all(st, &mut tx, &a.email, user).await?;
         tx.audit(
             &by.stamp(AuditEvent::new(
                 EventType::UserOffboarded,
@@ -123,18 +132,19 @@ pub async fn offboard(
             .email(&a.email)
             .detail("request_id", request_id)
             .detail("revoked_sessions", receipt.revoked_sessions)
-            .detail("revoked_tokens", "")
+            .detail("revoked_tokens", receipt.revoked_tokens.join(" "))
             .detail("completed_at", now)
             .detail("reason", reason),
         );
         match st.store.commit(tx).await {
             Ok(()) => {
-                end_all(st, user, by, Reason::UserOffboarded, meta).await?;
+                finish(st, by, org, &receipt, meta).await?;
                 return Ok(receipt);
             }
             // The same request ran meanwhile: its receipt stands.
             Err(StoreError::ConditionFailed { index }) if index == receipt_write => {
                 if let Some(r) = earlier(st, org, user, request_id).await? {
+                    finish(st, by, org, &r, meta).await?;
                     return Ok(r);
                 }
             }
@@ -143,4 +153,22 @@ pub async fn offboard(
         }
     }
     Err(Error::Contended)
+}
+
+/// Ends the sessions and deletes the API tokens of an offboarded user: after the commit,
+/// and again whenever the same request comes back (each part is idempotent).
+async fn finish(
+    st: &AppState,
+    by: &Actor,
+    org: &OrgId,
+    receipt: &OffboardReceipt,
+    meta: &RequestMeta,
+) -> Result<(), Error> {
+    end_all(st, &receipt.user_id, by, Reason::UserOffboarded, meta).await?;
+    let ids: Vec<TokenId> = receipt
+        .revoked_tokens
+        .iter()
+        .filter_map(|t| TokenId::parse(t))
+        .collect();
+    api_tokens::delete_all(st, by, org, &ids, Reason::UserOffboarded, meta).await
 }

@@ -31,6 +31,7 @@ pub async fn notify(
     };
     let who = match by {
         Actor::User(u) => format!("{} ({})", u.email, u.user),
+        Actor::Token(t) => format!("the API token {} of {}", t.token, t.creator),
         Actor::System(s) => s.id().to_owned(),
     };
     for owner in owners {

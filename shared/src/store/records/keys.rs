@@ -2,7 +2,7 @@
 //! are data, not names: the test below pins each to what `docs/data-model.md` lists.
 
 use crate::clock::Timestamp;
-use crate::domain::{ChallengeId, Email, EventId, OrgId, SessionId, UserId};
+use crate::domain::{ChallengeId, Email, EventId, OrgId, SessionId, TokenId, UserId};
 use crate::store::{Key, TokenKind};
 
 // Partitions: a prefix and the id they belong to.
@@ -10,6 +10,7 @@ const EMAIL: &str = "EMAIL#";
 const USER: &str = "USER#";
 const ORG: &str = "ORG#";
 const TOKEN: &str = "TOKEN#";
+const API_SECRET: &str = "APITOKEN#";
 
 // Sort keys under an email.
 /// The account.
@@ -49,6 +50,7 @@ pub const MFA_CHALLENGE_PREFIX: &str = "MFA#CHALLENGE#";
 // Sort keys of items alone in their partition.
 const ORG_SK: &str = "ORG";
 const TOKEN_SK: &str = "TOKEN";
+const API_SECRET_SK: &str = "SECRET";
 
 pub fn email_partition(email: &Email) -> String {
     format!("{EMAIL}{email}")
@@ -139,6 +141,24 @@ pub fn invite_rate(org: &OrgId) -> Key {
     Key::new(org_partition(org), INVITE_RATE)
 }
 const INVITE_RATE: &str = "RATE#INVITE";
+/// Every API token of an org sorts under this prefix.
+pub const API_TOKEN_PREFIX: &str = "APITOKEN#";
+/// An API token, under its org.
+pub fn api_token(org: &OrgId, id: &TokenId) -> Key {
+    Key::new(org_partition(org), format!("{API_TOKEN_PREFIX}{id}"))
+}
+/// A live secret of an API token, by its SHA-256.
+pub fn api_secret(hash: &str) -> Key {
+    Key::new(format!("{API_SECRET}{hash}"), API_SECRET_SK)
+}
+/// That a token was used from an IP in a minute (unix seconds / 60).
+pub fn api_token_use(org: &OrgId, id: &TokenId, ip: &str, minute: i64) -> Key {
+    Key::new(
+        org_partition(org),
+        format!("{API_TOKEN_USE_PREFIX}{id}#{ip}#{minute}"),
+    )
+}
+const API_TOKEN_USE_PREFIX: &str = "TOKENUSE#";
 pub fn token(hash: &str) -> Key {
     Key::new(format!("{TOKEN}{hash}"), TOKEN_SK)
 }
@@ -244,6 +264,13 @@ mod tests {
         assert_eq!(org_settings(&og), k(&o, "SETTINGS"));
         assert_eq!(org_partition(&og), o);
         assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));
+        let tok: TokenId = id(TokenId::parse, "tok")?;
+        assert_eq!(api_token(&og, &tok), k(&o, &format!("APITOKEN#tok_{HEX}")));
+        assert_eq!(api_secret("abc"), k("APITOKEN#abc", "SECRET"));
+        assert_eq!(
+            api_token_use(&og, &tok, "192.0.2.1", 7),
+            k(&o, &format!("TOKENUSE#tok_{HEX}#192.0.2.1#7"))
+        );
         assert_eq!(NO_ORG, "ORG#-");
         assert_eq!(audit_partition(Some(&og), 3), format!("{o}#S3"));
         assert_eq!(audit_partition(None, 0), "ORG#-#S0");

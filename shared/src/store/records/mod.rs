@@ -3,7 +3,7 @@
 //! The key design is documented in `docs/data-model.md`.
 //!
 //! One file per aggregate holds its records, its reads (`impl Store`) and its writes
-//! (`impl Tx`): `account`, `org`, `budget` (failure budgets), `session`, `mfa`, `links`
+//! (`impl Tx`): `account`, `api_token`, `org`, `budget` (failure budgets), `session`, `mfa`, `links`
 //! (mailed links and one-time tokens) and `audit`. [`Store`] and [`Tx`] themselves are in
 //! `store` and `tx`; every key string is spelled in [`keys`].
 
@@ -27,6 +27,7 @@ macro_rules! debug_hiding {
 }
 
 mod account;
+mod api_token;
 mod audit;
 mod budget;
 pub mod keys;
@@ -39,6 +40,7 @@ mod tx;
 
 pub use crate::domain::OrgSettings;
 pub use account::{AccountRecord, LastLogin, LoginState, UserPage, UserRef};
+pub use api_token::{ApiSecretRecord, ApiTokenPage, ApiTokenRecord};
 pub use audit::AuditCursor;
 pub use budget::{Budget, LockoutRecord};
 pub use links::{MailLinkState, TokenKind, TokenRecord};

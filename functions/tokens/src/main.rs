@@ -1,0 +1,12 @@
+//! Lambda `tokens`: the org's API tokens (create, list, read, rotate, delete).
+//! Mails the owners through SES when a token is created or rotated.
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda_with_mail(config).await?;
+    runtime::run(api::app(state, vec![api::tokens::routes()])).await
+}
