@@ -106,7 +106,33 @@ async fn org_names_hide_nothing_and_mail_never_links_them(kind: StoreKind) {
     assert!(!text.contains("evil.example"), "{text}");
 }
 
+/// An address given up by an email change can be signed up for again at once: the
+/// verification-link state the earlier holder left in its partition is replaced, not a 500.
+async fn an_address_given_up_can_be_signed_up_for_again(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    a.signup("first@example.com").await;
+    let (t, _, _) = a.login_ok("first@example.com").await;
+    let r = a
+        .post_auth(
+            "/v1/me/email",
+            json!({"new_email": "moved@example.com", "password": PASSWORD}),
+            &t,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let link = a.mailed_token("moved@example.com", "verify-email");
+    let r = a
+        .post("/v1/auth/email/verify", json!({"token": link}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Signed up again by someone else, and verified through the new link.
+    a.signup("first@example.com").await;
+    a.login_ok("first@example.com").await;
+    a.login_ok("moved@example.com").await;
+}
+
 both_stores!(
+    an_address_given_up_can_be_signed_up_for_again,
     creating_an_org_returns_the_org_and_its_owner,
     a_taken_email_is_409_email_taken,
     look_alike_addresses_never_create_a_second_account,

@@ -69,8 +69,12 @@ pub async fn create_org(
         created_at: now,
     };
 
-    // An unverified sign-up older than 7 days gives the address up (docs/users.md).
-    let holder = super::steps::address::holder(st, &owner.email).await?;
+    // An unverified sign-up older than 7 days gives the address up (docs/users.md). The
+    // address's partition may still hold the verification-link state of an earlier holder
+    // (taken over, or moved away by an email change): the new link replaces it, under its
+    // version.
+    let address = st.store.login_state(&owner.email).await?;
+    let holder = super::steps::address::holder_of(address.account.clone(), now);
     let cond = holder.claim_cond().ok_or(Error::EmailTaken)?;
     let mut tx = st.store.tx();
     tx.create_org(&org);
@@ -93,7 +97,7 @@ pub async fn create_org(
         &mut tx,
         TokenKind::EmailVerification,
         &owner,
-        None,
+        address.verify_link.as_ref(),
         st.config.email_verification_ttl,
         now,
     )

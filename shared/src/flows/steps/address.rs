@@ -53,12 +53,17 @@ pub fn is_stale(a: &AccountRecord, now: Timestamp) -> bool {
 
 /// Who holds `email` now.
 pub async fn holder(st: &AppState, email: &Email) -> Result<Holder, Error> {
-    let now = st.clock.now();
-    Ok(match st.store.account(email).await? {
+    Ok(holder_of(st.store.account(email).await?, st.clock.now()))
+}
+
+/// Who holds an address, from its account as read (by [`holder`], or with the rest of the
+/// address's partition).
+pub fn holder_of(account: Option<Versioned<AccountRecord>>, now: Timestamp) -> Holder {
+    match account {
         None => Holder::Free,
         Some(a) if is_stale(&a.value, now) => Holder::Stale(a),
         Some(a) => Holder::Taken(a),
-    })
+    }
 }
 
 /// The org's claim on an address, and whether a new user may take it over.
