@@ -7,7 +7,7 @@ ARGS  ?=
 include mk/infra.mk
 include mk/api.mk
 
-.PHONY: run test test-rust lint fmt fmt-check clippy bench build deploy clean openapi
+.PHONY: run test test-rust lint fmt fmt-check clippy bench bench-latency bench-audit build deploy clean openapi
 
 ## Start every route in one local server on http://127.0.0.1:3000 (memory store, local keys,
 ## local mailer). Pass flags with ARGS, e.g. make run ARGS="--store dynamodb".
@@ -37,9 +37,17 @@ openapi:
 	$(CARGO) run -q -p gatehouse --bin gatehouse-local -- --openapi-deployed > docs/openapi.json
 
 ## Latency of login, MFA verify, logout, refresh, me and JWKS in-process, against one
-## argon2id hash; the Lambda authorizer's decision (access token, API token) with a warm cache.
-bench:
+## argon2id hash; the Lambda authorizer's decision (access token, API token) with a warm cache;
+## then the audit query over 100,000 events on the DynamoDB path (moto).
+bench: bench-latency bench-audit
+
+bench-latency:
 	$(CARGO) bench -p gatehouse-tests --bench latency
+
+## A page of the audit query from an org with 100,000 events, against moto's DynamoDB
+## (BENCH_AUDIT_EVENTS sets the count).
+bench-audit: venv
+	scripts/with-moto $(CARGO) bench -p gatehouse-tests --bench audit
 
 ## Lambda artifacts: sam build (BuildMethod rust-cargolambda; cargo-lambda and zig from .venv).
 build: build-lambda

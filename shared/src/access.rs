@@ -169,6 +169,8 @@ pub enum SystemActor {
 }
 
 impl SystemActor {
+    pub const ALL: [SystemActor; 2] = [Self::Operator, Self::Offboarding];
+
     pub fn id(self) -> &'static str {
         match self {
             Self::Operator => "system:operator",

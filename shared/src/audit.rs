@@ -92,6 +92,7 @@ vocabulary! {
         UserReactivated = "user.reactivated",
         UserUnlocked = "user.unlocked",
         UserOffboarded = "user.offboarded",
+        UserOffboardFailed = "user.offboard_failed",
         EmailChangeRequested = "email.change_requested",
         EmailChanged = "email.changed",
         TokenCreated = "token.created",
@@ -129,6 +130,13 @@ vocabulary! {
         UserDeactivated = "user_deactivated",
         UserOffboarded = "user_offboarded",
         MfaReset = "mfa_reset",
+        // user.offboard_failed (the offboarding event, docs/offboarding.md)
+        UnknownOrg = "unknown_org",
+        UnknownUser = "unknown_user",
+        UserInvited = "user_invited",
+        RequestIdReused = "request_id_reused",
+        LastOwner = "last_owner",
+        MalformedEvent = "malformed_event",
     }
 }
 

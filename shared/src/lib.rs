@@ -23,6 +23,7 @@ pub mod keys;
 pub mod local;
 pub mod local_pages;
 pub mod mail;
+pub mod offboarding;
 pub mod password;
 pub mod policy;
 pub mod problem;

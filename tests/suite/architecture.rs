@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "http",
             "api",
             "authorizer",
+            "offboarding",
             "local",
             "admin",
             "local_pages",
@@ -50,10 +51,12 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// The flows (`shared/src/flows/*.rs`), which must not import one another.
 const FLOWS: &[&str] = &[
+    "audit",
     "email",
     "invitations",
     "login",
     "mfa",
+    "offboarding",
     "operator",
     "org",
     "password",

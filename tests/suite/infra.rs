@@ -180,10 +180,14 @@ fn update_item_may_only_count_refusals_and_record_token_use() {
             "{function}"
         );
     }
+    // Every family that checks a password counts refusals: all but `audit`, which only reads.
     assert_eq!(
         seen,
-        gatehouse::api::FAMILIES.len(),
-        "every function counts refusals"
+        gatehouse::api::FAMILIES
+            .iter()
+            .filter(|f| f.function != "audit")
+            .count(),
+        "every function that checks passwords counts refusals"
     );
 }
 
@@ -433,15 +437,17 @@ fn the_template_the_workspace_and_the_registry_list_the_same_functions() {
     assert_eq!(crates, binaries);
 }
 
-/// A function of `api::EVENT_FUNCTIONS` has no route on this stack's HTTP API, and counts no
-/// refusals (it signs no one in).
+/// A function of `api::EVENT_FUNCTIONS` has no route on this stack's HTTP API (its events,
+/// if any, are of another kind), and counts no refusals (it signs no one in).
 #[test]
 fn event_functions_are_not_routed() {
     let t = template();
     let all = statements(&t);
     for f in gatehouse::api::EVENT_FUNCTIONS {
         let props = &t["Resources"][f.resource]["Properties"];
-        assert!(props.get("Events").is_none(), "{}", f.resource);
+        for (name, e) in props["Events"].as_mapping().into_iter().flatten() {
+            assert_ne!(e["Type"], "HttpApi", "{}: {name:?}", f.resource);
+        }
         let counts = all.iter().any(|(r, st)| {
             r == f.resource
                 && serde_json::to_string(&serde_json::to_value(st).unwrap())
@@ -517,5 +523,215 @@ fn the_authorizer_may_read_and_record_token_use_only() {
     assert_eq!(
         out["Export"]["Name"]["Fn::Sub"],
         "${AWS::StackName}-AuthorizerFunctionArn"
+    );
+}
+
+/// The actions each statement of `resource`'s policies grants, by what it is on: `main`,
+/// `gsi1`, `audit`, `keys`, `bus`; every statement is an Allow.
+fn granted(t: &Value, resource: &str) -> Vec<(String, String)> {
+    let mut granted = Vec::new();
+    for (function, st) in statements(t) {
+        if function != resource {
+            continue;
+        }
+        assert_eq!(st["Effect"], "Allow");
+        let text = serde_json::to_string(&serde_json::to_value(&st["Resource"]).unwrap()).unwrap();
+        let on = if text.contains("/index/gsi1") {
+            "gsi1"
+        } else if mentions(&st["Resource"], "MainTable") {
+            "main"
+        } else if mentions(&st["Resource"], "AuditTable") {
+            "audit"
+        } else if mentions(&st["Resource"], "KeysSecret") {
+            "keys"
+        } else if text.contains(":event-bus/") {
+            "bus"
+        } else {
+            panic!("{resource}: a statement on {text}");
+        };
+        for a in actions(&st) {
+            granted.push((on.to_owned(), a));
+        }
+    }
+    granted.sort();
+    granted
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = list
+        .iter()
+        .map(|(r, a)| ((*r).to_owned(), (*a).to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {v:?}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The offboarding function may do what the offboarding step does and nothing else: read
+/// and write the main table without UpdateItem (it counts nothing), query the org's users on
+/// `gsi1`, append audit events, read the keys, and put its receipts and refusals on the
+/// default bus, as `gatehouse`, of their two detail types only. It is fed by an SQS event
+/// that reports failed items only; no other function may put events.
+#[test]
+fn the_offboarding_function_may_do_exactly_what_the_step_needs() {
+    let t = template();
+    assert_eq!(
+        granted(&t, "OffboardingFunction"),
+        pairs(&[
+            ("audit", "dynamodb:PutItem"),
+            ("bus", "events:PutEvents"),
+            ("gsi1", "dynamodb:Query"),
+            ("keys", "secretsmanager:GetSecretValue"),
+            ("main", "dynamodb:BatchGetItem"),
+            ("main", "dynamodb:ConditionCheckItem"),
+            ("main", "dynamodb:DeleteItem"),
+            ("main", "dynamodb:GetItem"),
+            ("main", "dynamodb:PutItem"),
+            ("main", "dynamodb:Query"),
+        ])
+    );
+    for (function, st) in statements(&t) {
+        let is_bus = actions(&st).iter().any(|a| a.starts_with("events:"));
+        assert_eq!(
+            is_bus,
+            function == "OffboardingFunction" && st["Sid"] == "PutReceiptsOnTheDefaultBus",
+            "{function}: {:?}",
+            st["Sid"]
+        );
+        if !is_bus {
+            continue;
+        }
+        assert_eq!(actions(&st), ["events:PutEvents"]);
+        assert_eq!(
+            st["Resource"],
+            serde_yaml::from_str::<Value>(
+                r#"[{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}]"#
+            )
+            .unwrap()
+        );
+        let cond = &st["Condition"]["StringEquals"];
+        assert_eq!(
+            strings(&cond["events:source"]),
+            [gatehouse::offboarding::SOURCE]
+        );
+        assert_eq!(
+            strings(&cond["events:detail-type"]),
+            [
+                gatehouse::offboarding::OFFBOARDED,
+                gatehouse::offboarding::OFFBOARD_FAILED
+            ]
+        );
+        // The rule's events are not the function's own: it cannot feed itself.
+        assert_ne!(
+            gatehouse::offboarding::DETAIL_TYPE,
+            gatehouse::offboarding::OFFBOARDED
+        );
+    }
+    let f = &t["Resources"]["OffboardingFunction"]["Properties"];
+    let events = f["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1);
+    let (_, sqs) = events.iter().next().unwrap();
+    assert_eq!(sqs["Type"], "SQS");
+    assert_eq!(
+        sqs["Properties"]["Queue"]["Fn::GetAtt"],
+        serde_yaml::from_str::<Value>("[OffboardingQueue, Arn]").unwrap()
+    );
+    assert_eq!(
+        strings(&sqs["Properties"]["FunctionResponseTypes"]),
+        ["ReportBatchItemFailures"]
+    );
+    let batch = sqs["Properties"]["BatchSize"].as_u64().unwrap();
+    assert!((1..=10).contains(&batch), "BatchSize {batch}");
+    // A message is visible again only after the function's timeout has passed.
+    let timeout = f["Timeout"].as_u64().unwrap();
+    let visibility = t["Resources"]["OffboardingQueue"]["Properties"]["VisibilityTimeout"]
+        .as_u64()
+        .unwrap();
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+}
+
+/// The rule sends the default bus's `gatehouse.offboard` events of the configured source to
+/// the queue; only that rule may send to it (events.amazonaws.com with the rule's ARN as
+/// `aws:SourceArn`); both queues are encrypted, and a message received five times goes to
+/// the dead-letter queue. The outputs give the queue's URL and the rule's ARN.
+#[test]
+fn the_offboarding_rule_feeds_a_queue_only_it_may_send_to() {
+    let t = template();
+    let r = &t["Resources"];
+    let get_att = |id: &str| serde_yaml::from_str::<Value>(&format!("[{id}, Arn]")).unwrap();
+    let param = &t["Parameters"]["OffboardingSource"];
+    assert_eq!(param["Type"], "String");
+    assert!(param["Default"].as_str().is_some_and(|s| !s.is_empty()));
+
+    let rule = &r["OffboardingRule"];
+    assert_eq!(rule["Type"], "AWS::Events::Rule");
+    let p = &rule["Properties"];
+    assert_eq!(p["EventBusName"], "default");
+    assert_eq!(p["State"], "ENABLED");
+    let pattern = p["EventPattern"].as_mapping().unwrap();
+    assert_eq!(pattern.len(), 2, "source and detail-type only");
+    assert_eq!(p["EventPattern"]["source"][0]["Ref"], "OffboardingSource");
+    assert_eq!(
+        strings(&p["EventPattern"]["detail-type"]),
+        [gatehouse::offboarding::DETAIL_TYPE]
+    );
+    let targets = p["Targets"].as_sequence().unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"]["Fn::GetAtt"], get_att("OffboardingQueue"));
+
+    let queue = &r["OffboardingQueue"];
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    let redrive = &queue["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        redrive["deadLetterTargetArn"]["Fn::GetAtt"],
+        get_att("OffboardingDeadLetterQueue")
+    );
+    assert_eq!(redrive["maxReceiveCount"], 5);
+    for q in ["OffboardingQueue", "OffboardingDeadLetterQueue"] {
+        assert_eq!(r[q]["Type"], "AWS::SQS::Queue", "{q}");
+        assert_eq!(r[q]["Properties"]["SqsManagedSseEnabled"], true, "{q}");
+    }
+    assert!(
+        r["OffboardingDeadLetterQueue"]["Properties"]
+            .get("RedrivePolicy")
+            .is_none()
+    );
+
+    let policy = &r["OffboardingQueuePolicy"];
+    assert_eq!(policy["Type"], "AWS::SQS::QueuePolicy");
+    let queues = policy["Properties"]["Queues"].as_sequence().unwrap();
+    assert_eq!(queues.len(), 1);
+    assert_eq!(queues[0]["Ref"], "OffboardingQueue");
+    let sts = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(sts.len(), 1, "one statement: the rule's");
+    let st = &sts[0];
+    assert_eq!(st["Effect"], "Allow");
+    assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(st["Action"], "sqs:SendMessage");
+    assert_eq!(st["Resource"]["Fn::GetAtt"], get_att("OffboardingQueue"));
+    let condition = st["Condition"].as_mapping().unwrap();
+    assert_eq!(condition.len(), 1);
+    assert_eq!(
+        st["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"],
+        get_att("OffboardingRule")
+    );
+
+    let out = &t["Outputs"];
+    assert_eq!(
+        out["OffboardingQueueUrl"]["Value"]["Ref"],
+        "OffboardingQueue"
+    );
+    assert_eq!(
+        out["OffboardingRuleArn"]["Value"]["Fn::GetAtt"],
+        get_att("OffboardingRule")
     );
 }

@@ -4,6 +4,7 @@
 mod api_errors;
 mod architecture;
 mod audit;
+mod audit_query;
 mod authorizer;
 mod concurrency;
 mod conflicts;
@@ -22,6 +23,7 @@ mod mail;
 mod memory;
 mod mfa;
 mod mfa_hardening;
+mod offboarding;
 mod openapi;
 mod reset;
 mod sessions;

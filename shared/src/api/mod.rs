@@ -1,6 +1,7 @@
 //! HTTP routers: one per endpoint family, each its own Lambda; the local server merges them.
 //! Routes are declared with their OpenAPI description, so the document cannot miss one.
 
+pub mod audit;
 pub mod contract;
 pub mod local;
 pub mod login;
@@ -152,6 +153,11 @@ pub const FAMILIES: &[Family] = &[
         resource: "TokensFunction",
         routes: tokens::routes,
     },
+    Family {
+        function: "audit",
+        resource: "AuditFunction",
+        routes: audit::routes,
+    },
 ];
 
 /// A Lambda that API Gateway routes no request to: it answers events of another kind
@@ -168,12 +174,21 @@ pub struct EventFunction {
 }
 
 /// Every function of a deployed stack that is not a family.
-pub const EVENT_FUNCTIONS: &[EventFunction] = &[EventFunction {
-    function: "authorizer",
-    resource: "AuthorizerFunction",
-    invoked_by: "API Gateway HTTP APIs of other stacks, as their Lambda authorizer \
-                 (payload 2.0, simple responses; docs/authorizer.md)",
-}];
+pub const EVENT_FUNCTIONS: &[EventFunction] = &[
+    EventFunction {
+        function: "authorizer",
+        resource: "AuthorizerFunction",
+        invoked_by: "API Gateway HTTP APIs of other stacks, as their Lambda authorizer \
+                     (payload 2.0, simple responses; docs/authorizer.md)",
+    },
+    EventFunction {
+        function: "offboarding",
+        resource: "OffboardingFunction",
+        invoked_by: "SQS batches from OffboardingQueue, which the EventBridge rule \
+                     OffboardingRule feeds with the gatehouse.offboard events of the default \
+                     bus (docs/offboarding.md)",
+    },
+];
 
 /// The routes of every deployed family, and with `local_too` the local server's own.
 pub fn all_routes(local_too: bool) -> Vec<OpenApiRouter<AppState>> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::steps::address;
+use super::steps::invitation::{self, Revoked};
 use super::steps::links::{self, Issued, Link, live_token};
 use super::steps::lockout::read_settings;
 use super::steps::owners;
@@ -110,6 +111,11 @@ pub async fn invite(
             mfa_enabled: false,
             password_epoch: 0,
             created_at: now,
+            // Whoever acts for the invitation: its sender's offboarding revokes it.
+            invited_by: Some(match who {
+                Principal::User(u) => u.user.clone(),
+                Principal::Token(t) => t.creator.clone(),
+            }),
         };
         let mut tx = st.store.tx();
         let claimed = claim
@@ -195,6 +201,20 @@ async fn send(st: &AppState, who: &Principal, user: &UserRef, link: &Issued, now
     }
 }
 
+const ACCEPTED: Error = Error::Conflict("The user has accepted the invitation already.");
+
+/// Whether the caller may act on the invitation of `u`.
+fn may_manage(who: &Principal, u: &UserRef) -> Result<(), Error> {
+    if who.may_act_on(u.role, OnUser::Manage) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(match who {
+            Principal::User(_) => "Admins cannot act on owners.",
+            Principal::Token(_) => "API tokens manage the invitations of members only.",
+        }))
+    }
+}
+
 /// An invited user of the caller's org that the caller may act on.
 async fn invited(st: &AppState, who: &Principal, id: &UserId) -> Result<Versioned<UserRef>, Error> {
     who.require(Action::ManageUsers)?;
@@ -204,16 +224,9 @@ async fn invited(st: &AppState, who: &Principal, id: &UserId) -> Result<Versione
         .await?
         .filter(|u| u.value.org_id == *who.org())
         .ok_or(Error::NotFound)?;
-    if !who.may_act_on(u.value.role, OnUser::Manage) {
-        return Err(Error::Forbidden(match who {
-            Principal::User(_) => "Admins cannot act on owners.",
-            Principal::Token(_) => "API tokens manage the invitations of members only.",
-        }));
-    }
+    may_manage(who, &u.value)?;
     if u.value.status != AccountStatus::Invited {
-        return Err(Error::Conflict(
-            "The user has accepted the invitation already.",
-        ));
+        return Err(ACCEPTED);
     }
     Ok(u)
 }
@@ -266,35 +279,13 @@ pub async fn revoke(
     id: &UserId,
     meta: &RequestMeta,
 ) -> Result<(), Error> {
-    for _ in 0..MAX_RACE_RETRIES {
-        let u = invited(st, who, id).await?;
-        let key = TokenKind::Invitation.state_key(&u.value.user_id, &u.value.email);
-        let state = st
-            .store
-            .user_mail_link(&u.value.user_id, TokenKind::Invitation)
-            .await?;
-        let now = st.clock.now();
-        let mut tx = st.store.tx();
-        tx.delete_user(&u.value.user_id, u.ver);
-        tx.release_member(&u.value.org_id, &u.value.email);
-        if let Some(hash) = state.and_then(|s| s.value.current_hash) {
-            tx.delete_token(&hash);
-        }
-        tx.delete_mail_link(key);
-        tx.audit(&event(
-            EventType::UserInvitationRevoked,
-            who,
-            &u.value,
-            meta,
-            now,
-        ));
-        match st.store.commit(tx).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    who.require(Action::ManageUsers)?;
+    let allowed = |u: &UserRef| may_manage(who, u);
+    match invitation::revoke(st, &who.actor(), who.org(), id, None, meta, allowed).await? {
+        Revoked::Yes => Ok(()),
+        Revoked::NoUser => Err(Error::NotFound),
+        Revoked::NotInvited => Err(ACCEPTED),
     }
-    Err(Error::Contended)
 }
 
 /// Accepts an invitation: the account is created with the password (under the org's

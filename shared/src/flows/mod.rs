@@ -1,10 +1,12 @@
 //! The use cases, one module each, named for what the user does. Flows take the store, keys,
 //! clock and mailer from the state; they hold no HTTP types.
 
+pub mod audit;
 pub mod email;
 pub mod invitations;
 pub mod login;
 pub mod mfa;
+pub mod offboarding;
 pub mod operator;
 pub mod org;
 pub mod password;

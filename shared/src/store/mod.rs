@@ -39,15 +39,17 @@ pub enum Table {
 pub enum Index {
     /// Main table: `gsi1pk` / `gsi1sk`.
     Gsi1,
-    /// Audit table: `user_pk` / `sk`.
+    /// Audit table: `user_pk` / `sk`: the events about a user (the target).
     AuditByUser,
+    /// Audit table: `actor_pk` / `sk`: the events a user acted in.
+    AuditByActor,
 }
 
 impl Index {
     pub fn table(self) -> Table {
         match self {
             Self::Gsi1 => Table::Main,
-            Self::AuditByUser => Table::Audit,
+            Self::AuditByUser | Self::AuditByActor => Table::Audit,
         }
     }
 
@@ -55,6 +57,7 @@ impl Index {
         match self {
             Self::Gsi1 => "gsi1",
             Self::AuditByUser => "by_user",
+            Self::AuditByActor => "by_actor",
         }
     }
 
@@ -62,6 +65,7 @@ impl Index {
         match self {
             Self::Gsi1 => ("gsi1pk", "gsi1sk"),
             Self::AuditByUser => ("user_pk", SK),
+            Self::AuditByActor => ("actor_pk", SK),
         }
     }
 }

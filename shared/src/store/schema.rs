@@ -57,7 +57,7 @@ pub fn table_schema(table: Table) -> TableSchema {
             logical_id: "AuditTable",
             hash_key: super::PK,
             range_key: super::SK,
-            indexes: vec![index(Index::AuditByUser)],
+            indexes: vec![index(Index::AuditByUser), index(Index::AuditByActor)],
             ttl_attribute: super::TTL,
         },
     }

@@ -5,6 +5,7 @@ pub mod address;
 pub mod api_tokens;
 pub mod challenge;
 pub mod factor;
+pub mod invitation;
 pub mod links;
 pub mod lockout;
 pub mod mfa_reset;

@@ -1,15 +1,17 @@
 //! Offboarding (docs/users.md): when someone leaves, their account is deactivated and
-//! everything they hold ends: sessions, refresh tokens, MFA challenges, mailed links, and
-//! the API tokens they created (deleted; they stop at the commit already, as a deactivated
-//! creator's tokens do); their password hash and TOTP factor are deleted (a reactivated
-//! user starts with a reset). The
-//! same step serves `POST /v1/users/{id}/offboard` and, later, the offboarding event.
+//! everything they hold ends: sessions, refresh tokens, MFA challenges, mailed links, the
+//! API tokens they created (deleted; they stop at the commit already, as a deactivated
+//! creator's tokens do) and the invitations they sent that are still pending (revoked);
+//! their password hash and TOTP factor are deleted (a reactivated user starts with a reset).
+//! The same step serves `POST /v1/users/{id}/offboard` and the offboarding event
+//! (docs/offboarding.md), as the system actor `system:offboarding`.
 //!
 //! Idempotent by (org, request id): the receipt is written in the same transaction as the
 //! change, so the same request again changes nothing and yields the same receipt; the same
 //! request id naming another user is refused.
 
 use super::api_tokens;
+use super::invitation;
 use super::links;
 use super::owners;
 use super::session::end_all;
@@ -155,8 +157,9 @@ pub async fn offboard(
     Err(Error::Contended)
 }
 
-/// Ends the sessions and deletes the API tokens of an offboarded user: after the commit,
-/// and again whenever the same request comes back (each part is idempotent).
+/// Ends the sessions, deletes the API tokens and revokes the pending invitations of an
+/// offboarded user: after the commit, and again whenever the same request comes back (each
+/// part is idempotent).
 async fn finish(
     st: &AppState,
     by: &Actor,
@@ -170,5 +173,7 @@ async fn finish(
         .iter()
         .filter_map(|t| TokenId::parse(t))
         .collect();
-    api_tokens::delete_all(st, by, org, &ids, Reason::UserOffboarded, meta).await
+    api_tokens::delete_all(st, by, org, &ids, Reason::UserOffboarded, meta).await?;
+    invitation::revoke_sent_by(st, by, org, &receipt.user_id, Reason::UserOffboarded, meta).await?;
+    Ok(())
 }

@@ -54,6 +54,11 @@ pub struct UserRef {
     #[serde(default)]
     pub password_epoch: u64,
     pub created_at: Timestamp,
+    /// An invited user: who invited them (for an API token, its creator), so that their
+    /// offboarding revokes the invitations they sent. Absent on accounts' mirrors and on
+    /// invitations sent before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<UserId>,
 }
 
 impl UserRef {
@@ -68,6 +73,7 @@ impl UserRef {
             mfa_enabled: a.mfa_enabled,
             password_epoch: a.password_epoch,
             created_at: a.created_at,
+            invited_by: None,
         }
     }
 }

@@ -41,7 +41,7 @@ mod tx;
 pub use crate::domain::OrgSettings;
 pub use account::{AccountRecord, LastLogin, LoginState, UserPage, UserRef};
 pub use api_token::{ApiSecretRecord, ApiTokenPage, ApiTokenRecord};
-pub use audit::AuditCursor;
+pub use audit::{AuditCursor, AuditPage, AuditScope};
 pub use budget::{Budget, LockoutRecord};
 pub use links::{MailLinkState, TokenKind, TokenRecord};
 pub use mfa::{ChallengeRecord, FactorStatus, MfaState, RecoveryCodeRecord, TotpFactorRecord};

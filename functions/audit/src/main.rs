@@ -1,0 +1,12 @@
+//! Lambda `audit`: the org's audit trail (`GET /v1/audit`) and a user's own sign-in history
+//! (`GET /v1/me/login-history`). Reads only; does not mail.
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda(config).await?;
+    runtime::run(api::app(state, vec![api::audit::routes()])).await
+}
