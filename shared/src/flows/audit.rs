@@ -235,3 +235,34 @@ pub async fn login_history(
     let next = next.map(|c| seal(st, &context, &c)).transpose()?;
     Ok((events.into_iter().filter_map(attempt).collect(), next))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event type is reachable by the `type` filter, exactly and by its prefix, and
+    /// nothing else is taken for a type.
+    #[test]
+    fn every_event_type_is_a_filter() {
+        for t in EventType::ALL {
+            let name = t.as_str();
+            assert!(known_type(name), "{name}");
+            let prefix = format!("{}.", name.split('.').next().unwrap_or_default());
+            assert!(known_type(&prefix), "{prefix}");
+            let f = Filter {
+                event_type: Some(name.to_owned()),
+                ..Filter::default()
+            };
+            let meta = crate::audit::RequestMeta {
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                user_agent: None,
+                request_id: "r".into(),
+            };
+            let e = AuditEvent::new(*t, Outcome::Success, &meta, Timestamp::from_unix_millis(0));
+            assert!(f.keeps(&e), "{name}");
+        }
+        for bad in ["login", "login.fail", "nope.", "", "."] {
+            assert!(!known_type(bad), "{bad:?}");
+        }
+    }
+}
