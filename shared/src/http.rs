@@ -512,6 +512,21 @@ impl FromRequestParts<AppState> for Acting {
     }
 }
 
+/// The pairs of a query string, each name once: a name given again is an error at
+/// `/{name}` and its later values are dropped.
+pub fn query_pairs(q: Option<String>, errors: &mut Vec<FieldError>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned() {
+        if seen.insert(k.clone()) {
+            out.push((k, v));
+        } else {
+            errors.push(FieldError::new(format!("/{k}"), "is given twice"));
+        }
+    }
+    out
+}
+
 /// A response with no body.
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()

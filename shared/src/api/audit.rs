@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::domain::UserId;
 use crate::error::{Error, FieldError};
 use crate::flows::audit::{self, Filter};
-use crate::http::{Acting, Caller};
+use crate::http::{Acting, Caller, query_pairs};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -154,23 +154,6 @@ pub enum OutcomeParam {
     Failure,
 }
 
-/// The query string as pairs; a name given twice is a 422.
-fn pairs(q: Option<String>, errors: &mut Vec<FieldError>) -> Vec<(String, String)> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        if seen.insert(k.clone()) {
-            out.push((k, v));
-        } else {
-            errors.push(FieldError::new(format!("/{k}"), "is given twice"));
-        }
-    }
-    out
-}
-
 fn read_limit(v: &str, errors: &mut Vec<FieldError>) -> u32 {
     match v.parse::<u32>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -226,7 +209,7 @@ async fn query_audit(
     let mut filter = Filter::default();
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
-    for (k, v) in pairs(q, &mut errors) {
+    for (k, v) in query_pairs(q, &mut errors) {
         let mut bad = |msg: &str| errors.push(FieldError::new(format!("/{k}"), msg));
         match k.as_str() {
             "from" | "to" => match Timestamp::parse(&v) {
@@ -313,7 +296,7 @@ async fn login_history(
     let mut errors = Vec::new();
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
-    for (k, v) in pairs(q, &mut errors) {
+    for (k, v) in query_pairs(q, &mut errors) {
         match k.as_str() {
             "limit" => limit = read_limit(&v, &mut errors),
             "cursor" => cursor = Some(v),

@@ -18,7 +18,7 @@ use crate::clock::Timestamp;
 use crate::domain::{TokenId, TokenName};
 use crate::error::{Error, FieldError};
 use crate::flows::tokens::{self, DEFAULT_DAYS, MAX_DAYS, MAX_GRACE, MAX_SCOPES, NewToken};
-use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content};
+use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content, query_pairs};
 use crate::state::AppState;
 use crate::store::ApiTokenRecord;
 
@@ -225,22 +225,14 @@ async fn list_tokens(
     let mut errors = Vec::new();
     let mut limit = 50;
     let mut after = None;
-    let mut seen = std::collections::HashSet::new();
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    for (k, v) in &pairs {
+    for (k, v) in query_pairs(q, &mut errors) {
         let mut bad = |msg: &str| errors.push(FieldError::new(format!("/{k}"), msg));
-        if !seen.insert(k.as_str()) {
-            bad("is given twice");
-            continue;
-        }
         match k.as_str() {
             "limit" => match v.parse::<u32>() {
                 Ok(n) if (1..=100).contains(&n) => limit = n,
                 _ => bad("must be a whole number from 1 to 100"),
             },
-            "cursor" => match TokenId::parse(v) {
+            "cursor" => match TokenId::parse(&v) {
                 Some(t) => after = Some(t),
                 None => bad("is not a cursor of this listing"),
             },

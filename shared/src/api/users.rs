@@ -19,7 +19,7 @@ use crate::flows::invitations;
 use crate::flows::org::{self, SettingsChange};
 use crate::flows::steps::{mfa_reset, offboard};
 use crate::flows::users::{self, Filter, UserView};
-use crate::http::{Acting, Caller, Check, Fields, FromJson, Json, Meta, no_content};
+use crate::http::{Acting, Caller, Check, Fields, FromJson, Json, Meta, no_content, query_pairs};
 use crate::state::AppState;
 use crate::store::{CurrentSettings, OrgRecord};
 
@@ -395,19 +395,12 @@ async fn list_users(
     RawQuery(q): RawQuery,
 ) -> Result<Response, Error> {
     let mut errors = Vec::new();
+    let pairs = query_pairs(q, &mut errors);
     let mut bad = |field: &str, msg: &str| errors.push(FieldError::new(format!("/{field}"), msg));
     let mut filter = Filter::default();
     let mut limit = 50;
     let mut after = None;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let mut seen = std::collections::HashSet::new();
     for (k, v) in &pairs {
-        if !seen.insert(k.as_str()) {
-            bad(k, "is given twice");
-            continue;
-        }
         match k.as_str() {
             "status" => match AccountStatus::parse(v) {
                 Some(s) => filter.status = Some(s),
