@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod allowlist;
 pub mod api;
 pub mod api_token;
 pub mod audit;

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
         &[
+            "allowlist",
             "api_token",
             "audit",
             "aws",
