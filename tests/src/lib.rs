@@ -78,9 +78,8 @@ pub fn ses_client() -> aws_sdk_sesv2::Client {
     aws_sdk_sesv2::Client::from_conf(conf)
 }
 
-/// What moto's SES kept of the messages sent to `to`: (from, subject, body), oldest first.
-/// Read from moto's model dump, `GET /moto-api/data.json`.
-pub async fn moto_sent_mail(to: &str) -> Vec<(String, String, String)> {
+/// moto's model dump, `GET /moto-api/data.json`: what each mocked service holds.
+pub async fn moto_data() -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let endpoint = aws_endpoint();
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
@@ -91,8 +90,12 @@ pub async fn moto_sent_mail(to: &str) -> Vec<(String, String, String)> {
     conn.read_to_end(&mut raw).await.unwrap();
     let raw = String::from_utf8(raw).unwrap();
     let (_, body) = raw.split_once("\r\n\r\n").unwrap();
-    let data: Value = serde_json::from_str(body).unwrap();
-    data["ses"]["Message"]
+    serde_json::from_str(body).unwrap()
+}
+
+/// What moto's SES kept of the messages sent to `to`: (from, subject, body), oldest first.
+pub async fn moto_sent_mail(to: &str) -> Vec<(String, String, String)> {
+    moto_data().await["ses"]["Message"]
         .as_array()
         .cloned()
         .unwrap_or_default()

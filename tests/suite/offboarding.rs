@@ -595,18 +595,7 @@ fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// The events moto's archive `name` kept, oldest first, from its model dump.
 async fn archived(name: &str) -> Vec<Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let endpoint = aws_endpoint();
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
-    let data: Value = serde_json::from_str(body).unwrap();
-    data["events"]["Archive"]
+    gatehouse_tests::moto_data().await["events"]["Archive"]
         .as_array()
         .unwrap()
         .iter()

@@ -518,18 +518,8 @@ impl DynamoStore {
                 cond,
             } => {
                 let c = count_expression(counter, first, last, at, *ttl, cond);
-                self.client
-                    .update_item()
-                    .table_name(self.table_name(*table))
-                    .set_key(Some(Self::key_item(key)))
-                    .update_expression(COUNT_UPDATE)
-                    .set_condition_expression(c.condition)
-                    .set_expression_attribute_names(Some(c.names))
-                    .set_expression_attribute_values(Some(c.values))
-                    .send()
+                self.update_one(*table, key, COUNT_UPDATE.to_owned(), c)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| single_write_error("UpdateItem", &e))
             }
             Write::Set {
                 table,
@@ -538,23 +528,34 @@ impl DynamoStore {
                 cond,
             } => {
                 let (text, c) = set_expression(attrs, cond);
-                self.client
-                    .update_item()
-                    .table_name(self.table_name(*table))
-                    .set_key(Some(Self::key_item(key)))
-                    .update_expression(text)
-                    .set_condition_expression(c.condition)
-                    .set_expression_attribute_names(Some(c.names))
-                    .set_expression_attribute_values(Some(c.values))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| single_write_error("UpdateItem", &e))
+                self.update_one(*table, key, text, c).await
             }
             Write::Check { .. } => Err(StoreError::Invalid(
                 "a condition check alone writes nothing".into(),
             )),
         }
+    }
+
+    /// A single conditional UpdateItem (`Write::Count`, `Write::Set`).
+    async fn update_one(
+        &self,
+        table: Table,
+        key: &Key,
+        update: String,
+        c: CountExpr,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(self.table_name(table))
+            .set_key(Some(Self::key_item(key)))
+            .update_expression(update)
+            .set_condition_expression(c.condition)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(Some(c.values))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| single_write_error("UpdateItem", &e))
     }
 }
 
