@@ -9,6 +9,7 @@
 //! ([`TokenActor`], acting for its creator as the creator stands now). What each role may do
 //! is one table, [`PERMISSIONS`]; what each scope allows, [`SCOPES`].
 
+use crate::allowlist::Rule;
 use crate::audit::{ActorType, AuditEvent};
 use crate::clock::Timestamp;
 use crate::domain::{AccountStatus, Email, OrgId, Role, SessionId, TokenId, UserId};
@@ -16,8 +17,8 @@ use crate::error::Error;
 use crate::jwt::AccessClaims;
 use crate::state::AppState;
 use crate::store::{
-    ApiSecretRecord, CurrentSettings, SessionRecord, SettingsRecord, StoreError, Table, UserRef,
-    Versioned, keys,
+    AllowlistRecord, ApiSecretRecord, CurrentAllowlist, CurrentSettings, SessionRecord,
+    SettingsRecord, StoreError, Table, UserRef, Versioned, keys,
 };
 
 /// How recent a sign-in stands in for the password (and code) a step-up asks for (API.md).
@@ -198,6 +199,8 @@ pub struct UserActor {
     pub signed_in_at: Timestamp,
     /// The org's settings now.
     pub settings: CurrentSettings,
+    /// The org's IP allowlist now.
+    pub allowlist: Rule,
 }
 
 impl UserActor {
@@ -240,6 +243,8 @@ pub struct TokenActor {
     pub scopes: Vec<String>,
     /// The org's settings now.
     pub settings: CurrentSettings,
+    /// The org's IP allowlist now.
+    pub allowlist: Rule,
     /// The secret used: its SHA-256 (the key of its item) and its item as read.
     pub secret_hash: String,
     pub secret: ApiSecretRecord,
@@ -352,24 +357,29 @@ impl Principal {
     }
 }
 
-/// A user item and the org's settings, as a request reads them: for a session, with the
-/// session in the same batch.
+/// A user item, the org's settings and its IP allowlist, as a request reads them: for a
+/// session, with the session in the same batch.
 #[derive(Debug, Clone)]
 pub struct State {
     pub session: Option<Versioned<SessionRecord>>,
     pub user: Option<Versioned<UserRef>>,
     pub settings: CurrentSettings,
+    pub allowlist: Rule,
 }
 
 /// Reads the state a credential of `user` in `org` stands on, in one BatchGetItem: the
-/// session `session` (if any), the user item and the org's settings.
+/// session `session` (if any), the user item, the org's settings and its allowlist.
 pub async fn read_state(
     st: &AppState,
     user: &UserId,
     org: &OrgId,
     session: Option<&SessionId>,
 ) -> Result<State, Error> {
-    let mut keys = vec![keys::user_ref(user), keys::org_settings(org)];
+    let mut keys = vec![
+        keys::user_ref(user),
+        keys::org_settings(org),
+        keys::org_allowlist(org),
+    ];
     if let Some(s) = session {
         keys.push(keys::session(user, s));
     }
@@ -381,6 +391,7 @@ pub async fn read_state(
     };
     let user: Option<Versioned<UserRef>> = st.store.decode(next()?)?;
     let settings: Option<Versioned<SettingsRecord>> = st.store.decode(next()?)?;
+    let allowlist: Option<Versioned<AllowlistRecord>> = st.store.decode(next()?)?;
     let session = match session {
         Some(_) => st.store.decode(next()?)?,
         None => None,
@@ -389,6 +400,7 @@ pub async fn read_state(
         session,
         user,
         settings: CurrentSettings::of(settings, st.config.default_org_settings()),
+        allowlist: CurrentAllowlist::of(allowlist).rule(),
     })
 }
 
@@ -419,6 +431,7 @@ pub fn token_actor(
     secret: Versioned<ApiSecretRecord>,
     user: Option<&Versioned<UserRef>>,
     settings: CurrentSettings,
+    allowlist: Rule,
 ) -> Result<TokenActor, Error> {
     let s = secret.value;
     let creator = user
@@ -439,6 +452,7 @@ pub fn token_actor(
         creator_role: creator.role,
         scopes,
         settings,
+        allowlist,
         secret_hash: hash,
         secret: s,
     })
@@ -449,7 +463,13 @@ pub fn token_actor(
 pub async fn authenticate_token(st: &AppState, raw: &str) -> Result<TokenActor, Error> {
     let (hash, secret) = token_secret(st, raw).await?;
     let state = read_state(st, &secret.value.created_by, &secret.value.org_id, None).await?;
-    token_actor(hash, secret, state.user.as_ref(), state.settings)
+    token_actor(
+        hash,
+        secret,
+        state.user.as_ref(),
+        state.settings,
+        state.allowlist,
+    )
 }
 
 /// The state behind an access token, read in one batch: the session, the user and the
@@ -488,6 +508,7 @@ pub fn user_actor(claims: &AccessClaims, state: State, now: Timestamp) -> Result
         amr: s.amr.clone(),
         signed_in_at: s.created_at,
         settings: state.settings,
+        allowlist: state.allowlist,
     })
 }
 

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! gatehouse-admin mfa reset --email ADDR --reason TEXT
+//! gatehouse-admin allowlist disable --org ORG_ID
 //! ```
 //!
 //! Configuration is the functions' (`GATEHOUSE_MAIN_TABLE`, `GATEHOUSE_AUDIT_TABLE`,
@@ -14,12 +15,12 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::audit::RequestMeta;
 use crate::config::Config;
-use crate::domain::Email;
+use crate::domain::{Email, OrgId};
 use crate::error::Error;
-use crate::flows::operator;
+use crate::flows::{allowlist, operator};
 use crate::state::AppState;
 
-pub const USAGE: &str = "usage: gatehouse-admin mfa reset --email ADDR --reason TEXT";
+pub const USAGE: &str = "usage: gatehouse-admin mfa reset --email ADDR --reason TEXT\n       gatehouse-admin allowlist disable --org ORG_ID";
 
 /// A command line that could not be run, or a command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,14 @@ pub enum AdminError {
 /// What the operator asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    MfaReset { email: Email, reason: String },
+    MfaReset {
+        email: Email,
+        reason: String,
+    },
+    /// Break glass: turn an org's IP allowlist off (README, "Locked out by the allowlist").
+    AllowlistDisable {
+        org: OrgId,
+    },
 }
 
 /// Parses the arguments after the program name.
@@ -61,6 +69,12 @@ pub fn parse(args: &[String]) -> Result<Command, AdminError> {
                 .ok_or_else(|| usage("--reason is required: 1 to 500 characters"))?;
             Ok(Command::MfaReset { email, reason })
         }
+        [group, verb, rest @ ..] if group == "allowlist" && verb == "disable" => match rest {
+            [flag, value] if flag == "--org" => OrgId::parse(value)
+                .map(|org| Command::AllowlistDisable { org })
+                .ok_or_else(|| usage("--org: not an org id (org_ and 32 hex digits)")),
+            _ => Err(usage("allowlist disable needs --org ORG_ID")),
+        },
         _ => Err(usage("unknown command")),
     }
 }
@@ -83,6 +97,20 @@ pub async fn run(st: &AppState, command: &Command) -> Result<String, AdminError>
                 Err(e) => Err(AdminError::Failed(format!("MFA reset failed: {e}"))),
             }
         }
+        Command::AllowlistDisable { org } => {
+            match allowlist::disable_as_operator(st, org, &meta).await {
+                Ok(true) => Ok(format!(
+                    "The IP allowlist of {org} is off (its entries are kept); the owners are \
+                     mailed when GATEHOUSE_MAIL_FROM is set (request {}).",
+                    meta.request_id
+                )),
+                Ok(false) => Ok(format!(
+                    "The IP allowlist of {org} was already off; nothing changed."
+                )),
+                Err(Error::NotFound) => Err(AdminError::Failed(format!("no org {org}"))),
+                Err(e) => Err(AdminError::Failed(format!("allowlist disable failed: {e}"))),
+            }
+        }
     }
 }
 
@@ -95,7 +123,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state = if config.mail_from.is_some() {
         AppState::for_lambda_with_mail(config).await?
     } else {
-        eprintln!("GATEHOUSE_MAIL_FROM is not set: the user will not be mailed.");
+        eprintln!("GATEHOUSE_MAIL_FROM is not set: nobody will be mailed.");
         AppState::for_lambda(config).await?
     };
     println!("{}", run(&state, &command).await?);

@@ -10,6 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
 
 /// Most entries one list holds.
 pub const MAX_ENTRIES: usize = 200;
@@ -17,10 +18,64 @@ pub const MAX_ENTRIES: usize = 200;
 pub const MAX_LABEL: usize = 64;
 
 /// One entry of a list: a network and what it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    #[serde(rename = "cidr")]
     pub net: IpNet,
+    #[serde(default)]
     pub label: String,
+}
+
+/// An org's list: whether it is enforced, and its entries (kept while it is off).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allowlist {
+    pub enabled: bool,
+    #[serde(default)]
+    pub entries: Vec<Entry>,
+}
+
+impl Allowlist {
+    /// Whether the list, as it stands, lets `ip` in: always while it is off.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !self.enabled || contains(&self.entries, ip)
+    }
+}
+
+/// What enforcing an org's list needs, as of the list's version (0: the org never had
+/// one): whether it is on and its networks, without labels. Read with the caller's state on
+/// every request; copied beside each account for sign-in and into each MFA challenge, where
+/// the write that acts on the copy checks the version (docs/allowlist.md, "Enforcement").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub version: u64,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nets: Vec<IpNet>,
+}
+
+impl Rule {
+    /// The rule of `list` at `version`.
+    pub fn of(list: &Allowlist, version: u64) -> Self {
+        Self {
+            version,
+            enabled: list.enabled,
+            nets: if list.enabled {
+                list.entries.iter().map(|e| e.net).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Whether `ip` may reach the org: always while the list is off; else when a network of
+    /// the list contains it (an IPv4-mapped IPv6 address as its IPv4 form).
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// What is wrong with one entry, at its index, for a field error at
@@ -124,6 +179,8 @@ pub fn parse_cidr(raw: &str) -> Result<IpNet, String> {
 pub fn parse_entries(raw: &[(String, String)]) -> Result<Vec<Entry>, Vec<EntryError>> {
     let mut errors = Vec::new();
     let mut out: Vec<Entry> = Vec::new();
+    // Each network with the index of its first entry, for the duplicates' messages.
+    let mut seen: Vec<(IpNet, usize)> = Vec::new();
     if raw.len() > MAX_ENTRIES {
         errors.push(EntryError {
             index: MAX_ENTRIES,
@@ -142,16 +199,19 @@ pub fn parse_entries(raw: &[(String, String)]) -> Result<Vec<Entry>, Vec<EntryEr
             });
         }
         match parse_cidr(cidr) {
-            Ok(net) => match out.iter().position(|e| e.net == net) {
+            Ok(net) => match seen.iter().find(|(n, _)| *n == net).map(|(_, i)| *i) {
                 Some(first) => errors.push(EntryError {
                     index,
                     field: "cidr",
                     message: format!("{net} is listed already, as entry {first}"),
                 }),
-                None => out.push(Entry {
-                    net,
-                    label: label.clone(),
-                }),
+                None => {
+                    seen.push((net, index));
+                    out.push(Entry {
+                        net,
+                        label: label.clone(),
+                    });
+                }
             },
             Err(message) => errors.push(EntryError {
                 index,

@@ -99,6 +99,8 @@ vocabulary! {
         TokenRotated = "token.rotated",
         TokenDeleted = "token.deleted",
         TokenUsed = "token.used",
+        AllowlistUpdated = "org.allowlist_updated",
+        IpNotAllowed = "access.ip_not_allowed",
     }
 }
 

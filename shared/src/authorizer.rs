@@ -3,15 +3,16 @@
 //! token and hands the route's integration who is calling, as strings in the `context`.
 //!
 //! An access token is verified locally (signature, `iss`, `aud`, `exp`), then checked against
-//! the state it stands on, as `access::authenticate` does: the session, the user and the
-//! org's settings (`access::read_state`), so that a logout, a deactivation or a role change
-//! bites. An API token costs one GetItem for its secret, never cached (a deleted token stops
+//! the state it stands on, as `access::authenticate` does: the session, the user, the org's
+//! settings and its IP allowlist (`access::read_state`), so that a logout, a deactivation, a
+//! role change or a list that no longer holds the source IP bites (a refusal is audited,
+//! `via` `authorizer`). An API token costs one GetItem for its secret, never cached (a deleted token stops
 //! at once), then its creator's state; its use is recorded (`flows::tokens::record_use`).
 //!
 //! The state `access::read_state` reads is cached per warm Lambda for [`CACHE_TTL`] at most,
 //! measured with the app's clock, in at most [`CACHE_CAPACITY`] entries: with a warm cache an
-//! access token costs no round trip, and a revoked session, a deactivation or a role change
-//! bites within [`CACHE_TTL`].
+//! access token costs no round trip, and a revoked session, a deactivation, a role change or
+//! an allowlist change bites within [`CACHE_TTL`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,10 +27,10 @@ use crate::audit::RequestMeta;
 use crate::clock::Timestamp;
 use crate::domain::{OrgId, SessionId, UserId};
 use crate::error::Error;
+use crate::flows::steps::ip_allowlist::{self, Via};
 use crate::flows::steps::session::SCOPE_MFA_ENROLL;
 use crate::jwt;
 use crate::state::AppState;
-use crate::store::CurrentSettings;
 
 /// The event API Gateway sends an HTTP API authorizer (payload format 2.0).
 pub use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request as Request;
@@ -98,12 +99,6 @@ pub struct Context {
     pub session_id: String,
 }
 
-/// Whether the org's IP allowlist lets `ip` in. The allowlist is not built yet (README,
-/// "Next"): everyone is let in until its issue fills this in, for both kinds of credential.
-pub fn allowlist_permits(_settings: &CurrentSettings, _ip: IpAddr) -> bool {
-    true
-}
-
 /// Why a request was denied, for the log: never the credential.
 #[derive(Debug)]
 enum Denied {
@@ -137,6 +132,7 @@ impl From<Error> for Denied {
                 tracing::warn!(error = %err, "authorizer could not read the store: denied");
                 Self::Store
             }
+            Error::IpNotAllowed => Self::Allowlist,
             _ => Self::NotLive,
         }
     }
@@ -246,7 +242,7 @@ impl Authorizer {
         if api_token::looks_like(bearer) {
             self.api_token(bearer, ip, req).await
         } else {
-            self.access_token(bearer, ip).await
+            self.access_token(bearer, ip, req).await
         }
     }
 
@@ -269,7 +265,12 @@ impl Authorizer {
         Ok(state)
     }
 
-    async fn access_token(&self, token: &str, ip: IpAddr) -> Result<Context, Denied> {
+    async fn access_token(
+        &self,
+        token: &str,
+        ip: IpAddr,
+        req: &Request,
+    ) -> Result<Context, Denied> {
         let st = &self.state;
         let claims = jwt::verify(
             &st.keys.current(),
@@ -289,9 +290,16 @@ impl Authorizer {
         if actor.enrollment_only() {
             return Err(Denied::EnrollmentOnly);
         }
-        if !allowlist_permits(&actor.settings, ip) {
-            return Err(Denied::Allowlist);
-        }
+        let meta = request_meta(req, ip);
+        ip_allowlist::admit(
+            st,
+            &actor.allowlist,
+            &actor.org,
+            &actor.actor(),
+            Via::Authorizer,
+            &meta,
+        )
+        .await?;
         Ok(Context {
             org_id: actor.org.to_string(),
             principal_type: "user",
@@ -310,11 +318,24 @@ impl Authorizer {
         let state = self
             .state_of(&secret.value.created_by, &secret.value.org_id, None)
             .await?;
-        let actor = access::token_actor(hash, secret, state.user.as_ref(), state.settings)?;
-        if !allowlist_permits(&actor.settings, ip) {
-            return Err(Denied::Allowlist);
-        }
-        crate::flows::tokens::record_use(st, &actor, &request_meta(req, ip)).await;
+        let actor = access::token_actor(
+            hash,
+            secret,
+            state.user.as_ref(),
+            state.settings,
+            state.allowlist,
+        )?;
+        let meta = request_meta(req, ip);
+        ip_allowlist::admit(
+            st,
+            &actor.allowlist,
+            &actor.org,
+            &actor.actor(),
+            Via::Authorizer,
+            &meta,
+        )
+        .await?;
+        crate::flows::tokens::record_use(st, &actor, &meta).await;
         Ok(Context {
             org_id: actor.org.to_string(),
             principal_type: "token",
@@ -357,12 +378,14 @@ fn request_meta(req: &Request, ip: IpAddr) -> RequestMeta {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::store::CurrentSettings;
 
     fn state() -> State {
         State {
             session: None,
             user: None,
             settings: CurrentSettings::of(None, Config::default().default_org_settings()),
+            allowlist: crate::allowlist::Rule::default(),
         }
     }
 

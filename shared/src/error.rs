@@ -85,6 +85,13 @@ pub enum Error {
     /// The change would leave the org without an active owner.
     #[error("last owner")]
     LastOwner,
+    /// The org's IP allowlist does not list the client's address.
+    #[error("IP not allowed")]
+    IpNotAllowed,
+    /// The new allowlist, enabled, would shut out the caller's own address; sent again with
+    /// `confirm_self_lockout`, it is saved.
+    #[error("self lockout")]
+    SelfLockout { ip: std::net::IpAddr },
     #[error("email taken")]
     EmailTaken,
     #[error("MFA already enabled")]
@@ -134,6 +141,8 @@ impl Error {
             Self::StepUpRequired => "step_up_required",
             Self::VersionConflict => "version_conflict",
             Self::LastOwner => "last_owner",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::SelfLockout { .. } => "self_lockout",
             Self::EmailTaken => "email_taken",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::Conflict(_) => "conflict",

@@ -17,6 +17,7 @@ use crate::access::{self, Principal, UserActor};
 use crate::api_token;
 use crate::audit::RequestMeta;
 use crate::error::{Error, FieldError};
+use crate::flows::steps::ip_allowlist::{self, Via};
 use crate::jwt::{self, AccessClaims};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -216,6 +217,16 @@ impl Fields {
         self.optional_integer(name, range)
     }
 
+    /// A required boolean field.
+    pub fn boolean(&mut self, name: &'static str) -> Option<bool> {
+        if !self.obj.contains_key(name) {
+            self.known.push(name);
+            self.error(name, "is required");
+            return None;
+        }
+        self.optional_bool(name)
+    }
+
     /// An optional boolean field.
     pub fn optional_bool(&mut self, name: &'static str) -> Option<bool> {
         match self.take(name) {
@@ -236,6 +247,64 @@ impl Fields {
     /// A required string field holding a secret; it is never echoed or logged.
     pub fn secret(&mut self, name: &'static str) -> Option<SecretString> {
         self.string(name).map(SecretString::from)
+    }
+
+    /// A required array of JSON objects, `max` at most, each read by `item` from its own
+    /// fields; their errors are reported under `/{name}/{index}`. One entry per item: `None`
+    /// where the item is not an object or `item` could not read it. `None` for a bad array.
+    pub fn objects<T>(
+        &mut self,
+        name: &'static str,
+        max: usize,
+        item: impl Fn(&mut Fields) -> Option<T>,
+    ) -> Option<Vec<Option<T>>> {
+        let items = match self.take(name) {
+            Some(Value::Array(items)) if items.len() > max => {
+                self.error(name, format!("must hold at most {max} entries"));
+                return None;
+            }
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                self.error(name, "must be an array of objects");
+                return None;
+            }
+            None => {
+                self.error(name, "is required");
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, v) in items.into_iter().enumerate() {
+            let prefix = format!("{}/{i}", Self::pointer(name));
+            let Value::Object(obj) = v else {
+                self.errors
+                    .push(FieldError::new(prefix, "must be an object"));
+                out.push(None);
+                continue;
+            };
+            let mut sub = Fields {
+                obj,
+                errors: Vec::new(),
+                known: Vec::new(),
+            };
+            let parsed = item(&mut sub);
+            let errors = match sub.finish() {
+                Err(Error::Validation(e)) => e,
+                _ => Vec::new(),
+            };
+            let clean = errors.is_empty();
+            for mut e in errors {
+                e.field = format!("{prefix}{}", e.field);
+                self.errors.push(e);
+            }
+            out.push(parsed.filter(|_| clean));
+        }
+        Some(out)
+    }
+
+    /// An error at the JSON Pointer `pointer` (for values inside a field).
+    pub fn error_at(&mut self, pointer: String, message: impl Into<String>) {
+        self.errors.push(FieldError::new(pointer, message));
     }
 
     fn finish(mut self) -> Result<(), Error> {
@@ -451,6 +520,19 @@ impl FromRequestParts<AppState> for Bearer {
     }
 }
 
+/// Lets the request of `who` through if the org's allowlist (`rule`, read with the caller's
+/// state) lists the client's address; else 403 `ip_not_allowed`, audited.
+async fn admit(
+    parts: &mut Parts,
+    state: &AppState,
+    rule: &crate::allowlist::Rule,
+    org: &crate::domain::OrgId,
+    who: &access::Actor,
+) -> Result<(), Error> {
+    let Meta(meta) = Meta::from_request_parts(parts, state).await?;
+    ip_allowlist::admit(state, rule, org, who, Via::Request, &meta).await
+}
+
 /// The caller, signed in with an access token, as their state stands now
 /// (`access::authenticate`: the session, the user and the org's settings, read in one batch).
 /// A session that may only enroll MFA is refused (403 `mfa_enrollment_required`).
@@ -481,11 +563,13 @@ impl FromRequestParts<AppState> for Enrolling {
         let token = bearer(parts)?;
         if api_token::looks_like(token) {
             // A live API token is refused here with 403, a dead one with 401 (API.md).
-            access::authenticate_token(state, token).await?;
+            let actor = access::authenticate_token(state, token).await?;
+            admit(parts, state, &actor.allowlist, &actor.org, &actor.actor()).await?;
             return Err(Error::Forbidden("API tokens cannot be used here."));
         }
         let claims = verify_access_token(token, state)?;
         let actor = access::authenticate(state, &claims).await?;
+        admit(parts, state, &actor.allowlist, &actor.org, &actor.actor()).await?;
         Ok(Self(actor))
     }
 }
@@ -506,6 +590,7 @@ impl FromRequestParts<AppState> for Acting {
             return Ok(Self(Principal::User(actor)));
         }
         let actor = access::authenticate_token(state, token).await?;
+        admit(parts, state, &actor.allowlist, &actor.org, &actor.actor()).await?;
         let Meta(meta) = Meta::from_request_parts(parts, state).await?;
         crate::flows::tokens::record_use(state, &actor, &meta).await;
         Ok(Self(Principal::Token(actor)))

@@ -64,14 +64,16 @@ impl Error {
             Self::Forbidden(_)
             | Self::EmailNotVerified
             | Self::MfaEnrollmentRequired
-            | Self::StepUpRequired => StatusCode::FORBIDDEN,
+            | Self::StepUpRequired
+            | Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken
             | Self::MfaAlreadyEnabled
             | Self::Conflict(_)
             | Self::VersionConflict
-            | Self::LastOwner => StatusCode::CONFLICT,
+            | Self::LastOwner
+            | Self::SelfLockout { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,6 +120,17 @@ impl Error {
                     .into()
             }
             Self::LastOwner => "The organization must keep at least one active owner.".into(),
+            Self::IpNotAllowed => {
+                "Your organization allows access only from listed IP addresses, and this \
+                 request's address is not one of them. Ask an administrator of your \
+                 organization to add it."
+                    .into()
+            }
+            Self::SelfLockout { ip } => format!(
+                "This allowlist does not include your own address ({ip}): saving it would shut \
+                 you out. Add your address, or send the request again with \
+                 confirm_self_lockout set to true."
+            ),
             Self::NotFound => "No such resource.".into(),
             Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),
             Self::EmailTaken => "An account with this email already exists.".into(),

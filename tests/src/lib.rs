@@ -140,6 +140,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub mailer: Arc<LocalMailer>,
     pub memory: Option<Arc<MemoryStore>>,
+    /// The address requests come from: [`CLIENT_IP`] until [`TestApp::set_client_ip`].
+    client_ip: Arc<std::sync::Mutex<std::net::IpAddr>>,
 }
 
 #[derive(Debug)]
@@ -224,13 +226,21 @@ impl TestApp {
             clock,
             mailer,
             memory,
+            client_ip: Arc::new(std::sync::Mutex::new(CLIENT_IP.into())),
         }
     }
 
-    /// Sends a request as the local server would receive it from `CLIENT_IP`.
+    /// Every later request of this app comes from `ip`.
+    pub fn set_client_ip(&self, ip: std::net::IpAddr) {
+        *self.client_ip.lock().unwrap() = ip;
+    }
+
+    /// Sends a request as the local server would receive it from the client address
+    /// ([`CLIENT_IP`] unless set).
     pub async fn send(&self, mut req: Request<Body>) -> TestResponse {
+        let ip = *self.client_ip.lock().unwrap();
         req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from((CLIENT_IP, 50_000))));
+            .insert(ConnectInfo(SocketAddr::from((ip, 50_000))));
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let unrouted = resp
             .extensions()
@@ -721,8 +731,34 @@ pub async fn http(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    exchange(stream, method, path, token, body).await
+}
+
+/// As [`http`], from the local address `from` (any of 127.0.0.0/8 reaches a loopback
+/// server): the server sees the request come from there.
+pub async fn http_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    exchange(stream, method, path, token, body).await
+}
+
+async fn exchange(
+    mut stream: tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))

@@ -52,6 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// The flows (`shared/src/flows/*.rs`), which must not import one another.
 const FLOWS: &[&str] = &[
+    "allowlist",
     "audit",
     "email",
     "invitations",

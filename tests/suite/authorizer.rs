@@ -702,7 +702,66 @@ fn template_policy(resource: &str) -> Vec<(String, String, Option<Vec<String>>)>
     out
 }
 
+/// The org's allowlist: an access token and an API token from an address outside it are
+/// denied (audited, `via` `authorizer`), inside it allowed, IPv4-mapped addresses as IPv4; a
+/// cold Lambda sees a change at once, a warm one once its cached state is older than the
+/// cache's lifetime (the documented delay, API.md: within 60 seconds).
+async fn the_allowlist_denies_outside_addresses_within_the_cache_ttl(kind: StoreKind) {
+    let o = org(kind).await;
+    let (_, secret) = o.token(&o.access, &["users:read"], json!({})).await;
+    let auth = o.authorizer();
+    let from = |ip: &str, bearer: &str| {
+        let mut e = event(Some(bearer));
+        e["requestContext"]["http"]["sourceIp"] = json!(ip);
+        e
+    };
+    allowed(&invoke(&auth, &from(SOURCE_IP, &o.access)).await);
+    // The list: 203.0.113.0/24 (the test client's network), not the fixture's address.
+    let r =
+        o.a.request(
+            Method::PUT,
+            "/v1/org/allowlist",
+            Some(
+                json!({"enabled": true, "entries": [{"cidr": "203.0.113.0/24"}],
+                        "expected_version": 0, "password": PASSWORD}),
+            ),
+            Some(&o.access),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A fresh Lambda sees it at once; the warm one within the TTL.
+    let cold = o.authorizer();
+    denied(&invoke(&cold, &from(SOURCE_IP, &o.access)).await);
+    denied(&invoke(&cold, &from(SOURCE_IP, &secret)).await);
+    denied(&invoke(&cold, &from("::ffff:198.51.100.23", &o.access)).await);
+    allowed(&invoke(&cold, &from("203.0.113.200", &o.access)).await);
+    allowed(&invoke(&cold, &from("::ffff:203.0.113.9", &secret)).await);
+    // The warm Lambda's cache still holds the state without the list, for at most the TTL.
+    allowed(&invoke(&auth, &from(SOURCE_IP, &o.access)).await);
+    o.after_cache_ttl();
+    denied(&invoke(&auth, &from(SOURCE_IP, &o.access)).await);
+    let refusals: Vec<_> =
+        o.a.audit(Some(&o.org))
+            .await
+            .into_iter()
+            .filter(|e| e.event_type.as_str() == "access.ip_not_allowed")
+            .collect();
+    assert_eq!(refusals.len(), 4, "{refusals:?}");
+    assert!(refusals.iter().all(|e| e.details["via"] == "authorizer"));
+    assert!(
+        refusals
+            .iter()
+            .any(|e| e.actor_type.map(|t| t.as_str()) == Some("api_token"))
+    );
+    assert!(
+        refusals
+            .iter()
+            .all(|e| e.ip == SOURCE_IP || e.ip == "::ffff:198.51.100.23")
+    );
+}
+
 both_stores!(
+    the_allowlist_denies_outside_addresses_within_the_cache_ttl,
     an_access_token_is_allowed_with_the_user_as_context,
     a_bad_access_token_is_denied_without_a_store_call,
     a_revoked_session_is_denied_within_the_cache_ttl,

@@ -735,3 +735,39 @@ fn the_offboarding_rule_feeds_a_queue_only_it_may_send_to() {
         get_att("OffboardingRule")
     );
 }
+
+/// The allowlist function may do what its flows need and nothing else: read and write the
+/// main table (the list, and the step-up's budgets and codes), query the org's users on
+/// `gsi1` (the owners' notices), append audit events and query the audit table itself (the
+/// dry run, over the org's shards; no index), read the keys, and mail.
+#[test]
+fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
+    let mut t = template();
+    // Mail is checked on its own (`only_functions_that_mail_…`).
+    let policy = &mut t["Resources"]["AllowlistFunction"]["Properties"]["Policies"][0]["Statement"];
+    policy
+        .as_sequence_mut()
+        .unwrap()
+        .retain(|st| !actions(st).iter().any(|a| a.starts_with("ses:")));
+    assert_eq!(
+        granted(&t, "AllowlistFunction"),
+        pairs(&[
+            ("audit", "dynamodb:PutItem"),
+            ("audit", "dynamodb:Query"),
+            ("gsi1", "dynamodb:Query"),
+            ("keys", "secretsmanager:GetSecretValue"),
+            ("main", "dynamodb:BatchGetItem"),
+            ("main", "dynamodb:ConditionCheckItem"),
+            ("main", "dynamodb:DeleteItem"),
+            ("main", "dynamodb:GetItem"),
+            ("main", "dynamodb:PutItem"),
+            ("main", "dynamodb:Query"),
+            ("main", "dynamodb:UpdateItem"),
+            ("main", "dynamodb:UpdateItem"),
+        ])
+    );
+    let text =
+        serde_json::to_string(&serde_json::to_value(&t["Resources"]["AllowlistFunction"]).unwrap())
+            .unwrap();
+    assert!(!text.contains("index/by_user") && !text.contains("index/by_actor"));
+}

@@ -1,6 +1,7 @@
 //! The integration suite: one binary, so the workspace links once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod allowlist;
 mod api_errors;
 mod architecture;
 mod audit;

@@ -73,6 +73,19 @@ const ENROLLMENT_REQUIRED: (&str, &str) = (
      /v1/mfa/totp/enroll` and `/confirm`",
 );
 
+/// The answer of every operation the org's IP allowlist guards.
+const IP_NOT_ALLOWED: (&str, &str) = (
+    "403",
+    "`ip_not_allowed`: the organization's IP allowlist does not list the client's address \
+     (refused before any password or code is checked; nothing is counted or spent)",
+);
+
+/// The operations (`operationId`) without a bearer token that the allowlist guards: sign-in
+/// (for an address of an org with a list), its MFA step, and refresh. Of those with one,
+/// all but logout, which only ends access.
+const ALLOWLISTED: &[&str] = &["login", "verify", "refresh"];
+const NOT_ALLOWLISTED: &[&str] = &["logout"];
+
 /// The operations (`operationId`) an enrollment-only session reaches (`http::Enrolling`).
 const ENROLLING: &[&str] = &["me", "logout", "enroll", "confirm"];
 
@@ -167,7 +180,12 @@ impl Modify for Responses {
 
 fn complete(op: &mut Operation) {
     let mut common: Vec<(&str, &str)> = Vec::new();
-    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+    let id = op.operation_id.as_deref().unwrap_or_default();
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    if (secured && !NOT_ALLOWLISTED.contains(&id)) || ALLOWLISTED.contains(&id) {
+        common.push(IP_NOT_ALLOWED);
+    }
+    if secured {
         common.push(UNAUTHENTICATED);
         if !op
             .operation_id
@@ -340,6 +358,49 @@ pub(crate) fn token_name() -> Object {
     )
     .min_length(Some(1))
     .pattern(Some(org_name_pattern()))
+    .build()
+}
+
+/// `allowlist::parse_cidr`, as far as a pattern can say it: IPv4 exactly (four decimal
+/// octets 0-255 without leading zeros, three dots, an optional `/0`-`/32`); IPv6 as hex
+/// digits, colons and dots with an optional `/0`-`/128`, the rest of IPv6's syntax, host
+/// bits and IPv4-mapped forms being 422s the description names.
+pub const CIDR_PATTERN: &str = concat!(
+    "^(?:",
+    "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "(?:\\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}",
+    "(?:/(?:3[0-2]|[12]?[0-9]))?",
+    "|",
+    "[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{1,44}",
+    "(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
+    ")$"
+);
+
+pub(crate) fn allowlist_cidr() -> Object {
+    text(
+        "An IPv4 address or network (`203.0.113.7`, `203.0.113.0/24`: exactly four decimal \
+         octets 0-255 and three dots, no leading zeros, no spaces, `/0`-`/32`; a bare address \
+         is a `/32`) or an IPv6 one (`2001:db8::/32`, `/0`-`/128`). 422 `validation_failed` at \
+         `/entries/{i}/cidr`, with a message saying what is wrong, for anything else: host bits \
+         set (the message names the network meant), an IPv4-mapped IPv6 form (write the IPv4 \
+         one), a malformed IPv6 address, or a network listed twice.",
+    )
+    .min_length(Some(1))
+    .max_length(Some(49))
+    .pattern(Some(CIDR_PATTERN))
+    .build()
+}
+
+pub(crate) fn allowlist_label() -> Object {
+    text(
+        "What the network is (`office`, `VPN`): up to 64 characters, no control, invisible or \
+         text-direction characters; empty when absent.",
+    )
+    .max_length(Some(crate::allowlist::MAX_LABEL))
+    .pattern(Some(format!(
+        "^[^{HIDDEN}]{{0,{}}}$",
+        crate::allowlist::MAX_LABEL
+    )))
     .build()
 }
 

@@ -1,6 +1,7 @@
 //! HTTP routers: one per endpoint family, each its own Lambda; the local server merges them.
 //! Routes are declared with their OpenAPI description, so the document cannot miss one.
 
+pub mod allowlist;
 pub mod audit;
 pub mod contract;
 pub mod local;
@@ -157,6 +158,11 @@ pub const FAMILIES: &[Family] = &[
         function: "audit",
         resource: "AuditFunction",
         routes: audit::routes,
+    },
+    Family {
+        function: "allowlist",
+        resource: "AllowlistFunction",
+        routes: allowlist::routes,
     },
 ];
 

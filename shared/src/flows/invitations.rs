@@ -361,6 +361,9 @@ pub async fn accept(
                 org_id: u.org_id.clone(),
                 version: settings.version,
                 settings: settings.settings,
+                // Read at the first sign-in (a copy at version 0 is stale when the org has a
+                // list, and is refreshed before anything is counted).
+                allowlist: Default::default(),
             },
         );
         tx.audit(

@@ -13,6 +13,7 @@ use super::steps::links;
 use super::steps::lockout::{self, Counted, OrgRules, Subject};
 use super::steps::session::{Grant, SessionOwner, issue, new_refresh_secret, new_session};
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
+use crate::allowlist::Rule;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::domain::{AccountStatus, Email, LoginPassword, OrgSettings};
 use crate::state::AppState;
@@ -47,7 +48,12 @@ pub async fn login(
     match state.account {
         Some(a) if verified && a.value.status == AccountStatus::Active => {
             if a.value.email_verified {
-                succeed(st, a, counted, &rules.settings, pw, meta).await
+                let allowlist = rules
+                    .guard
+                    .as_ref()
+                    .map(|g| g.allowlist.clone())
+                    .unwrap_or_default();
+                succeed(st, a, counted, (&rules.settings, &allowlist), pw, meta).await
             } else {
                 unverified(st, a, counted, state.verify_link, meta).await
             }
@@ -140,7 +146,7 @@ async fn succeed(
     st: &AppState,
     mut account: Versioned<AccountRecord>,
     counted: Counted,
-    settings: &OrgSettings,
+    (settings, allowlist): (&OrgSettings, &Rule),
     pw: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, Error> {
@@ -171,7 +177,9 @@ async fn succeed(
                     .email(&a.email),
             );
             challenge::evict_challenges(&mut tx, &challenges, now);
-            Err(challenge::add_challenge(&mut tx, a, settings, now))
+            Err(challenge::add_challenge(
+                &mut tx, a, settings, allowlist, now,
+            ))
         } else {
             let session = new_session(
                 SessionOwner::of(a),

@@ -23,6 +23,7 @@ use super::steps::factor::{
     consume, event, match_recovery, new_recovery_codes, reauthenticate, refuse_if_locked, resealed,
     wrong_reason,
 };
+use super::steps::ip_allowlist::{self, Via};
 use super::steps::lockout::{self, Subject};
 use super::steps::notice;
 use super::steps::session::{
@@ -30,6 +31,7 @@ use super::steps::session::{
 };
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
 use crate::access::{AMR_OTP, UserActor};
+use crate::allowlist::Rule;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::crypto;
@@ -255,6 +257,8 @@ pub async fn verify(
 ) -> Result<IssuedTokens, Error> {
     let (user, cid, secret) = parse_challenge_token(token).ok_or(Error::MfaTokenInvalid)?;
     let presented = crypto::token_hash(&secret);
+    // The org's allowlist once read from the store (the challenge's copy until then).
+    let mut read_allowlist: Option<Rule> = None;
     for _ in 0..MAX_RACE_RETRIES {
         let state = st.store.mfa_state(&user).await?;
         let now = st.clock.now();
@@ -266,6 +270,7 @@ pub async fn verify(
             .filter(|c| crypto::ct_eq(presented.as_bytes(), c.value.secret_hash.as_bytes()))
             .cloned()
             .ok_or(Error::MfaTokenInvalid)?;
+        let allowlist = admitted(st, &challenge.value, &mut read_allowlist, meta).await?;
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
             let c = &challenge.value;
             let refusal = lockout::Refusal {
@@ -291,12 +296,25 @@ pub async fn verify(
             }
         };
         let result = match accepted {
-            Some(how) => succeed(st, &state, &challenge, &factor, how, meta, now).await,
+            Some(how) => {
+                let proof = Proof {
+                    factor: &factor,
+                    how,
+                    allowlist: &allowlist,
+                };
+                succeed(st, &state, &challenge, proof, meta, now).await
+            }
             None => fail(st, &state, &challenge, offered, meta, now).await,
         };
         match result {
             Err(Error::Store(StoreError::ConditionFailed { .. })) => {
                 tracing::debug!(challenge_id = %cid, "lost a race; reading MFA state again");
+                // The allowlist may be what changed: read it with the rest.
+                read_allowlist = Some(
+                    ip_allowlist::current(st, &challenge.value.org_id)
+                        .await?
+                        .rule(),
+                );
             }
             other => return other,
         }
@@ -304,15 +322,55 @@ pub async fn verify(
     Err(Error::Contended)
 }
 
+/// The org's IP allowlist at the MFA step: the challenge's copy (taken at the first step)
+/// or, once read, the store's. A copy that refuses the address is confirmed by a read
+/// first; a refusal is 403 `ip_not_allowed` (audited), and the challenge stays as it was.
+async fn admitted(
+    st: &AppState,
+    c: &ChallengeRecord,
+    read: &mut Option<Rule>,
+    meta: &RequestMeta,
+) -> Result<Rule, Error> {
+    let rule = read.clone().unwrap_or_else(|| c.allowlist.clone());
+    if rule.permits(meta.ip) {
+        return Ok(rule);
+    }
+    let rule = match read {
+        Some(r) => r.clone(),
+        None => read
+            .insert(ip_allowlist::current(st, &c.org_id).await?.rule())
+            .clone(),
+    };
+    if rule.permits(meta.ip) {
+        return Ok(rule);
+    }
+    let e = ip_allowlist::refusal(st, &c.org_id, Via::MfaVerify, meta)
+        .target(&c.user_id)
+        .email(&c.email);
+    Err(ip_allowlist::refuse(st, &e).await)
+}
+
+/// What completes the second step: the factor and how it was proved, and the allowlist the
+/// request passed (its version is checked in the commit).
+struct Proof<'a> {
+    factor: &'a Versioned<TotpFactorRecord>,
+    how: Accepted,
+    allowlist: &'a Rule,
+}
+
 async fn succeed(
     st: &AppState,
     state: &MfaState,
     challenge: &Versioned<ChallengeRecord>,
-    factor: &Versioned<TotpFactorRecord>,
-    how: Accepted,
+    proof: Proof<'_>,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<IssuedTokens, Error> {
+    let Proof {
+        factor,
+        how,
+        allowlist,
+    } = proof;
     let c = &challenge.value;
     let (secret, refresh_hash) = new_refresh_secret();
     let limits = c
@@ -369,6 +427,9 @@ async fn succeed(
     // Only while the password that passed the first step is still the account's: a reset
     // or change meanwhile ends the challenge.
     let epoch_check = tx.check_password_epoch(&c.user_id, c.password_epoch);
+    // Only while the allowlist the request passed is still the org's (a change applies at
+    // once, not when the challenge expires).
+    tx.check_org_allowlist(&c.org_id, allowlist.version);
     tx.audit(
         &base(EventType::MfaVerified)
             .session(&session.session_id)

@@ -1,6 +1,7 @@
 //! The use cases, one module each, named for what the user does. Flows take the store, keys,
 //! clock and mailer from the state; they hold no HTTP types.
 
+pub mod allowlist;
 pub mod audit;
 pub mod email;
 pub mod invitations;

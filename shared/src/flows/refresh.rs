@@ -6,25 +6,29 @@
 
 use secrecy::SecretString;
 
+use super::steps::ip_allowlist::{self, Via};
 use super::steps::session::{Grant, issue, new_refresh_secret, parse_refresh_token};
 use super::{Error, IssuedTokens, MAX_RACE_RETRIES};
+use crate::allowlist::Rule;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::crypto;
 use crate::domain::{AccountStatus, OrgId, SessionId, UserId};
 use crate::state::AppState;
 use crate::store::{
-    Cond, CurrentSettings, SessionRecord, SettingsRecord, StoreError, Table, UserRef, Versioned,
-    keys,
+    AllowlistRecord, Cond, CurrentAllowlist, CurrentSettings, SessionRecord, SettingsRecord,
+    StoreError, Table, UserRef, Versioned, keys,
 };
 
 /// Old token hashes kept per session for reuse detection. Older ones are simply unknown.
 pub const REMEMBERED_ROTATIONS: usize = 16;
 
-/// What a refresh reads, in one batch: the session, its user and the org's settings.
+/// What a refresh reads, in one batch: the session, its user, the org's settings and its
+/// IP allowlist.
 struct State {
     session: Option<Versioned<SessionRecord>>,
     user: Option<Versioned<UserRef>>,
     settings: CurrentSettings,
+    allowlist: Rule,
 }
 
 async fn read(st: &AppState, org: &OrgId, user: &UserId, sid: &SessionId) -> Result<State, Error> {
@@ -32,18 +36,21 @@ async fn read(st: &AppState, org: &OrgId, user: &UserId, sid: &SessionId) -> Res
         keys::session(user, sid),
         keys::user_ref(user),
         keys::org_settings(org),
+        keys::org_allowlist(org),
     ];
-    let [session, user, settings]: [Option<_>; 3] = st
+    let [session, user, settings, allowlist]: [Option<_>; 4] = st
         .store
         .get_many(Table::Main, &keys)
         .await?
         .try_into()
         .map_err(|_| StoreError::Invalid("batch read answered the wrong count".into()))?;
     let settings: Option<Versioned<SettingsRecord>> = st.store.decode(settings)?;
+    let allowlist: Option<Versioned<AllowlistRecord>> = st.store.decode(allowlist)?;
     Ok(State {
         session: st.store.decode(session)?,
         user: st.store.decode(user)?,
         settings: CurrentSettings::of(settings, st.config.default_org_settings()),
+        allowlist: CurrentAllowlist::of(allowlist).rule(),
     })
 }
 
@@ -84,6 +91,13 @@ pub async fn refresh(
             || u.password_epoch != s.password_epoch
         {
             return Err(Error::Unauthenticated);
+        }
+        if !state.allowlist.permits(meta.ip) {
+            // Refused before anything is written: the token stays the session's.
+            let e = ip_allowlist::refusal(st, &org, Via::Refresh, meta)
+                .user(&u.user_id)
+                .session(&s.session_id);
+            return Err(ip_allowlist::refuse(st, &e).await);
         }
         let limits = state.settings.settings;
         // Limits changed since the session was opened or last refreshed apply now

@@ -91,6 +91,7 @@ pub async fn create_org(
             org_id: org.org_id.clone(),
             version: 0,
             settings: st.config.default_org_settings(),
+            allowlist: Default::default(),
         },
     );
     let link = super::steps::links::issue(

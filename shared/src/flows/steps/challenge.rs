@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::allowlist::Rule;
 use crate::clock::Timestamp;
 use crate::domain::{ChallengeId, OrgSettings, UserId};
 use crate::store::{AccountRecord, ChallengeRecord, Cond, Tx, Versioned};
@@ -46,6 +47,7 @@ pub fn add_challenge(
     tx: &mut Tx,
     a: &AccountRecord,
     settings: &OrgSettings,
+    allowlist: &Rule,
     now: Timestamp,
 ) -> Challenge {
     let (secret, secret_hash) = super::session::new_refresh_secret();
@@ -59,6 +61,7 @@ pub fn add_challenge(
         failures: 0,
         password_epoch: a.password_epoch,
         settings: Some(*settings),
+        allowlist: allowlist.clone(),
         created_at: now,
         expires_at: now.plus(CHALLENGE_TTL),
     };

@@ -21,6 +21,8 @@
 
 use std::time::Duration;
 
+use super::ip_allowlist::{self, Via};
+use crate::allowlist::Rule;
 use crate::audit::{AuditEvent, EventType, Outcome, Reason, RequestMeta};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -223,11 +225,15 @@ pub struct OrgRules {
     pub unknown: bool,
 }
 
-/// How the counting write makes sure the rules are the org's current settings.
+/// How the counting write makes sure the rules are the org's current settings and IP
+/// allowlist.
 #[derive(Debug, Clone)]
 pub struct Guard {
     pub org: OrgId,
     pub current: CurrentSettings,
+    /// The org's allowlist, from the copy or (`allowlist_read`) as read from the store.
+    pub allowlist: Rule,
+    pub allowlist_read: bool,
     /// The copy beside the account is missing or stale: the counting write replaces it.
     pub rewrite_copy: bool,
 }
@@ -258,7 +264,7 @@ impl OrgRules {
         account: &AccountRecord,
         copy: Option<&SettingsCopy>,
     ) -> Result<Self, Error> {
-        let (current, rewrite_copy) = match copy.filter(|c| c.org_id == account.org_id) {
+        let (current, allowlist, rewrite_copy) = match copy.filter(|c| c.org_id == account.org_id) {
             Some(c) => (
                 CurrentSettings {
                     // Version 0: the org runs on the deployment's defaults, as they are now.
@@ -271,9 +277,17 @@ impl OrgRules {
                     updated_at: None,
                     updated_by: None,
                 },
+                (c.allowlist.clone(), false),
                 false,
             ),
-            None => (read_settings(st, &account.org_id).await?, true),
+            None => (
+                read_settings(st, &account.org_id).await?,
+                (
+                    ip_allowlist::current(st, &account.org_id).await?.rule(),
+                    true,
+                ),
+                true,
+            ),
         };
         Ok(Self {
             settings: current.settings,
@@ -281,6 +295,8 @@ impl OrgRules {
             guard: Some(Guard {
                 org: account.org_id.clone(),
                 current,
+                allowlist: allowlist.0,
+                allowlist_read: allowlist.1,
                 rewrite_copy,
             }),
         })
@@ -306,9 +322,41 @@ pub struct Counted {
     pub locks: bool,
 }
 
+/// Refuses a sign-in from outside the org's IP allowlist (403 `ip_not_allowed`, audited)
+/// before anything is counted or checked. A copy that refuses is confirmed by a read of the
+/// list first: a stale copy never shuts anyone out.
+async fn screen(
+    st: &AppState,
+    subject: Subject<'_>,
+    guard: Option<&mut Guard>,
+    meta: &RequestMeta,
+) -> Result<(), Error> {
+    let Some(g) = guard else { return Ok(()) };
+    if g.allowlist.permits(meta.ip) {
+        return Ok(());
+    }
+    if !g.allowlist_read {
+        let fresh = ip_allowlist::current(st, &g.org).await?.rule();
+        g.allowlist_read = true;
+        if fresh.version != g.allowlist.version {
+            g.allowlist = fresh;
+            g.rewrite_copy = true;
+            if g.allowlist.permits(meta.ip) {
+                return Ok(());
+            }
+        }
+    }
+    let now = st.clock.now();
+    let e = subject
+        .event(EventType::IpNotAllowed, Outcome::Failure, meta, now)
+        .detail("via", Via::Login.as_str());
+    Err(ip_allowlist::refuse(st, &e).await)
+}
+
 /// Counts a password attempt against the address's budget, or refuses it (423) while the
-/// address is locked. `current` is the budget as read with the account. Concurrent attempts
-/// re-read and retry; once one of them locks, the others are refused.
+/// address is locked, or (403) from outside the org's IP allowlist, before counting.
+/// `current` is the budget as read with the account. Concurrent attempts re-read and retry;
+/// once one of them locks, the others are refused.
 pub async fn count_attempt(
     st: &AppState,
     subject: Subject<'_>,
@@ -318,6 +366,7 @@ pub async fn count_attempt(
 ) -> Result<Counted, Error> {
     let budget = Budget::Password(subject.email);
     for _ in 0..MAX_RACE_RETRIES {
+        screen(st, subject, rules.guard.as_mut(), meta).await?;
         let policy = Policy::passwords(&rules.settings);
         let now = st.clock.now();
         if let Some(l) = current.as_ref().filter(|l| l.value.is_locked(now)) {
@@ -334,7 +383,7 @@ pub async fn count_attempt(
         let mut tx = st.store.tx();
         let ver = tx.put_budget(budget, &record, current.as_ref().map(|l| l.ver));
         add_refusal_summary(&mut tx, prev, EventType::LoginFailed, subject, meta, now);
-        let settings_check = rules.guard.as_ref().map(|g| {
+        let checks = rules.guard.as_ref().map(|g| {
             if g.rewrite_copy {
                 tx.put_settings_copy(
                     subject.email,
@@ -342,23 +391,41 @@ pub async fn count_attempt(
                         org_id: g.org.clone(),
                         version: g.current.version,
                         settings: g.current.settings,
+                        allowlist: g.allowlist.clone(),
                     },
                 );
             }
-            tx.check_org_settings(&g.org, &g.current)
+            (
+                tx.check_org_settings(&g.org, &g.current),
+                tx.check_org_allowlist(&g.org, g.allowlist.version),
+            )
         });
         if rules.unknown {
             tx.check_no_org_settings();
+            tx.check_no_allowlist();
         }
         match st.store.commit(tx).await {
             Ok(()) => return Ok(Counted { record, ver, locks }),
-            Err(StoreError::ConditionFailed { index }) if Some(index) == settings_check => {
+            Err(StoreError::ConditionFailed { index })
+                if checks.is_some_and(|(s, _)| s == index) =>
+            {
                 // The org's settings changed since the copy was written: count under the
                 // current ones, and bring the copy up to date with the count.
                 if let Some(g) = rules.guard.as_mut() {
                     g.current = read_settings(st, &g.org).await?;
                     g.rewrite_copy = true;
                     rules.settings = g.current.settings;
+                }
+            }
+            Err(StoreError::ConditionFailed { index })
+                if checks.is_some_and(|(_, a)| a == index) =>
+            {
+                // The allowlist changed: screen the attempt again under the current one
+                // (nothing was counted), and bring the copy up to date with the count.
+                if let Some(g) = rules.guard.as_mut() {
+                    g.allowlist = ip_allowlist::current(st, &g.org).await?.rule();
+                    g.allowlist_read = true;
+                    g.rewrite_copy = true;
                 }
             }
             Err(StoreError::ConditionFailed { .. }) => {

@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod challenge;
 pub mod factor;
 pub mod invitation;
+pub mod ip_allowlist;
 pub mod links;
 pub mod lockout;
 pub mod mfa_reset;

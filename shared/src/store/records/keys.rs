@@ -119,6 +119,15 @@ pub fn org_settings(org: &OrgId) -> Key {
 pub fn no_org_settings() -> Key {
     Key::new(NO_ORG, SETTINGS)
 }
+const ALLOWLIST: &str = "ALLOWLIST";
+/// An org's IP allowlist.
+pub fn org_allowlist(org: &OrgId) -> Key {
+    Key::new(org_partition(org), ALLOWLIST)
+}
+/// Where no org's allowlist ever is.
+pub fn no_org_allowlist() -> Key {
+    Key::new(NO_ORG, ALLOWLIST)
+}
 /// The `gsi1` key of a user item: listed under its org, by user.
 pub fn org_member(org: &OrgId, user: &UserId) -> Key {
     Key::new(org_partition(org), user_partition(user))
@@ -262,6 +271,8 @@ mod tests {
         assert_eq!(org_member(&og, &usr), k(&o, &u));
         assert_eq!(org(&og), k(&o, "ORG"));
         assert_eq!(org_settings(&og), k(&o, "SETTINGS"));
+        assert_eq!(org_allowlist(&og), k(&o, "ALLOWLIST"));
+        assert_eq!(no_org_allowlist(), k("ORG#-", "ALLOWLIST"));
         assert_eq!(org_partition(&og), o);
         assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));
         let tok: TokenId = id(TokenId::parse, "tok")?;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{LockoutRecord, Tx, Versioned, keys, n, versioned};
+use crate::allowlist::Rule;
 use crate::clock::Timestamp;
 use crate::domain::{ChallengeId, Email, OrgId, OrgSettings, Role, UserId};
 use crate::store::{
@@ -65,13 +66,18 @@ pub struct ChallengeRecord {
     /// lives by their limits (absent in challenges of earlier versions: the defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<OrgSettings>,
+    /// The org's IP allowlist as the first step read it; the step that completes sign-in
+    /// checks that it is still at this version (absent in challenges of earlier versions:
+    /// version 0, which the check finds stale when the org has a list).
+    #[serde(default)]
+    pub allowlist: Rule,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
 
 debug_hiding!(ChallengeRecord {
-    challenge_id, user_id, org_id, email, role, failures, password_epoch, settings, created_at,
-    expires_at
+    challenge_id, user_id, org_id, email, role, failures, password_epoch, settings, allowlist,
+    created_at, expires_at
 } hiding { secret_hash });
 
 /// Everything MFA about a user, in one query.

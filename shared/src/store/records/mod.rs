@@ -46,8 +46,8 @@ pub use budget::{Budget, LockoutRecord};
 pub use links::{MailLinkState, TokenKind, TokenRecord};
 pub use mfa::{ChallengeRecord, FactorStatus, MfaState, RecoveryCodeRecord, TotpFactorRecord};
 pub use org::{
-    CurrentSettings, MemberRecord, OffboardReceipt, OrgRecord, RateRecord, SettingsCopy,
-    SettingsRecord,
+    AllowlistRecord, CurrentAllowlist, CurrentSettings, MemberRecord, OffboardReceipt, OrgRecord,
+    RateRecord, SettingsCopy, SettingsRecord,
 };
 pub use session::SessionRecord;
 pub use store::{CONFLICT_RETRIES, Store};

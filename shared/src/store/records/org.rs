@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Tx, Versioned, keys};
+use crate::allowlist::{Allowlist, Entry, Rule};
 use crate::clock::Timestamp;
 use crate::domain::{Email, OrgId, OrgSettings, UserId};
 use crate::store::{Cond, Store, StoreError, Table, VERSION, Write};
@@ -35,6 +36,11 @@ pub struct SettingsCopy {
     pub org_id: OrgId,
     pub version: u64,
     pub settings: OrgSettings,
+    /// The org's IP allowlist as of its own version, which the counting write checks too
+    /// (absent in copies of earlier versions: version 0, noticed and refreshed like a stale
+    /// copy when the org has a list).
+    #[serde(default)]
+    pub allowlist: Rule,
 }
 
 /// An org's current settings: the stored ones at their version, or the defaults at 0.
@@ -71,6 +77,99 @@ impl CurrentSettings {
         } else {
             Cond::Version(self.version)
         }
+    }
+}
+
+/// An org's IP allowlist as stored, with who changed it last. `ORG#{org_id}` / `ALLOWLIST`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllowlistRecord {
+    pub enabled: bool,
+    #[serde(default)]
+    pub entries: Vec<Entry>,
+    pub updated_at: Timestamp,
+    /// The actor's id (a user id, or `system:…`).
+    pub updated_by: String,
+}
+
+/// An org's allowlist now: the stored one at its version, or (version 0) none, which is off
+/// and empty.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CurrentAllowlist {
+    pub list: Allowlist,
+    pub version: u64,
+    pub updated_at: Option<Timestamp>,
+    pub updated_by: Option<String>,
+}
+
+impl CurrentAllowlist {
+    pub fn of(stored: Option<Versioned<AllowlistRecord>>) -> Self {
+        match stored {
+            Some(v) => Self {
+                list: Allowlist {
+                    enabled: v.value.enabled,
+                    entries: v.value.entries,
+                },
+                version: v.ver,
+                updated_at: Some(v.value.updated_at),
+                updated_by: Some(v.value.updated_by),
+            },
+            None => Self::default(),
+        }
+    }
+
+    /// What enforcement needs of it.
+    pub fn rule(&self) -> Rule {
+        Rule::of(&self.list, self.version)
+    }
+}
+
+/// The condition that holds while an org's allowlist is still at `version` (0: none).
+fn allowlist_unchanged(version: u64) -> Cond {
+    if version == 0 {
+        Cond::NotExists
+    } else {
+        Cond::Version(version)
+    }
+}
+
+impl Store {
+    pub async fn org_allowlist(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<AllowlistRecord>>, StoreError> {
+        self.get(Table::Main, &keys::org_allowlist(org)).await
+    }
+}
+
+impl Tx {
+    /// Writes the org's allowlist over the one of version `prev` (0: there was none).
+    pub fn put_org_allowlist(&mut self, org: &OrgId, a: &AllowlistRecord, prev: u64) -> usize {
+        let ver = (prev != 0).then_some(prev);
+        self.put(
+            Table::Main,
+            keys::org_allowlist(org),
+            a,
+            allowlist_unchanged(prev),
+            vec![(VERSION, Self::bump(ver))],
+        )
+    }
+
+    /// Fails the transaction unless the org's allowlist is still at `version`.
+    pub fn check_org_allowlist(&mut self, org: &OrgId, version: u64) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::org_allowlist(org),
+            cond: allowlist_unchanged(version),
+        })
+    }
+
+    /// As [`Tx::check_no_org_settings`], for the allowlist.
+    pub fn check_no_allowlist(&mut self) -> usize {
+        self.push(Write::Check {
+            table: Table::Main,
+            key: keys::no_org_allowlist(),
+            cond: Cond::NotExists,
+        })
     }
 }
 

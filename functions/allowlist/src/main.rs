@@ -1,0 +1,12 @@
+//! Lambda `allowlist`: the org's IP allowlist (read, change, dry run).
+//! Mails the owners through SES when the list changes.
+
+use gatehouse::{AppState, api, config::Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::for_lambda_with_mail(config).await?;
+    runtime::run(api::app(state, vec![api::allowlist::routes()])).await
+}
