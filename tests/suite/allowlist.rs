@@ -435,7 +435,7 @@ async fn logout_from_outside_still_signs_out(kind: StoreKind) {
 
 /// The MFA step from outside is refused and the challenge survives (it then completes from
 /// inside); a challenge opened before the list completes from outside in no case, although
-/// its copy of the list predates it.
+/// its copy of the list predates it, and a wrong code through it is not counted.
 async fn the_mfa_step_is_refused_from_outside(kind: StoreKind) {
     let a = TestApp::new(kind).await;
     let u = a.mfa_user("owner@example.com").await;
@@ -447,9 +447,14 @@ async fn the_mfa_step_is_refused_from_outside(kind: StoreKind) {
     // Opened from outside before any list.
     a.set_client_ip(ip(OUTSIDE));
     let early = a.mfa_challenge("owner@example.com").await;
+    let early_wrong = a.mfa_challenge("owner@example.com").await;
     a.set_client_ip(inside());
     set(&a, &admin, &[INSIDE_NET], 0).await;
     a.set_client_ip(ip(OUTSIDE));
+    // A wrong code from outside: refused as such, not counted as a wrong code.
+    a.mfa_verify(&early_wrong, "code", "000000")
+        .await
+        .assert_problem(403, "ip_not_allowed");
     a.mfa_verify(&early, "code", &a.code(&u.secret, 0))
         .await
         .assert_problem(403, "ip_not_allowed");
@@ -471,7 +476,7 @@ async fn the_mfa_step_is_refused_from_outside(kind: StoreKind) {
             .filter(|e| e.event_type.as_str() == "access.ip_not_allowed"
                 && e.details["via"] == "mfa_verify")
             .count(),
-        2
+        3
     );
     assert_eq!(
         count(&events, "mfa.failed"),

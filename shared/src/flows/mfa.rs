@@ -304,7 +304,7 @@ pub async fn verify(
                 };
                 succeed(st, &state, &challenge, proof, meta, now).await
             }
-            None => fail(st, &state, &challenge, offered, meta, now).await,
+            None => fail(st, &state, (&challenge, &allowlist), offered, meta, now).await,
         };
         match result {
             Err(Error::Store(StoreError::ConditionFailed { .. })) => {
@@ -461,13 +461,16 @@ async fn succeed(
 async fn fail(
     st: &AppState,
     state: &MfaState,
-    challenge: &Versioned<ChallengeRecord>,
+    (challenge, allowlist): (&Versioned<ChallengeRecord>, &Rule),
     offered: &SecondFactor,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<IssuedTokens, Error> {
     let c = &challenge.value;
     let mut tx = st.store.tx();
+    // A wrong code counts only while the list the request passed is still the org's: from
+    // an address a newer list refuses, the answer is 403 and nothing is counted.
+    tx.check_org_allowlist(&c.org_id, allowlist.version);
     let failures = c.failures + 1;
     if failures >= CHALLENGE_MAX_FAILURES {
         tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::Version(challenge.ver));
