@@ -132,7 +132,6 @@ impl From<Error> for Denied {
                 tracing::warn!(error = %err, "authorizer could not read the store: denied");
                 Self::Store
             }
-            Error::IpNotAllowed => Self::Allowlist,
             _ => Self::NotLive,
         }
     }
@@ -197,11 +196,20 @@ impl StateCache {
     }
 }
 
+/// The (who, address) pairs the allowlist refused this minute and that this Lambda
+/// recorded: a refused address costs one audit write per minute, not one per request.
+#[derive(Debug, Default)]
+struct RefusalMemo {
+    minute: i64,
+    seen: std::collections::HashSet<(String, IpAddr)>,
+}
+
 /// The authorizer of one warm Lambda: the app's state and its cache of read states.
 #[derive(Debug)]
 pub struct Authorizer {
     state: AppState,
     cache: StateCache,
+    refused: Mutex<RefusalMemo>,
 }
 
 impl Authorizer {
@@ -209,7 +217,35 @@ impl Authorizer {
         Self {
             state,
             cache: StateCache::new(CACHE_TTL, CACHE_CAPACITY),
+            refused: Mutex::default(),
         }
+    }
+
+    /// Denies a request the org's allowlist refuses, recording the refusal at most once a
+    /// minute per (who, address) (`ip_allowlist::record_once_a_minute`).
+    async fn refuse(&self, org: &OrgId, who: &access::Actor, meta: &RequestMeta) -> Denied {
+        let st = &self.state;
+        let minute = st.clock.now().unix_seconds().div_euclid(60);
+        let id = who.id();
+        let first = {
+            let mut memo = self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if memo.minute != minute || memo.seen.len() >= CACHE_CAPACITY {
+                memo.minute = minute;
+                memo.seen.clear();
+            }
+            memo.seen.insert((id.clone(), meta.ip))
+        };
+        if first {
+            let mut e = who.stamp(ip_allowlist::refusal(st, org, Via::Authorizer, meta));
+            if let access::Actor::User(u) = who {
+                e = e.target(&u.user).session(&u.session);
+            }
+            ip_allowlist::record_once_a_minute(st, org, &id, &e).await;
+        }
+        Denied::Allowlist
     }
 
     /// How many states the cache holds.
@@ -291,15 +327,9 @@ impl Authorizer {
             return Err(Denied::EnrollmentOnly);
         }
         let meta = request_meta(req, ip);
-        ip_allowlist::admit(
-            st,
-            &actor.allowlist,
-            &actor.org,
-            &actor.actor(),
-            Via::Authorizer,
-            &meta,
-        )
-        .await?;
+        if !actor.allowlist.permits(ip) {
+            return Err(self.refuse(&actor.org, &actor.actor(), &meta).await);
+        }
         Ok(Context {
             org_id: actor.org.to_string(),
             principal_type: "user",
@@ -326,15 +356,9 @@ impl Authorizer {
             state.allowlist,
         )?;
         let meta = request_meta(req, ip);
-        ip_allowlist::admit(
-            st,
-            &actor.allowlist,
-            &actor.org,
-            &actor.actor(),
-            Via::Authorizer,
-            &meta,
-        )
-        .await?;
+        if !actor.allowlist.permits(ip) {
+            return Err(self.refuse(&actor.org, &actor.actor(), &meta).await);
+        }
         crate::flows::tokens::record_use(st, &actor, &meta).await;
         Ok(Context {
             org_id: actor.org.to_string(),

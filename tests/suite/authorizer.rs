@@ -703,7 +703,8 @@ fn template_policy(resource: &str) -> Vec<(String, String, Option<Vec<String>>)>
 }
 
 /// The org's allowlist: an access token and an API token from an address outside it are
-/// denied (audited, `via` `authorizer`), inside it allowed, IPv4-mapped addresses as IPv4; a
+/// denied (audited, `via` `authorizer`, once a minute per credential and address), inside it
+/// allowed, IPv4-mapped addresses as IPv4; a
 /// cold Lambda sees a change at once, a warm one once its cached state is older than the
 /// cache's lifetime (the documented delay, API.md: within 60 seconds).
 async fn the_allowlist_denies_outside_addresses_within_the_cache_ttl(kind: StoreKind) {
@@ -731,7 +732,31 @@ async fn the_allowlist_denies_outside_addresses_within_the_cache_ttl(kind: Store
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // A fresh Lambda sees it at once; the warm one within the TTL.
     let cold = o.authorizer();
+    o.store.take();
     denied(&invoke(&cold, &from(SOURCE_IP, &o.access)).await);
+    // A flood from the refused address: one audit write a minute per (who, address), by this
+    // Lambda or, through the marker, by another one; each within the function's policy.
+    for _ in 0..5 {
+        denied(&invoke(&cold, &from(SOURCE_IP, &o.access)).await);
+    }
+    denied(&invoke(&o.authorizer(), &from(SOURCE_IP, &o.access)).await);
+    let calls = o.store.take();
+    assert_eq!(calls.transactions.len(), 2, "{calls:?}");
+    let policy = template_policy("AuthorizerFunction");
+    for w in calls.transactions.iter().flatten() {
+        let Write::Put { table, item, .. } = w else {
+            panic!("a refusal writes {w:?}");
+        };
+        let attrs: Vec<String> = item.keys().cloned().collect();
+        assert!(
+            policy.iter().any(|(t, a, allowed)| t == table_name(*table)
+                && a == "dynamodb:PutItem"
+                && allowed
+                    .as_ref()
+                    .is_none_or(|allowed| attrs.iter().all(|x| allowed.contains(x)))),
+            "PutItem of {attrs:?}"
+        );
+    }
     denied(&invoke(&cold, &from(SOURCE_IP, &secret)).await);
     denied(&invoke(&cold, &from("::ffff:198.51.100.23", &o.access)).await);
     allowed(&invoke(&cold, &from("203.0.113.200", &o.access)).await);

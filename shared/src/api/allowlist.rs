@@ -99,20 +99,24 @@ fn read_entries(f: &mut Fields) -> Option<Vec<Entry>> {
         let label = e.optional_string("label").unwrap_or_default();
         Some((cidr?, label))
     })?;
-    // The entries that could be read, with where they are in the body.
-    let (at, raw): (Vec<usize>, Vec<(String, String)>) = items
+    // Every item in its place (an unreadable one, already reported, as an empty entry whose
+    // own error is dropped), so that each message's index is the body's.
+    let raw: Vec<(String, String)> = items
         .iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.clone().map(|e| (i, e)))
-        .unzip();
+        .map(|e| e.clone().unwrap_or_default())
+        .collect();
     match allowlist::parse_entries(&raw) {
-        Ok(entries) if raw.len() == items.len() => Some(entries),
+        Ok(entries) if items.iter().all(Option::is_some) => Some(entries),
         Ok(_) => None,
         Err(errors) => {
             for e in errors {
-                let pointer = match at.get(e.index) {
-                    Some(i) => format!("/entries/{i}/{}", e.field),
-                    None => "/entries".to_owned(),
+                if items.get(e.index).is_some_and(Option::is_none) {
+                    continue;
+                }
+                let pointer = if e.index < items.len() {
+                    format!("/entries/{}/{}", e.index, e.field)
+                } else {
+                    "/entries".to_owned()
                 };
                 f.error_at(pointer, e.message);
             }

@@ -21,7 +21,8 @@ use crate::domain::{OrgId, TokenId, UserId};
 use crate::error::FieldError;
 use crate::state::AppState;
 use crate::store::{
-    AllowlistRecord, AuditCursor, AuditPage, AuditScope, CurrentAllowlist, SkRange, StoreError,
+    AllowlistRecord, ApiTokenRecord, AuditCursor, AuditPage, AuditScope, CurrentAllowlist, SkRange,
+    StoreError, Table, UserRef, Versioned, keys,
 };
 
 /// How far back a dry run looks.
@@ -318,17 +319,33 @@ pub async fn dry_run(st: &AppState, who: &UserActor, entries: &[Entry]) -> Resul
             None => break true,
         }
     };
+    // Names now, in batches (100 keys per BatchGetItem); only the org's own.
     let mut blocked_users: Vec<BlockedUser> = users.into_values().collect();
-    for u in &mut blocked_users {
-        if let Some(r) = st.store.user_ref(&u.id).await? {
-            u.email = Some(r.email.to_string());
+    for chunk in blocked_users.chunks_mut(100) {
+        let keys: Vec<_> = chunk.iter().map(|u| keys::user_ref(&u.id)).collect();
+        for (u, item) in chunk
+            .iter_mut()
+            .zip(st.store.get_many(Table::Main, &keys).await?)
+        {
+            let r: Option<Versioned<UserRef>> = st.store.decode(item)?;
+            if let Some(r) = r.filter(|r| r.value.org_id == who.org) {
+                u.email = Some(r.value.email.to_string());
+            }
         }
     }
     blocked_users.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
     let mut blocked_tokens: Vec<BlockedToken> = tokens.into_values().collect();
-    for t in &mut blocked_tokens {
-        if let Some(r) = st.store.api_token(&who.org, &t.id).await? {
-            t.name = Some(r.value.name);
+    for chunk in blocked_tokens.chunks_mut(100) {
+        let keys: Vec<_> = chunk
+            .iter()
+            .map(|t| keys::api_token(&who.org, &t.id))
+            .collect();
+        for (t, item) in chunk
+            .iter_mut()
+            .zip(st.store.get_many(Table::Main, &keys).await?)
+        {
+            let r: Option<Versioned<ApiTokenRecord>> = st.store.decode(item)?;
+            t.name = r.map(|r| r.value.name);
         }
     }
     blocked_tokens.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));

@@ -9,6 +9,7 @@
 //! so a 423 reveals nothing either.
 
 use super::steps::challenge::{self, Challenge};
+use super::steps::ip_allowlist::{self, Via};
 use super::steps::links;
 use super::steps::lockout::{self, Counted, OrgRules, Subject};
 use super::steps::session::{Grant, SessionOwner, issue, new_refresh_secret, new_session};
@@ -150,6 +151,8 @@ async fn succeed(
     pw: &LoginPassword,
     meta: &RequestMeta,
 ) -> Result<LoginOutcome, Error> {
+    // The list the attempt passed; the commit holds only while it is still the org's.
+    let mut allowlist = allowlist.clone();
     let mut rehashed = if crate::password::needs_rehash(&account.value.password_hash) {
         Some(st.hasher.rehash(pw).await?)
     } else {
@@ -178,7 +181,7 @@ async fn succeed(
             );
             challenge::evict_challenges(&mut tx, &challenges, now);
             Err(challenge::add_challenge(
-                &mut tx, a, settings, allowlist, now,
+                &mut tx, a, settings, &allowlist, now,
             ))
         } else {
             let session = new_session(
@@ -214,6 +217,7 @@ async fn succeed(
             meta,
             now,
         );
+        let allowlist_check = tx.check_org_allowlist(&a.org_id, allowlist.version);
         let account_write = match &rehashed {
             Some(hash) => {
                 let updated = AccountRecord {
@@ -244,6 +248,16 @@ async fn succeed(
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == budget_write => {
                 budget = st.store.budget(Budget::Password(&a.email)).await?;
+            }
+            Err(StoreError::ConditionFailed { index }) if index == allowlist_check => {
+                // The list changed while the password was checked: admitted by it still?
+                allowlist = ip_allowlist::current(st, &a.org_id).await?.rule();
+                if !allowlist.permits(meta.ip) {
+                    let e = Subject::of(&a.email, Some(a))
+                        .event(EventType::IpNotAllowed, Outcome::Failure, meta, now)
+                        .detail("via", Via::Login.as_str());
+                    return Err(ip_allowlist::refuse(st, &e).await);
+                }
             }
             Err(StoreError::ConditionFailed { index }) if index == account_write => {
                 // Changed meanwhile. Go on only if the password verified above is still the

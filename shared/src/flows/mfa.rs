@@ -272,6 +272,16 @@ pub async fn verify(
             .ok_or(Error::MfaTokenInvalid)?;
         let allowlist = admitted(st, &challenge.value, &mut read_allowlist, meta).await?;
         if let Some(l) = state.lockout.as_ref().filter(|l| l.value.is_locked(now)) {
+            // Nothing is written that would notice a stale copy: confirm the list before
+            // telling anyone about the lock.
+            if read_allowlist.is_none() {
+                read_allowlist = Some(
+                    ip_allowlist::current(st, &challenge.value.org_id)
+                        .await?
+                        .rule(),
+                );
+                admitted(st, &challenge.value, &mut read_allowlist, meta).await?;
+            }
             let c = &challenge.value;
             let refusal = lockout::Refusal {
                 subject: Subject {

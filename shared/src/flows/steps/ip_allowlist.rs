@@ -57,6 +57,21 @@ pub async fn refuse(st: &AppState, event: &AuditEvent) -> Error {
     Error::IpNotAllowed
 }
 
+/// Records `event` (a [`refusal`] of `who` at the authorizer) at most once a minute per
+/// (who, address): the authorizer guards a team's own API, whose traffic Gatehouse's
+/// throttling does not bound, so a refused address must not cost a write per request (as
+/// `token.used`). Of racing refusals in one minute, one writes and the others find its
+/// marker.
+pub async fn record_once_a_minute(st: &AppState, org: &OrgId, who: &str, event: &AuditEvent) {
+    let mut tx = st.store.tx();
+    tx.mark_ip_refusal(org, who, &event.ip, event.at);
+    tx.audit(event);
+    match st.store.commit(tx).await {
+        Ok(()) | Err(crate::store::StoreError::ConditionFailed { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "allowlist refusal not audited"),
+    }
+}
+
 /// Lets a signed-in user's or an API token's request through if `rule` (read with the
 /// caller's state) lists the client's address; else refuses it.
 pub async fn admit(

@@ -370,6 +370,13 @@ pub async fn count_attempt(
         let policy = Policy::passwords(&rules.settings);
         let now = st.clock.now();
         if let Some(l) = current.as_ref().filter(|l| l.value.is_locked(now)) {
+            // The copy is rewritten only by a counting write, which a locked address never
+            // makes: confirm the list before telling anyone about the lock.
+            if let Some(g) = rules.guard.as_mut().filter(|g| !g.allowlist_read) {
+                g.allowlist = ip_allowlist::current(st, &g.org).await?.rule();
+                g.allowlist_read = true;
+                screen(st, subject, rules.guard.as_mut(), meta).await?;
+            }
             let refusal = Refusal {
                 subject,
                 kind: EventType::LoginFailed,

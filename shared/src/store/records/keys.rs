@@ -168,6 +168,15 @@ pub fn api_token_use(org: &OrgId, id: &TokenId, ip: &str, minute: i64) -> Key {
     )
 }
 const API_TOKEN_USE_PREFIX: &str = "TOKENUSE#";
+/// That the allowlist refused `who` (a user or token id) from an IP in a minute, at the
+/// authorizer (unix seconds / 60).
+pub fn ip_refusal(org: &OrgId, who: &str, ip: &str, minute: i64) -> Key {
+    Key::new(
+        org_partition(org),
+        format!("{IP_REFUSAL_PREFIX}{who}#{ip}#{minute}"),
+    )
+}
+const IP_REFUSAL_PREFIX: &str = "IPREFUSED#";
 pub fn token(hash: &str) -> Key {
     Key::new(format!("{TOKEN}{hash}"), TOKEN_SK)
 }
@@ -281,6 +290,10 @@ mod tests {
         assert_eq!(
             api_token_use(&og, &tok, "192.0.2.1", 7),
             k(&o, &format!("TOKENUSE#tok_{HEX}#192.0.2.1#7"))
+        );
+        assert_eq!(
+            ip_refusal(&og, "usr_1", "192.0.2.1", 7),
+            k(&o, "IPREFUSED#usr_1#192.0.2.1#7")
         );
         assert_eq!(NO_ORG, "ORG#-");
         assert_eq!(audit_partition(Some(&og), 3), format!("{o}#S3"));

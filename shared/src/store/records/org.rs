@@ -7,7 +7,7 @@ use super::{Tx, Versioned, keys};
 use crate::allowlist::{Allowlist, Entry, Rule};
 use crate::clock::Timestamp;
 use crate::domain::{Email, OrgId, OrgSettings, UserId};
-use crate::store::{Cond, Store, StoreError, Table, VERSION, Write};
+use crate::store::{AttributeValue, Cond, Store, StoreError, Table, VERSION, Write};
 
 /// `ORG#{org_id}` / `ORG`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +160,26 @@ impl Tx {
             table: Table::Main,
             key: keys::org_allowlist(org),
             cond: allowlist_unchanged(version),
+        })
+    }
+
+    /// Claims the minute `now` is in for a refusal of `who` from `ip` by the allowlist at the
+    /// authorizer: a marker of only a key and a TTL, which fails the transaction (the index
+    /// returned) when the minute is claimed already.
+    pub fn mark_ip_refusal(&mut self, org: &OrgId, who: &str, ip: &str, now: Timestamp) -> usize {
+        let minute = now.unix_seconds().div_euclid(60);
+        let k = keys::ip_refusal(org, who, ip, minute);
+        self.push(Write::Put {
+            table: Table::Main,
+            item: crate::store::Item::from([
+                (crate::store::PK.to_owned(), AttributeValue::S(k.pk)),
+                (crate::store::SK.to_owned(), AttributeValue::S(k.sk)),
+                (
+                    crate::store::TTL.to_owned(),
+                    AttributeValue::N(((minute + 2) * 60).to_string()),
+                ),
+            ]),
+            cond: Cond::NotExists,
         })
     }
 
