@@ -89,6 +89,23 @@ fn main() {
     rt.block_on(app.signup_unverified("unverified@example.com"));
     rt.block_on(app.verified_user("reset@example.com"));
     let mut reset_token = String::new();
+    // The two orgs signed in to enforce an IP allowlist that admits the bench's client
+    // (203.0.113.7): every check below runs with the list on.
+    for (bearer, code) in [
+        (&access, None),
+        (&mfa.access_token, Some(app.code(&mfa.secret, 0))),
+    ] {
+        let mut body = serde_json::json!({"enabled": true,
+            "entries": [{"cidr": "203.0.113.0/24"}, {"cidr": "2001:db8::/32"}],
+            "expected_version": 0, "password": PASSWORD});
+        if let Some(c) = code {
+            body["code"] = serde_json::json!(c);
+        }
+        let r =
+            rt.block_on(app.request(Method::PUT, "/v1/org/allowlist", Some(body), Some(bearer)));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    app.next_step();
 
     let reference = gatehouse::password::hash_now(PASSWORD).unwrap();
     let reference_pw = gatehouse::domain::LoginPassword::parse(PASSWORD).unwrap();
@@ -108,6 +125,7 @@ fn main() {
         "forgot, verified (mails)",
         "reset with a token",
         "argon2id, fresh 19 MiB each",
+        "login, outside allowlist",
     ];
     let mut cases: Vec<Case> = names
         .iter()
@@ -164,6 +182,12 @@ fn main() {
                             })
                             .await
                             .unwrap();
+                        }
+                        15 => {
+                            app.set_client_ip("198.51.100.9".parse().unwrap());
+                            let r = app.login("bench@example.com", PASSWORD).await;
+                            app.set_client_ip(gatehouse_tests::CLIENT_IP.into());
+                            assert_eq!(r.status, 403, "{}", r.body);
                         }
                         1 => assert_eq!(app.login("bench@example.com", PASSWORD).await.status, 200),
                         2 => assert_eq!(
@@ -306,7 +330,9 @@ fn authorizer(rt: &tokio::runtime::Runtime, app: &TestApp, counting: &Counting, 
     ));
     assert_eq!(created.status, 201, "{}", created.body);
     let secret = created.str("secret");
-    let fixture = include_str!("../fixtures/authorizer-v2.json");
+    // From inside the org's allowlist (set in `main`).
+    let fixture =
+        include_str!("../fixtures/authorizer-v2.json").replace("198.51.100.23", "203.0.113.7");
     let events = [
         fixture.replace("CREDENTIAL", &access),
         fixture.replace("CREDENTIAL", &secret),
