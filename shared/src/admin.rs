@@ -114,9 +114,23 @@ pub async fn run(st: &AppState, command: &Command) -> Result<String, AdminError>
     }
 }
 
-/// The binary's `main`: parse, build the state from the environment, run.
-pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// The binary's `main`: parse, build the state from the environment, run. A failure is
+/// printed as `Error: {message}` (a usage error with the usage lines) on stderr, exit code 1.
+pub async fn main() -> std::process::ExitCode {
     crate::telemetry::init();
+    match try_main().await {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn try_main() -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = parse(&args)?;
     let config = Config::from_env()?;
@@ -126,8 +140,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         eprintln!("GATEHOUSE_MAIL_FROM is not set: nobody will be mailed.");
         AppState::for_lambda(config).await?
     };
-    println!("{}", run(&state, &command).await?);
-    Ok(())
+    Ok(run(&state, &command).await?)
 }
 
 #[cfg(test)]

@@ -817,6 +817,37 @@ both_stores!(
     the_operator_turns_the_list_off,
 );
 
+/// The CLI's failures are one readable line on stderr (the message, and the usage for a bad
+/// command line), exit code 1; nothing is read from AWS for a bad command line.
+#[test]
+fn the_cli_says_what_is_wrong() {
+    for (args, says) in [
+        (
+            &["allowlist", "disable"][..],
+            "allowlist disable needs --org ORG_ID",
+        ),
+        (
+            &["allowlist", "disable", "--org", "nope"],
+            "--org: not an org id",
+        ),
+        (&["nothing"], "unknown command"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_admin-cli"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with(&format!("Error: {says}")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("usage: gatehouse-admin mfa reset"), "{err}");
+        assert!(!err.contains("Usage("), "no Debug form: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 /// A real server, reached over loopback from two addresses: 127.0.0.2 inside the list,
 /// 127.0.0.3 outside it, for sign-in, a request and a refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -388,7 +388,8 @@ async fn an_admin_resets_a_lost_phone(kind: StoreKind) {
     .assert_problem(403, "forbidden");
 }
 
-/// The operator's CLI resets a sole owner's MFA, audited as `system:operator`.
+/// The operator's CLI resets a sole owner's MFA, audited as `system:operator`; the owners are
+/// mailed.
 async fn the_operator_resets_a_sole_owners_mfa(kind: StoreKind) {
     let a = TestApp::new(kind).await;
     let owner = a.mfa_user("solo@example.com").await;
@@ -418,6 +419,17 @@ async fn the_operator_resets_a_sole_owners_mfa(kind: StoreKind) {
     assert_eq!(reset.actor_type, Some(ActorType::System));
     assert_eq!(reset.actor_id.as_deref(), Some("system:operator"));
     assert_eq!(reset.details["reason"], "ticket 42");
+    // The owners hear of it, as when an admin resets someone's MFA (here the sole owner is
+    // the user: the notice and the user's own mail both reach the address).
+    let mails = a.mails_to("solo@example.com");
+    assert!(
+        mails
+            .iter()
+            .any(|(s, t)| s == "A user's two-step verification was reset"
+                && t.contains("by the operator")
+                && t.contains("system:operator")),
+        "{mails:?}"
+    );
     let unknown: Vec<String> = [
         "mfa",
         "reset",

@@ -1,6 +1,6 @@
 //! `gatehouse-admin`: the operator's CLI (see `gatehouse::admin`).
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> std::process::ExitCode {
     gatehouse::admin::main().await
 }

@@ -4,8 +4,8 @@
 //! verified the person out of band.
 
 use super::Error;
-use super::steps::mfa_reset;
 use super::steps::step_up::SteppedUp;
+use super::steps::{mfa_reset, owners};
 use crate::access::{Actor, SystemActor};
 use crate::audit::RequestMeta;
 use crate::domain::Email;
@@ -22,5 +22,20 @@ pub async fn reset_mfa(
     let account = st.store.account(email).await?.ok_or(Error::NotFound)?;
     let user = crate::store::UserRef::of(&account.value);
     let by = Actor::System(SystemActor::Operator);
-    mfa_reset::reset(st, &by, &user, reason, &SteppedUp::NotRequired, meta).await
+    mfa_reset::reset(st, &by, &user, reason, &SteppedUp::NotRequired, meta).await?;
+    // As when an admin resets it: the org's owners hear of it (the reset owner among them).
+    owners::notify(
+        st,
+        &user.org_id,
+        "A user's two-step verification was reset",
+        &format!(
+            "Two-step verification of {} was reset by the operator",
+            user.email
+        ),
+        &by,
+        meta,
+        st.clock.now(),
+    )
+    .await;
+    Ok(())
 }
