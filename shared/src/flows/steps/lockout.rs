@@ -408,8 +408,8 @@ pub async fn count_attempt(
             )
         });
         if rules.unknown {
-            tx.check_no_org_settings();
-            tx.check_no_allowlist();
+            tx.check_no_org_settings(subject.email);
+            tx.check_no_allowlist(subject.email);
         }
         match st.store.commit(tx).await {
             Ok(()) => return Ok(Counted { record, ver, locks }),

@@ -115,18 +115,25 @@ pub fn org(org: &OrgId) -> Key {
 pub fn org_settings(org: &OrgId) -> Key {
     Key::new(org_partition(org), SETTINGS)
 }
-/// Where no org's settings ever are (no org id is `-`).
-pub fn no_org_settings() -> Key {
-    Key::new(NO_ORG, SETTINGS)
+/// Where no org's settings ever are (no org id is `-`), for an address without an account:
+/// over 16 partitions by the address, so that a flood of unknown addresses checks no single
+/// hot partition (whose throttling would tell them from known ones).
+pub fn no_org_settings(email: &Email) -> Key {
+    Key::new(no_org_partition(email), SETTINGS)
+}
+fn no_org_partition(email: &Email) -> String {
+    use sha2::Digest;
+    let shard = sha2::Sha256::digest(email.as_str().as_bytes())[0] % 16;
+    format!("{NO_ORG}#{shard:x}")
 }
 const ALLOWLIST: &str = "ALLOWLIST";
 /// An org's IP allowlist.
 pub fn org_allowlist(org: &OrgId) -> Key {
     Key::new(org_partition(org), ALLOWLIST)
 }
-/// Where no org's allowlist ever is.
-pub fn no_org_allowlist() -> Key {
-    Key::new(NO_ORG, ALLOWLIST)
+/// Where no org's allowlist ever is, as [`no_org_settings`].
+pub fn no_org_allowlist(email: &Email) -> Key {
+    Key::new(no_org_partition(email), ALLOWLIST)
 }
 /// The `gsi1` key of a user item: listed under its org, by user.
 pub fn org_member(org: &OrgId, user: &UserId) -> Key {
@@ -281,7 +288,15 @@ mod tests {
         assert_eq!(org(&og), k(&o, "ORG"));
         assert_eq!(org_settings(&og), k(&o, "SETTINGS"));
         assert_eq!(org_allowlist(&og), k(&o, "ALLOWLIST"));
-        assert_eq!(no_org_allowlist(), k("ORG#-", "ALLOWLIST"));
+        let shard = no_org_settings(&em).pk;
+        assert!(shard.starts_with("ORG#-#") && shard.len() == "ORG#-#0".len());
+        assert_eq!(no_org_settings(&em), k(&shard, "SETTINGS"));
+        assert_eq!(no_org_allowlist(&em), k(&shard, "ALLOWLIST"));
+        let spread: std::collections::HashSet<String> = (0..200)
+            .filter_map(|i| Email::parse(&format!("u{i}@example.com")).ok())
+            .map(|e| no_org_settings(&e).pk)
+            .collect();
+        assert_eq!(spread.len(), 16);
         assert_eq!(org_partition(&og), o);
         assert_eq!(token("abc"), k("TOKEN#abc", "TOKEN"));
         let tok: TokenId = id(TokenId::parse, "tok")?;

@@ -184,10 +184,10 @@ impl Tx {
     }
 
     /// As [`Tx::check_no_org_settings`], for the allowlist.
-    pub fn check_no_allowlist(&mut self) -> usize {
+    pub fn check_no_allowlist(&mut self, email: &Email) -> usize {
         self.push(Write::Check {
             table: Table::Main,
-            key: keys::no_org_allowlist(),
+            key: keys::no_org_allowlist(email),
             cond: Cond::NotExists,
         })
     }
@@ -255,10 +255,10 @@ impl Tx {
 
     /// Checks that no settings exist where none ever do (the org part of an address without
     /// an account): gives an unknown address's counting write the shape of a known one's.
-    pub fn check_no_org_settings(&mut self) -> usize {
+    pub fn check_no_org_settings(&mut self, email: &Email) -> usize {
         self.push(Write::Check {
             table: Table::Main,
-            key: keys::no_org_settings(),
+            key: keys::no_org_settings(email),
             cond: Cond::NotExists,
         })
     }
