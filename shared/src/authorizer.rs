@@ -239,10 +239,7 @@ impl Authorizer {
             memo.seen.insert((id.clone(), meta.ip))
         };
         if first {
-            let mut e = who.stamp(ip_allowlist::refusal(st, org, Via::Authorizer, meta));
-            if let access::Actor::User(u) = who {
-                e = e.target(&u.user).session(&u.session);
-            }
+            let e = ip_allowlist::refusal_of(st, org, who, Via::Authorizer, meta);
             ip_allowlist::record_once_a_minute(st, org, &id, &e).await;
         }
         Denied::Allowlist

@@ -711,6 +711,22 @@ impl TestApp {
     }
 }
 
+/// Sends `n` requests at once, each its own task (in parallel on a multi-threaded runtime),
+/// built by `request(i)`, and returns the outputs in the order they were built.
+pub async fn burst<F, Fut>(n: usize, request: F) -> Vec<Fut::Output>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(request(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 /// The token of a link starting with `prefix` in a mail's text.
 pub fn link_token(text: &str, prefix: &str) -> Option<String> {
     let start = text.find(prefix)? + prefix.len();

@@ -5,13 +5,15 @@
 //! and a real server reached from 127.0.0.2 and 127.0.0.3.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::admin::{self, Command};
 use gatehouse::domain::{Email, OrgId, Role};
 use gatehouse::store::Budget;
 use gatehouse_tests::{
-    CLIENT_IP, LocalServer, PASSWORD, StoreKind, TestApp, TestResponse, both_stores, http_from,
+    CLIENT_IP, LocalServer, PASSWORD, StoreKind, TestApp, TestResponse, both_stores, burst,
+    http_from,
 };
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -306,18 +308,18 @@ async fn sign_in_from_outside_is_refused_before_the_password(kind: StoreKind) {
     // The member never signed in: the first sign-in reads the settings and the list.
     a.set_client_ip(ip(OUTSIDE));
     let before = count(&a.audit(Some(&org)).await, "login.failed");
-    let mut burst = Vec::new();
-    for i in 0..24 {
-        let a = &a;
+    let a = Arc::new(a);
+    let answers = burst(24, |i| {
+        let a = Arc::clone(&a);
         let pw = if i % 3 == 0 {
             PASSWORD.to_owned()
         } else {
             format!("wrong guess {i}")
         };
-        burst.push(async move { (i, a.login("member@example.com", &pw).await) });
-    }
-    let answers = futures_join(burst).await;
-    for (i, r) in &answers {
+        async move { a.login("member@example.com", &pw).await }
+    })
+    .await;
+    for (i, r) in answers.iter().enumerate() {
         r.assert_problem(403, "ip_not_allowed");
         assert!(r.body.get("access_token").is_none(), "attempt {i}");
     }
@@ -351,36 +353,6 @@ async fn sign_in_from_outside_is_refused_before_the_password(kind: StoreKind) {
     a.set_client_ip(inside());
     let r = a.login("member@example.com", PASSWORD).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-}
-
-/// Joins futures on one task (the suite's runtime drives them concurrently).
-async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Poll all of them together: each `login` awaits the store and the hasher.
-    let joined = std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out.iter().any(|(j, _)| *j == i) {
-                continue;
-            }
-            match f.as_mut().poll(cx) {
-                std::task::Poll::Ready(v) => out.push((i, v)),
-                std::task::Poll::Pending => pending = true,
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    });
-    joined.await;
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, v)| v).collect()
 }
 
 /// A session opened before the list, used from outside after it: every request with its
@@ -556,18 +528,17 @@ async fn a_token_from_outside_is_refused(kind: StoreKind) {
 async fn concurrent_changes_of_one_version_one_wins(kind: StoreKind) {
     let (a, _, access) = org(kind).await;
     let v = set(&a, &access, &[INSIDE_NET], 0).await;
-    let mut changes = Vec::new();
-    for i in 0..8 {
-        let a = &a;
-        let access = &access;
-        changes.push(async move {
+    let (a, access) = (Arc::new(a), Arc::new(access));
+    let answers: Vec<(usize, TestResponse)> = burst(8, |i| {
+        let (a, access) = (Arc::clone(&a), Arc::clone(&access));
+        async move {
             let body = json!({"enabled": true,
                 "entries": [{"cidr": INSIDE_NET}, {"cidr": format!("10.{i}.0.0/16")}],
                 "expected_version": v});
-            (i, put(a, access, body).await)
-        });
-    }
-    let answers = futures_join(changes).await;
+            (i, put(&a, &access, body).await)
+        }
+    })
+    .await;
     let won: Vec<_> = answers
         .iter()
         .filter(|(_, r)| r.status == StatusCode::OK)

@@ -29,12 +29,7 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = TestResponse> + Send + 'static,
 {
-    let tasks: Vec<_> = (0..BURST).map(|i| tokio::spawn(request(i))).collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
+    gatehouse_tests::burst(BURST, request).await
 }
 
 /// Bursts of simultaneous guesses at fresh accounts, the right password at a random

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::steps::ip_allowlist::current;
 use super::steps::owners;
 use super::steps::step_up::{self, Proof};
 use super::{Error, MAX_RACE_RETRIES};
@@ -40,10 +41,6 @@ const READ_PAGE: u32 = 500;
 pub async fn read(st: &AppState, who: &Principal) -> Result<CurrentAllowlist, Error> {
     who.require(Action::ReadSettings)?;
     current(st, who.org()).await
-}
-
-async fn current(st: &AppState, org: &OrgId) -> Result<CurrentAllowlist, Error> {
-    Ok(CurrentAllowlist::of(st.store.org_allowlist(org).await?))
 }
 
 /// A new list, and the version it replaces.

@@ -85,11 +85,23 @@ pub async fn admit(
     if rule.permits(meta.ip) {
         return Ok(());
     }
-    let mut e = who.stamp(refusal(st, org, via, meta));
-    if let Actor::User(u) = who {
-        e = e.target(&u.user).session(&u.session);
+    Err(refuse(st, &refusal_of(st, org, who, via, meta)).await)
+}
+
+/// The refusal event of a signed-in user's or an API token's request: the actor, and for a
+/// user the target and the session too.
+pub fn refusal_of(
+    st: &AppState,
+    org: &OrgId,
+    who: &Actor,
+    via: Via,
+    meta: &RequestMeta,
+) -> AuditEvent {
+    let e = who.stamp(refusal(st, org, via, meta));
+    match who {
+        Actor::User(u) => e.target(&u.user).session(&u.session),
+        Actor::Token(_) | Actor::System(_) => e,
     }
-    Err(refuse(st, &e).await)
 }
 
 /// The org's allowlist as it stands: for a copy that refused an address (a copy may be
