@@ -104,7 +104,7 @@ unset_env=()
 while IFS= read -r name; do
     [[ "$name" == GATEHOUSE_* ]] && unset_env+=(-u "$name")
 done < <(compgen -e)
-env "${unset_env[@]}" GATEHOUSE_KEYS_FILE="$tmp/keys.json" GATEHOUSE_FORGOT_MIN_MILLIS=0 \
+env "${unset_env[@]}" GATEHOUSE_KEYS_DIR="$tmp/keys" GATEHOUSE_FORGOT_MIN_MILLIS=0 \
     RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
     "$server_bin" --addr "127.0.0.1:$port" > "$report_dir/server.log" 2>&1 &
 server_pid=$!

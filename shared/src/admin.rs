@@ -5,11 +5,13 @@
 //! ```text
 //! gatehouse-admin mfa reset --email ADDR --reason TEXT
 //! gatehouse-admin allowlist disable --org ORG_ID
+//! gatehouse-admin keys publish | retire --kid KID | rotate-data | reseal | prune
 //! ```
 //!
 //! Configuration is the functions' (`GATEHOUSE_MAIN_TABLE`, `GATEHOUSE_AUDIT_TABLE`,
-//! `GATEHOUSE_KEYS_SECRET_ARN`, and `GATEHOUSE_MAIL_FROM` to mail the user; without it the
-//! user is not mailed and the CLI says so).
+//! `GATEHOUSE_SIGNING_KEYS_SECRET_ARN` and `GATEHOUSE_DATA_KEYS_SECRET_ARN`, and
+//! `GATEHOUSE_MAIL_FROM` to mail the user; without it the user is not mailed and the CLI says
+//! so). The `keys` commands are in docs/keys.md.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -18,9 +20,11 @@ use crate::config::Config;
 use crate::domain::{Email, OrgId};
 use crate::error::Error;
 use crate::flows::{allowlist, operator};
+use crate::key_rotation::{self as rotation, Secrets};
+use crate::keys::KeySource;
 use crate::state::AppState;
 
-pub const USAGE: &str = "usage: gatehouse-admin mfa reset --email ADDR --reason TEXT\n       gatehouse-admin allowlist disable --org ORG_ID";
+pub const USAGE: &str = "usage: gatehouse-admin mfa reset --email ADDR --reason TEXT\n       gatehouse-admin allowlist disable --org ORG_ID\n       gatehouse-admin keys publish | retire --kid KID | rotate-data | reseal | prune";
 
 /// A command line that could not be run, or a command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,18 @@ pub enum Command {
     AllowlistDisable {
         org: OrgId,
     },
+    /// Publish the current signing secret's public keys (docs/keys.md).
+    KeysPublish,
+    /// A leaked signing key: out of the secret and the published keys at once.
+    KeysRetire {
+        kid: String,
+    },
+    /// A new data-key seed becomes current.
+    KeysRotateData,
+    /// Seal every TOTP seed again under the current data key.
+    KeysReseal,
+    /// Drop the previous data-key seeds nothing uses any more.
+    KeysPrune,
 }
 
 /// Parses the arguments after the program name.
@@ -75,12 +91,33 @@ pub fn parse(args: &[String]) -> Result<Command, AdminError> {
                 .ok_or_else(|| usage("--org: not an org id (org_ and 32 hex digits)")),
             _ => Err(usage("allowlist disable needs --org ORG_ID")),
         },
+        [group, rest @ ..] if group == "keys" => match rest {
+            [verb] if verb == "publish" => Ok(Command::KeysPublish),
+            [verb] if verb == "rotate-data" => Ok(Command::KeysRotateData),
+            [verb] if verb == "reseal" => Ok(Command::KeysReseal),
+            [verb] if verb == "prune" => Ok(Command::KeysPrune),
+            [verb, flag, kid] if verb == "retire" && flag == "--kid" && !kid.is_empty() => {
+                Ok(Command::KeysRetire { kid: kid.clone() })
+            }
+            _ => Err(usage(
+                "keys takes publish, retire --kid KID, rotate-data, reseal or prune",
+            )),
+        },
         _ => Err(usage("unknown command")),
     }
 }
 
 /// Runs a command against `st`; returns the line to print.
 pub async fn run(st: &AppState, command: &Command) -> Result<String, AdminError> {
+    run_with(st, None, command).await
+}
+
+/// As [`run`], with the Secrets Manager client the `keys` commands need.
+pub async fn run_with(
+    st: &AppState,
+    secrets: Option<&Secrets>,
+    command: &Command,
+) -> Result<String, AdminError> {
     let meta = RequestMeta {
         ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         user_agent: Some(format!("gatehouse-admin/{}", env!("CARGO_PKG_VERSION"))),
@@ -111,7 +148,91 @@ pub async fn run(st: &AppState, command: &Command) -> Result<String, AdminError>
                 Err(e) => Err(AdminError::Failed(format!("allowlist disable failed: {e}"))),
             }
         }
+        Command::KeysPublish
+        | Command::KeysRetire { .. }
+        | Command::KeysRotateData
+        | Command::KeysReseal
+        | Command::KeysPrune => keys(st, secrets, command)
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string())),
     }
+}
+
+/// The `keys` commands (docs/keys.md).
+async fn keys(
+    st: &AppState,
+    secrets: Option<&Secrets>,
+    command: &Command,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let (signing, data) = match &st.config.keys {
+        KeySource::SecretsManager { signing, data } => (signing.as_deref(), data.as_deref()),
+        KeySource::Dir(_) => (None, None),
+    };
+    let secrets = secrets.ok_or("the keys commands need Secrets Manager")?;
+    let signing = || signing.ok_or("GATEHOUSE_SIGNING_KEYS_SECRET_ARN must be set");
+    let data = || data.ok_or("GATEHOUSE_DATA_KEYS_SECRET_ARN must be set");
+    let now = st.clock.now();
+    Ok(match command {
+        Command::KeysPublish => {
+            let kids = rotation::publish_current(secrets, &st.store, signing()?, now).await?;
+            format!("Published {} key(s): {}.", kids.len(), kids.join(", "))
+        }
+        Command::KeysRetire { kid } => {
+            let signer = rotation::retire(secrets, &st.store, signing()?, kid, now).await?;
+            format!(
+                "Key {kid} is out of the signing secret and the published keys; {signer} signs \
+                 from now on. Functions drop it within 5 minutes, outside verifiers when their \
+                 JWKS cache expires (5 minutes)."
+            )
+        }
+        Command::KeysRotateData => {
+            let id = rotation::rotate_data(secrets, data()?).await?;
+            format!(
+                "Data key {id} is current. After 5 minutes (every function has it), run \
+                 `gatehouse-admin keys reseal`, then `gatehouse-admin keys prune`."
+            )
+        }
+        Command::KeysReseal => {
+            let r = crate::flows::keys::reseal(st).await?;
+            let codes: Vec<String> = r
+                .recovery_codes_by_pepper
+                .iter()
+                .map(|(id, n)| format!("{n} under {id}"))
+                .collect();
+            format!(
+                "{} TOTP factor(s), {} sealed again, {} changed meanwhile (run again to check). \
+                 Recovery codes: {}.",
+                r.factors,
+                r.resealed,
+                r.changed_meanwhile,
+                if codes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    codes.join(", ")
+                }
+            )
+        }
+        Command::KeysPrune => {
+            let in_use = crate::flows::keys::data_keys_in_use(st).await?;
+            let (dropped, kept) = rotation::prune_data(secrets, data()?, &in_use).await?;
+            format!(
+                "Dropped {} previous data key(s){}; kept {} still in use{}.",
+                dropped.len(),
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", dropped.join(", "))
+                },
+                kept.len(),
+                if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", kept.join(", "))
+                },
+            )
+        }
+        Command::MfaReset { .. } | Command::AllowlistDisable { .. } => String::new(),
+    })
 }
 
 /// The binary's `main`: parse, build the state from the environment, run. A failure is
@@ -140,7 +261,13 @@ async fn try_main() -> Result<String, Box<dyn std::error::Error + Send + Sync>> 
         eprintln!("GATEHOUSE_MAIL_FROM is not set: nobody will be mailed.");
         AppState::for_lambda(config).await?
     };
-    Ok(run(&state, &command).await?)
+    let secrets = match &state.config.keys {
+        KeySource::SecretsManager { .. } => Some(Secrets::new(
+            aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await),
+        )),
+        KeySource::Dir(_) => None,
+    };
+    Ok(run_with(&state, secrets.as_ref(), &command).await?)
 }
 
 #[cfg(test)]

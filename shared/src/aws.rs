@@ -1,11 +1,6 @@
 //! AWS SDK configuration, built once per cold start with a pinned behavior version.
 
-use std::time::Duration;
-
 use aws_config::{BehaviorVersion, Region};
-
-/// How often a warm function re-reads the key secret.
-pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The HTTPS client every AWS SDK client uses: rustls with ring, the platform's roots.
 pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {

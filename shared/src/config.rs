@@ -14,14 +14,7 @@ pub enum SignupMode {
     Closed,
 }
 
-/// Where the key material comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A Secrets Manager secret, by ARN or name (Lambda).
-    SecretsManager(String),
-    /// A local file, generated on first start (local server).
-    File(PathBuf),
-}
+pub use crate::keys::KeySource;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,6 +24,9 @@ pub struct Config {
     pub app_url: String,
     pub signup: SignupMode,
     pub keys: KeySource,
+    /// The algorithm of the signing key a local key directory is created with
+    /// (`GATEHOUSE_SIGNING_ALG`, `ES256` or `EdDSA`); in AWS the signing secret's `alg`.
+    pub signing_alg: crate::keys::Alg,
     pub main_table: String,
     pub audit_table: String,
     pub password_policy: PasswordPolicy,
@@ -87,7 +83,8 @@ impl Default for Config {
             audience: "gatehouse-api".into(),
             app_url: "http://localhost:3000".into(),
             signup: SignupMode::Open,
-            keys: KeySource::File(PathBuf::from(".gatehouse/keys.json")),
+            keys: KeySource::Dir(PathBuf::from(".gatehouse")),
+            signing_alg: crate::keys::Alg::Es256,
             main_table: "gatehouse-main".into(),
             audit_table: "gatehouse-audit".into(),
             password_policy: PasswordPolicy::default(),
@@ -179,10 +176,23 @@ impl Config {
             Some("closed") => c.signup = SignupMode::Closed,
             Some(_) => return Err(invalid("GATEHOUSE_SIGNUP", "must be open or closed")),
         }
-        if let Some(arn) = text("GATEHOUSE_KEYS_SECRET_ARN") {
-            c.keys = KeySource::SecretsManager(arn);
-        } else if let Some(path) = text("GATEHOUSE_KEYS_FILE") {
-            c.keys = KeySource::File(path.into());
+        let (signing, data) = (
+            text("GATEHOUSE_SIGNING_KEYS_SECRET_ARN"),
+            text("GATEHOUSE_DATA_KEYS_SECRET_ARN"),
+        );
+        let aws = match text("GATEHOUSE_KEYS").as_deref() {
+            None | Some("dir") => false,
+            Some("aws") => true,
+            Some(_) => return Err(invalid("GATEHOUSE_KEYS", "must be aws or dir")),
+        };
+        if aws || signing.is_some() || data.is_some() {
+            c.keys = KeySource::SecretsManager { signing, data };
+        } else if let Some(dir) = text("GATEHOUSE_KEYS_DIR") {
+            c.keys = KeySource::Dir(dir.into());
+        }
+        if let Some(v) = text("GATEHOUSE_SIGNING_ALG") {
+            c.signing_alg = crate::keys::Alg::parse(&v)
+                .ok_or_else(|| invalid("GATEHOUSE_SIGNING_ALG", "must be ES256 or EdDSA"))?;
         }
         if let Some(v) = text("GATEHOUSE_MAIN_TABLE") {
             c.main_table = v;
@@ -386,10 +396,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let c = cfg(&[]).ok();
         assert_eq!(c.as_ref().map(|c| c.lockout_threshold), Some(5));
-        assert_eq!(
-            c.map(|c| c.keys),
-            Some(KeySource::File(".gatehouse/keys.json".into()))
-        );
+        assert_eq!(c.map(|c| c.keys), Some(KeySource::Dir(".gatehouse".into())));
     }
 
     #[test]
@@ -460,13 +467,24 @@ mod tests {
     #[test]
     fn a_secret_arn_selects_secrets_manager() {
         let c = cfg(&[(
-            "GATEHOUSE_KEYS_SECRET_ARN",
+            "GATEHOUSE_DATA_KEYS_SECRET_ARN",
             "arn:aws:secretsmanager:eu-west-1:1:secret:k",
         )])
         .ok();
         assert!(matches!(
             c.map(|c| c.keys),
-            Some(KeySource::SecretsManager(_))
+            Some(KeySource::SecretsManager {
+                signing: None,
+                data: Some(_)
+            })
+        ));
+        let c = cfg(&[("GATEHOUSE_KEYS", "aws")]).ok();
+        assert!(matches!(
+            c.map(|c| c.keys),
+            Some(KeySource::SecretsManager {
+                signing: None,
+                data: None
+            })
         ));
     }
 }

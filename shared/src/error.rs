@@ -169,3 +169,11 @@ impl Error {
         }
     }
 }
+
+impl From<crate::keys::KeyError> for Error {
+    /// A function asked for key material it was not given: its configuration is wrong.
+    fn from(e: crate::keys::KeyError) -> Self {
+        tracing::error!(error = %e, "key material missing");
+        Self::Internal("key material missing")
+    }
+}

@@ -1,17 +1,17 @@
-//! Access tokens: compact JWS (RFC 7515) signed with Ed25519 (RFC 8037), header `typ`
-//! `at+jwt` (RFC 9068). Verification pins the algorithm to EdDSA, looks `kid` up only in our
-//! key ring, and checks `typ`, `iss`, `aud` and `exp` (RFC 8725 §3.1, §3.11).
+//! Access tokens: compact JWS (RFC 7515) signed with ES256 (RFC 7518 §3.4) or Ed25519
+//! (RFC 8037), header `typ` `at+jwt` (RFC 9068). Verification looks `kid` up only in our key
+//! ring and pins the algorithm to that key's own: a token's `alg` must equal the algorithm of
+//! the key its `kid` names. It then checks `typ`, `iss`, `aud` and `exp` (RFC 8725 §3.1,
+//! §3.11).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::domain::{OrgId, Role, SessionId, UserId};
 use crate::keys::KeyRing;
 
-pub const ALG: &str = "EdDSA";
 pub const TYP: &str = "at+jwt";
 /// Tolerated clock difference between Lambdas for `iat`.
 const LEEWAY_SECS: i64 = 30;
@@ -63,21 +63,24 @@ pub enum JwtError {
     Expired,
     #[error("issued in the future")]
     NotYetValid,
+    #[error("this function holds no signing key")]
+    NoSigningKey,
 }
 
-pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> String {
-    let (kid, key) = ring.signing_key();
+/// Signs `claims` with the key that signs at `now` (docs/keys.md).
+pub fn sign(ring: &KeyRing, claims: &AccessClaims, now: Timestamp) -> Result<String, JwtError> {
+    let key = ring.signer(now).ok_or(JwtError::NoSigningKey)?;
     let header = Header {
-        alg: ALG.into(),
+        alg: key.private.alg().as_str().into(),
         typ: Some(TYP.into()),
-        kid: Some(kid.to_owned()),
+        kid: Some(key.public.kid.clone()),
     };
     // Serializing plain structs of strings and numbers cannot fail.
     let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
     let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
     let input = format!("{h}.{c}");
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    let sig = key.private.sign(input.as_bytes());
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
 
 pub fn verify(
@@ -95,9 +98,6 @@ pub fn verify(
     };
     let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Malformed);
     let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
-    if header.alg != ALG {
-        return Err(JwtError::Algorithm);
-    }
     if header.typ.as_deref() != Some(TYP) {
         return Err(JwtError::Type);
     }
@@ -106,10 +106,14 @@ pub fn verify(
         .as_deref()
         .and_then(|k| ring.verifier(k))
         .ok_or(JwtError::UnknownKey)?;
-    let sig = Signature::from_slice(&decode(s)?).map_err(|_| JwtError::Signature)?;
+    // The key decides the algorithm, never the token (RFC 8725 §3.1).
+    if header.alg != key.alg().as_str() {
+        return Err(JwtError::Algorithm);
+    }
     let input_len = h.len() + 1 + c.len();
-    key.verify_strict(&token.as_bytes()[..input_len], &sig)
-        .map_err(|_| JwtError::Signature)?;
+    if !key.verify(&token.as_bytes()[..input_len], &decode(s)?) {
+        return Err(JwtError::Signature);
+    }
     let claims: AccessClaims =
         serde_json::from_slice(&decode(c)?).map_err(|_| JwtError::Malformed)?;
     if claims.iss != iss {

@@ -20,6 +20,7 @@ pub mod error;
 pub mod flows;
 pub mod http;
 pub mod jwt;
+pub mod key_rotation;
 pub mod keys;
 pub mod local;
 pub mod local_pages;

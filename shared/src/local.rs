@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, KeySource};
-use crate::keys::{KeyRing, Keys};
+use crate::keys::Keys;
 use crate::mail::LocalMailer;
+use crate::state::KeyLoader;
 use crate::store::{Backend, DynamoStore, MemoryStore};
 use crate::{AppState, api, runtime, telemetry};
 
@@ -75,7 +76,13 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             std::process::exit(2);
         }
     };
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    // Unless configured, the issuer is this server's own URL, so that
+    // `/.well-known/openid-configuration` works locally (docs/keys.md, "Discovery").
+    if std::env::var_os("GATEHOUSE_ISSUER").is_none() {
+        config.issuer = format!("http://{}", listener.local_addr()?);
+    }
     let backend: Arc<dyn Backend> = if args.dynamodb {
         let aws = crate::aws::sdk_config().await;
         let store = DynamoStore::new(
@@ -88,16 +95,19 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     } else {
         Arc::new(MemoryStore::new())
     };
-    let keys = match &config.keys {
-        KeySource::File(path) => Keys::new(KeyRing::load_or_create_file(path)?),
-        KeySource::SecretsManager(id) => {
-            let aws = crate::aws::sdk_config().await;
-            Keys::new(KeyRing::load_secret(&aws_sdk_secretsmanager::Client::new(&aws), id).await?)
-        }
+    // Read once: restart the server after changing the key material.
+    let secrets = match &config.keys {
+        KeySource::Dir(_) => None,
+        KeySource::SecretsManager { .. } => Some(aws_sdk_secretsmanager::Client::new(
+            &crate::aws::sdk_config().await,
+        )),
     };
+    let store = crate::store::Store::new(Arc::clone(&backend), config.audit_retention);
+    let loader = KeyLoader::new(config.keys.clone(), config.signing_alg, secrets, store);
+    let keys = Keys::new(loader.load().await?);
     let mailer = Arc::new(LocalMailer::default());
     let state = AppState::new(config, backend, keys, mailer.clone(), Arc::new(SystemClock));
-    runtime::serve(app(state, mailer), args.addr).await
+    runtime::serve_listener(app(state, mailer), listener).await
 }
 
 /// The local server's app: every family's routes, the local-only routes, the pages mailed

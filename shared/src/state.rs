@@ -4,8 +4,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, KeySource};
-use crate::keys::{KeyError, KeyRing, Keys};
+use crate::config::Config;
+use crate::keys::{self, Alg, KeyError, KeyRing, KeySource, Keys};
 use crate::mail::{Mailer, NoMailer, SesMailer};
 use crate::password::Hasher;
 use crate::store::{Backend, DynamoStore, Store};
@@ -87,19 +87,27 @@ impl AppState {
             &config.main_table,
             &config.audit_table,
         );
-        let keys = match &config.keys {
-            KeySource::SecretsManager(id) => {
-                let client = aws_sdk_secretsmanager::Client::new(&aws);
-                let keys = Keys::new(KeyRing::load_secret(&client, id).await?);
-                keys.spawn_refresh(client, id.clone(), crate::aws::KEY_REFRESH_INTERVAL);
-                keys
-            }
-            KeySource::File(path) => Keys::new(KeyRing::load_or_create_file(path)?),
+        let backend: Arc<dyn Backend> = Arc::new(dynamo);
+        let secrets = match &config.keys {
+            KeySource::SecretsManager { .. } => Some(aws_sdk_secretsmanager::Client::new(&aws)),
+            KeySource::Dir(_) => None,
         };
+        let store = Store::new(Arc::clone(&backend), config.audit_retention);
+        let loader = KeyLoader::new(config.keys.clone(), config.signing_alg, secrets, store);
+        let keys = Keys::new(loader.load().await?);
+        if matches!(config.keys, KeySource::SecretsManager { .. }) {
+            keys.spawn_refresh(
+                move || {
+                    let loader = loader.clone();
+                    async move { loader.load().await }
+                },
+                keys::signing::REFRESH_INTERVAL,
+            );
+        }
         let mailer = mailer(&aws, &config)?;
         Ok(Self::new(
             config,
-            Arc::new(dynamo),
+            backend,
             keys,
             mailer,
             Arc::new(SystemClock),
@@ -117,4 +125,90 @@ pub enum InitError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Other(String),
+}
+
+/// Reads a function's key material, at cold start and at every refresh.
+#[derive(Clone)]
+pub struct KeyLoader {
+    source: KeySource,
+    /// The algorithm a new local key directory signs with.
+    alg: Alg,
+    secrets: Option<aws_sdk_secretsmanager::Client>,
+    store: Store,
+}
+
+impl std::fmt::Debug for KeyLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLoader")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyLoader {
+    pub fn new(
+        source: KeySource,
+        alg: Alg,
+        secrets: Option<aws_sdk_secretsmanager::Client>,
+        store: Store,
+    ) -> Self {
+        Self {
+            source,
+            alg,
+            secrets,
+            store,
+        }
+    }
+
+    pub async fn load(&self) -> Result<KeyRing, KeyError> {
+        match &self.source {
+            KeySource::Dir(dir) => {
+                let signing = keys::read_or_create(&dir.join("signing-keys.json"), || {
+                    keys::signing::Document::generate(self.alg).to_json()
+                })?;
+                let data = keys::read_or_create(&dir.join("data-keys.json"), || {
+                    keys::data::Document::generate().to_json()
+                })?;
+                KeyRing::new(Some(&signing), None, Some(&data))
+            }
+            KeySource::SecretsManager { signing, data } => {
+                let client = self
+                    .secrets
+                    .as_ref()
+                    .ok_or(KeyError::Missing("Secrets Manager client"))?;
+                let get = |id: &Option<String>| {
+                    let id = id.clone();
+                    async move {
+                        match id {
+                            Some(id) => keys::read_secret(client, &id, None).await.map(Some),
+                            None => Ok(None),
+                        }
+                    }
+                };
+                let published = async {
+                    if signing.is_some() {
+                        return Ok(None);
+                    }
+                    let jwks = self
+                        .store
+                        .published_keys()
+                        .await
+                        .map_err(|e| KeyError::Published(e.to_string()))?;
+                    if jwks.is_none() {
+                        tracing::error!(
+                            "no published signing keys in the table: every access token is refused until key-rotation has run (docs/keys.md)"
+                        );
+                    }
+                    Ok(jwks)
+                };
+                let (s, d, p) = tokio::join!(get(signing), get(data), published);
+                let (s, d, p) = (s?, d?, p?);
+                KeyRing::new(
+                    s.as_deref(),
+                    Some(p.as_deref().unwrap_or_default()),
+                    d.as_deref(),
+                )
+            }
+        }
+    }
 }

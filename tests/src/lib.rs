@@ -209,7 +209,7 @@ impl TestApp {
         backend: Arc<dyn Backend>,
         memory: Option<Arc<MemoryStore>>,
     ) -> Self {
-        let keys = Keys::new(KeyRing::from_json(&KeyRing::generate_json()).unwrap());
+        let keys = Keys::new(KeyRing::generate(gatehouse::keys::Alg::Es256));
         let clock = ManualClock::default();
         let mailer = Arc::new(LocalMailer::default());
         let state = AppState::new(
@@ -812,7 +812,7 @@ impl LocalServer {
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = tokio::process::Command::new(bin);
         cmd.args(["--addr", "127.0.0.1:0"])
-            .env("GATEHOUSE_KEYS_FILE", dir.join("keys.json"))
+            .env("GATEHOUSE_KEYS_DIR", &dir)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
@@ -953,5 +953,22 @@ impl TestApp {
         let mut body = change;
         body["expected_version"] = version;
         self.patch_auth("/v1/org/settings", body, token).await
+    }
+}
+
+/// Access-token claims issued at `now` for ten minutes, for a user nobody has.
+pub fn claims(now: gatehouse::clock::Timestamp) -> gatehouse::jwt::AccessClaims {
+    gatehouse::jwt::AccessClaims {
+        iss: "gatehouse".into(),
+        aud: "gatehouse-api".into(),
+        sub: gatehouse::domain::UserId::new(),
+        org: gatehouse::domain::OrgId::new(),
+        role: gatehouse::domain::Role::Member,
+        sid: gatehouse::domain::SessionId::new(),
+        amr: vec!["pwd".into()],
+        scope: None,
+        iat: now.unix_seconds(),
+        exp: now.unix_seconds() + 600,
+        jti: uuid::Uuid::now_v7().simple().to_string(),
     }
 }

@@ -278,9 +278,9 @@ async fn a_bad_access_token_is_denied_without_a_store_call(kind: StoreKind) {
     let with = |f: &dyn Fn(&mut gatehouse::jwt::AccessClaims)| {
         let mut c = claims.clone();
         f(&mut c);
-        gatehouse::jwt::sign(&ring, &c)
+        gatehouse::jwt::sign(&ring, &c, st.clock.now()).unwrap()
     };
-    let foreign = KeyRing::from_json(&KeyRing::generate_json()).unwrap();
+    let foreign = KeyRing::generate(gatehouse::keys::Alg::Es256);
     let mut parts: Vec<String> = o.access.split('.').map(str::to_owned).collect();
     let tampered_claims = {
         let mut c = claims.clone();
@@ -295,7 +295,10 @@ async fn a_bad_access_token_is_denied_without_a_store_call(kind: StoreKind) {
         ("expired", with(&|c| c.exp = now - 1)),
         ("another issuer", with(&|c| c.iss = "someone-else".into())),
         ("another audience", with(&|c| c.aud = "another-api".into())),
-        ("forged", gatehouse::jwt::sign(&foreign, &claims)),
+        (
+            "forged",
+            gatehouse::jwt::sign(&foreign, &claims, st.clock.now()).unwrap(),
+        ),
         ("tampered", parts.join(".")),
         ("not a JWT", "not-a-jwt".to_owned()),
     ];

@@ -463,8 +463,8 @@ fn event_functions_are_not_routed() {
 }
 
 /// The authorizer may read the main table, write an API token's use (a marker of a key and a
-/// TTL, and the two use attributes), append the `token.used` event and read the keys:
-/// nothing else, and its ARN is exported for other stacks to attach.
+/// TTL, and the two use attributes), append the `token.used` event: no secret (it verifies with the
+/// published keys), nothing else, and its ARN is exported for other stacks to attach.
 #[test]
 fn the_authorizer_may_read_and_record_token_use_only() {
     let t = template();
@@ -478,8 +478,6 @@ fn the_authorizer_may_read_and_record_token_use_only() {
             "main"
         } else if mentions(&st["Resource"], "AuditTable") {
             "audit"
-        } else if mentions(&st["Resource"], "KeysSecret") {
-            "keys"
         } else {
             panic!("AuthorizerFunction: a statement on {:?}", st["Resource"]);
         };
@@ -507,7 +505,6 @@ fn the_authorizer_may_read_and_record_token_use_only() {
     granted.sort();
     let expected: Vec<(String, String)> = [
         ("audit", "dynamodb:PutItem"),
-        ("keys", "secretsmanager:GetSecretValue"),
         ("main", "dynamodb:BatchGetItem"),
         ("main", "dynamodb:GetItem"),
         ("main", "dynamodb:PutItem"),
@@ -542,8 +539,10 @@ fn granted(t: &Value, resource: &str) -> Vec<(String, String)> {
             "main"
         } else if mentions(&st["Resource"], "AuditTable") {
             "audit"
-        } else if mentions(&st["Resource"], "KeysSecret") {
-            "keys"
+        } else if mentions(&st["Resource"], "SigningKeysSecret") {
+            "signing"
+        } else if mentions(&st["Resource"], "DataKeysSecret") {
+            "data"
         } else if text.contains(":event-bus/") {
             "bus"
         } else {
@@ -576,7 +575,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The offboarding function may do what the offboarding step does and nothing else: read
 /// and write the main table without UpdateItem (it counts nothing), query the org's users on
-/// `gsi1`, append audit events, read the keys, and put its receipts and refusals on the
+/// `gsi1`, append audit events, and put its receipts and refusals on the
 /// default bus, as `gatehouse`, of their two detail types only. It is fed by an SQS event
 /// that reports failed items only; no other function may put events.
 #[test]
@@ -588,7 +587,6 @@ fn the_offboarding_function_may_do_exactly_what_the_step_needs() {
             ("audit", "dynamodb:PutItem"),
             ("bus", "events:PutEvents"),
             ("gsi1", "dynamodb:Query"),
-            ("keys", "secretsmanager:GetSecretValue"),
             ("main", "dynamodb:BatchGetItem"),
             ("main", "dynamodb:ConditionCheckItem"),
             ("main", "dynamodb:DeleteItem"),
@@ -739,7 +737,7 @@ fn the_offboarding_rule_feeds_a_queue_only_it_may_send_to() {
 /// The allowlist function may do what its flows need and nothing else: read and write the
 /// main table (the list, and the step-up's budgets and codes), query the org's users on
 /// `gsi1` (the owners' notices), append audit events and query the audit table itself (the
-/// dry run, over the org's shards; no index), read the keys, and mail.
+/// dry run, over the org's shards; no index), and mail; no secret.
 #[test]
 fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
     let mut t = template();
@@ -755,7 +753,6 @@ fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
             ("audit", "dynamodb:PutItem"),
             ("audit", "dynamodb:Query"),
             ("gsi1", "dynamodb:Query"),
-            ("keys", "secretsmanager:GetSecretValue"),
             ("main", "dynamodb:BatchGetItem"),
             ("main", "dynamodb:ConditionCheckItem"),
             ("main", "dynamodb:DeleteItem"),
@@ -770,4 +767,118 @@ fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
         serde_json::to_string(&serde_json::to_value(&t["Resources"]["AllowlistFunction"]).unwrap())
             .unwrap();
     assert!(!text.contains("index/by_user") && !text.contains("index/by_actor"));
+}
+
+/// Key material by purpose (docs/keys.md): only the functions that sign read the signing
+/// secret, only those that seal or hash read the data-key secret, every other function
+/// reads neither (it verifies with the published keys), and each function is told exactly
+/// the secrets it may read.
+#[test]
+fn each_function_reads_only_the_secrets_it_uses() {
+    let t = template();
+    let mut reads: Vec<(String, String)> = Vec::new();
+    for (function, st) in statements(&t) {
+        for secret in ["SigningKeysSecret", "DataKeysSecret"] {
+            if mentions(&st["Resource"], secret) {
+                for a in actions(&st) {
+                    reads.push((function.clone(), format!("{secret} {a}")));
+                }
+            }
+        }
+    }
+    reads.sort();
+    let rotate = |a: &str| {
+        (
+            "KeyRotationFunction".to_owned(),
+            format!("SigningKeysSecret {a}"),
+        )
+    };
+    let mut expected: Vec<(String, String)> = vec![
+        (
+            "AuditFunction".into(),
+            "DataKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        (
+            "LoginFunction".into(),
+            "SigningKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        (
+            "MfaFunction".into(),
+            "DataKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        (
+            "MfaFunction".into(),
+            "SigningKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        rotate("secretsmanager:DescribeSecret"),
+        rotate("secretsmanager:GetSecretValue"),
+        rotate("secretsmanager:PutSecretValue"),
+        rotate("secretsmanager:UpdateSecretVersionStage"),
+    ];
+    expected.sort();
+    assert_eq!(reads, expected);
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(globals["GATEHOUSE_KEYS"], "aws");
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        let env = &res["Properties"]["Environment"]["Variables"];
+        for (var, secret) in [
+            ("GATEHOUSE_SIGNING_KEYS_SECRET_ARN", "SigningKeysSecret"),
+            ("GATEHOUSE_DATA_KEYS_SECRET_ARN", "DataKeysSecret"),
+        ] {
+            let told = env.get(var).is_some();
+            let may = reads
+                .iter()
+                .any(|(f, r)| f == name && r == &format!("{secret} secretsmanager:GetSecretValue"));
+            let rotates = name == "KeyRotationFunction";
+            assert_eq!(told, may && !rotates, "{name}: {var}");
+        }
+    }
+}
+
+/// The rotation function may rotate the signing secret and write the published keys, and
+/// nothing else; Secrets Manager invokes it on the schedule, for that secret only.
+#[test]
+fn the_key_rotation_function_may_rotate_and_publish_only() {
+    let t = template();
+    for (function, st) in statements(&t) {
+        if function != "KeyRotationFunction" {
+            continue;
+        }
+        if actions(&st).iter().any(|a| a.starts_with("dynamodb:")) {
+            let mut acts = actions(&st);
+            acts.sort();
+            assert_eq!(acts, ["dynamodb:GetItem", "dynamodb:PutItem"]);
+            assert!(mentions(&st["Resource"], "MainTable"));
+            assert_eq!(
+                strings(&st["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]),
+                ["KEYS"]
+            );
+        } else {
+            assert!(mentions(&st["Resource"], "SigningKeysSecret"));
+        }
+    }
+    let schedule = &t["Resources"]["SigningKeysRotation"]["Properties"];
+    assert!(mentions(&schedule["SecretId"], "SigningKeysSecret"));
+    assert!(mentions(
+        &schedule["RotationLambdaARN"],
+        "KeyRotationFunction"
+    ));
+    assert_eq!(
+        schedule["RotationRules"]["ScheduleExpression"]["Fn::Sub"],
+        "rate(${SigningKeyRotationDays} days)"
+    );
+    assert_eq!(t["Parameters"]["SigningKeyRotationDays"]["Default"], 30);
+    let permission = &t["Resources"]["KeyRotationPermission"]["Properties"];
+    assert_eq!(permission["Principal"], "secretsmanager.amazonaws.com");
+    assert!(mentions(&permission["SourceArn"], "SigningKeysSecret"));
+    let generated = &t["Resources"]["SigningKeysSecret"]["Properties"]["GenerateSecretString"];
+    assert_eq!(generated["GenerateStringKey"], "initial_seed");
+    assert_eq!(
+        t["Resources"]["DataKeysSecret"]["DeletionPolicy"], "Retain",
+        "TOTP seeds are sealed under it"
+    );
 }

@@ -29,7 +29,7 @@ async fn signed_in() -> (TestApp, String) {
 async fn a_genuine_token_has_the_documented_header_and_claims() {
     let (a, at) = signed_in().await;
     let (h, c, _) = parts(&at);
-    assert_eq!(h["alg"], "EdDSA");
+    assert_eq!(h["alg"], "ES256", "ES256 by default");
     assert_eq!(h["typ"], "at+jwt");
     let jwks = a
         .request(http::Method::GET, "/.well-known/jwks.json", None, None)
@@ -106,8 +106,7 @@ mod hmac_sha256 {
 async fn an_unknown_kid_is_refused_even_with_a_valid_signature() {
     let (a, _) = signed_in().await;
     // A token signed by a key ring the server does not hold.
-    let other =
-        gatehouse::keys::KeyRing::from_json(&gatehouse::keys::KeyRing::generate_json()).unwrap();
+    let other = gatehouse::keys::KeyRing::generate(gatehouse::keys::Alg::Es256);
     let now = a.clock_now();
     let claims = gatehouse::jwt::AccessClaims {
         iss: "gatehouse".into(),
@@ -122,7 +121,7 @@ async fn an_unknown_kid_is_refused_even_with_a_valid_signature() {
         exp: now + 600,
         jti: "x".into(),
     };
-    let forged = gatehouse::jwt::sign(&other, &claims);
+    let forged = gatehouse::jwt::sign(&other, &claims, a.state.clock.now()).unwrap();
     a.get("/v1/me", &forged)
         .await
         .assert_problem(401, "unauthenticated");
@@ -145,19 +144,28 @@ async fn a_wrong_audience_or_issuer_is_refused() {
     let (_, c, _) = parts(&at);
     let mut claims: gatehouse::jwt::AccessClaims = serde_json::from_value(c).unwrap();
     claims.aud = "another-api".into();
-    a.get("/v1/me", &gatehouse::jwt::sign(&ring, &claims))
-        .await
-        .assert_problem(401, "unauthenticated");
+    a.get(
+        "/v1/me",
+        &gatehouse::jwt::sign(&ring, &claims, a.state.clock.now()).unwrap(),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
     claims.aud = "gatehouse-api".into();
     claims.iss = "someone-else".into();
-    a.get("/v1/me", &gatehouse::jwt::sign(&ring, &claims))
-        .await
-        .assert_problem(401, "unauthenticated");
+    a.get(
+        "/v1/me",
+        &gatehouse::jwt::sign(&ring, &claims, a.state.clock.now()).unwrap(),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
     claims.iss = "gatehouse".into();
     assert_eq!(
-        a.get("/v1/me", &gatehouse::jwt::sign(&ring, &claims))
-            .await
-            .status,
+        a.get(
+            "/v1/me",
+            &gatehouse::jwt::sign(&ring, &claims, a.state.clock.now()).unwrap()
+        )
+        .await
+        .status,
         200
     );
 }
@@ -178,12 +186,76 @@ async fn a_wrong_typ_is_refused() {
     let (a, at) = signed_in().await;
     let ring = a.state.keys.current();
     let (_, c, _) = parts(&at);
-    let (kid, key) = ring.signing_key();
-    let h = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let key = ring.signer(a.state.clock.now()).unwrap();
+    let h = json!({"alg": "ES256", "typ": "JWT", "kid": key.public.kid});
     let input = format!("{}.{}", b64(&h), b64(&c));
-    use ed25519_dalek::Signer;
-    let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(key.private.sign(input.as_bytes()));
     a.get("/v1/me", &format!("{input}.{sig}"))
+        .await
+        .assert_problem(401, "unauthenticated");
+}
+
+/// The key decides the algorithm: a token whose header names another algorithm than its
+/// `kid`'s key has is refused, though the signature is that key's own.
+#[tokio::test]
+async fn an_algorithm_other_than_the_keys_own_is_refused() {
+    let (a, at) = signed_in().await;
+    let (h, c, _) = parts(&at);
+    let ring = a.state.keys.current();
+    let key = ring.signer(a.state.clock.now()).unwrap();
+    for alg in ["EdDSA", "ES384", "RS256", "es256"] {
+        let mut h = h.clone();
+        h["alg"] = json!(alg);
+        let input = format!("{}.{}", b64(&h), b64(&c));
+        let sig = URL_SAFE_NO_PAD.encode(key.private.sign(input.as_bytes()));
+        a.get("/v1/me", &format!("{input}.{sig}"))
+            .await
+            .assert_problem(401, "unauthenticated");
+    }
+    // An ES256 signature must be exactly R and S: a DER-encoded one is refused.
+    let input = format!("{}.{}", b64(&h), b64(&c));
+    let raw = key.private.sign(input.as_bytes());
+    let mut der = vec![0x30, 68, 0x02, 32];
+    der.extend_from_slice(&raw[..32]);
+    der.extend_from_slice(&[0x02, 32]);
+    der.extend_from_slice(&raw[32..]);
+    a.get(
+        "/v1/me",
+        &format!("{input}.{}", URL_SAFE_NO_PAD.encode(der)),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
+    assert_eq!(
+        a.get(
+            "/v1/me",
+            &format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw))
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+/// EdDSA stays selectable: a ring of Ed25519 keys signs EdDSA tokens, lists an OKP key, and
+/// its tokens work; an ES256 key's tokens then no longer do.
+#[tokio::test]
+async fn eddsa_signing_is_selectable() {
+    let (a, es256_token) = signed_in().await;
+    a.state.keys.replace(gatehouse::keys::KeyRing::generate(
+        gatehouse::keys::Alg::EdDsa,
+    ));
+    let (at, _, _) = a.login_ok("o@example.com").await;
+    let (h, _, _) = parts(&at);
+    assert_eq!(h["alg"], "EdDSA");
+    let jwks = a
+        .request(http::Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(jwks.body["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks.body["keys"][0]["crv"], "Ed25519");
+    assert_eq!(jwks.body["keys"][0]["alg"], "EdDSA");
+    assert_eq!(h["kid"], jwks.body["keys"][0]["kid"]);
+    assert_eq!(a.get("/v1/me", &at).await.status, 200);
+    a.get("/v1/me", &es256_token)
         .await
         .assert_problem(401, "unauthenticated");
 }

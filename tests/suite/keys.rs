@@ -1,67 +1,153 @@
-//! The key ring from Secrets Manager (moto's server) and from the local key file.
+//! The key ring of a function, from its secrets (moto's Secrets Manager), from the published
+//! keys in the table, and from the local key directory.
 
-use gatehouse::keys::KeyRing;
+use std::sync::Arc;
 
-#[tokio::test]
-async fn the_key_ring_loads_from_a_secrets_manager_secret() {
-    let client = gatehouse_tests::secrets_client();
-    let json = KeyRing::generate_json();
+use gatehouse::keys::{self, Alg, KeyError, KeyRing, KeySource, Keys};
+use gatehouse::state::KeyLoader;
+use gatehouse::store::Store;
+use gatehouse_tests::{StoreKind, both_stores, secrets_client};
+
+/// What the SAM template's GenerateSecretString produces for each secret: a template plus
+/// one random key.
+const SIGNING_TEMPLATE: &str = r#"{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"Kq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
+const DATA_TEMPLATE: &str = r#"{"format":"gatehouse-data-keys-v1","master_seed":"Zq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
+
+pub async fn secret(value: &str) -> String {
     let name = format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple());
-    let created = client
-        .create_secret()
-        .name(&name)
-        .secret_string(&json)
-        .send()
-        .await
-        .unwrap();
-    let arn = created.arn().unwrap();
-
-    let from_secret = KeyRing::load_secret(&client, arn).await.unwrap();
-    let direct = KeyRing::from_json(&json).unwrap();
-    assert_eq!(from_secret.signing_key().0, direct.signing_key().0);
-    assert_eq!(from_secret.data_key(), direct.data_key());
-}
-
-#[tokio::test]
-async fn a_secret_in_the_template_format_loads() {
-    // What the SAM template's GenerateSecretString produces: a template plus a random key.
-    let client = gatehouse_tests::secrets_client();
-    let name = format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple());
-    let value = r#"{"format":"gatehouse-keys-v1","master_seed":"Kq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
-    client
+    secrets_client()
         .create_secret()
         .name(&name)
         .secret_string(value)
         .send()
         .await
-        .unwrap();
-    assert!(KeyRing::load_secret(&client, &name).await.is_ok());
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+fn loader(source: KeySource, store: Store) -> KeyLoader {
+    KeyLoader::new(source, Alg::Es256, Some(secrets_client()), store)
+}
+
+async fn store(kind: StoreKind) -> Store {
+    Store::new(
+        gatehouse_tests::backend(kind).await,
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 #[tokio::test]
-async fn a_missing_secret_is_an_error_not_a_panic() {
-    let client = gatehouse_tests::secrets_client();
-    assert!(
-        KeyRing::load_secret(&client, "does-not-exist")
-            .await
-            .is_err()
+async fn the_key_ring_loads_from_both_secrets_in_the_template_formats() {
+    let (signing, data) = (secret(SIGNING_TEMPLATE).await, secret(DATA_TEMPLATE).await);
+    let source = KeySource::SecretsManager {
+        signing: Some(signing),
+        data: Some(data),
+    };
+    let ring = loader(source, store(StoreKind::Memory).await)
+        .load()
+        .await
+        .unwrap();
+    let direct = KeyRing::new(Some(SIGNING_TEMPLATE), None, Some(DATA_TEMPLATE)).unwrap();
+    let now = gatehouse::clock::Timestamp::from_unix_millis(0);
+    assert_eq!(
+        ring.signer(now).unwrap().public,
+        direct.signer(now).unwrap().public
     );
+    assert_eq!(ring.public_keys()[0].key.alg(), Alg::Es256);
+    assert_eq!(ring.data().unwrap().aes(), direct.data().unwrap().aes());
 }
 
-#[test]
-fn the_local_key_file_is_created_once_private_and_reused() {
+/// The single secret of earlier versions loads as the data-key secret, with the same ids,
+/// so what it sealed stays readable (docs/keys.md, "Upgrading").
+#[tokio::test]
+async fn the_legacy_single_secret_loads_as_the_data_key_secret() {
+    let legacy = r#"{"format":"gatehouse-keys-v1","master_seed":"Zq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ","bootstrap_token":"ignored-here-ignored-here-ignored-here"}"#;
+    let source = KeySource::SecretsManager {
+        signing: None,
+        data: Some(secret(legacy).await),
+    };
+    let ring = loader(source, store(StoreKind::Memory).await)
+        .load()
+        .await
+        .unwrap();
+    let now_format = KeyRing::new(None, None, Some(DATA_TEMPLATE)).unwrap();
+    assert_eq!(ring.data().unwrap().aes(), now_format.data().unwrap().aes());
+}
+
+/// A function without the signing secret holds the published public keys and nothing
+/// else: it verifies what the signers sign, signs nothing, has no data keys, and before
+/// anything is published it refuses every token.
+async fn a_function_without_the_signing_secret_verifies_with_the_published_keys(kind: StoreKind) {
+    let store = store(kind).await;
+    let verify_only = loader(
+        KeySource::SecretsManager {
+            signing: None,
+            data: None,
+        },
+        store.clone(),
+    );
+    let nothing = verify_only.load().await.unwrap();
+    assert!(nothing.public_keys().is_empty());
+
+    let signer = KeyRing::generate(Alg::Es256);
+    let now = gatehouse::clock::SystemClock.now();
+    gatehouse::key_rotation::publish(&store, &signer, now)
+        .await
+        .unwrap();
+    let ring = verify_only.load().await.unwrap();
+    assert_eq!(ring.public_keys(), signer.public_keys());
+    assert!(ring.signer(now).is_none());
+    assert!(matches!(ring.data(), Err(KeyError::Missing(_))));
+    let claims = gatehouse_tests::claims(now);
+    let token = gatehouse::jwt::sign(&signer, &claims, now).unwrap();
+    assert!(gatehouse::jwt::verify(&ring, &token, &claims.iss, &claims.aud, now).is_ok());
+    assert!(gatehouse::jwt::sign(&ring, &claims, now).is_err());
+}
+
+use gatehouse::clock::Clock;
+
+#[tokio::test]
+async fn a_missing_secret_is_an_error_not_a_panic() {
+    let source = KeySource::SecretsManager {
+        signing: Some("does-not-exist".into()),
+        data: None,
+    };
+    assert!(matches!(
+        loader(source, store(StoreKind::Memory).await).load().await,
+        Err(KeyError::SecretsManager(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_local_key_directory_is_created_once_private_and_reused() {
     let dir =
         std::env::temp_dir().join(format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple()));
-    let path = dir.join("keys.json");
-    let first = KeyRing::load_or_create_file(&path).unwrap();
-    let second = KeyRing::load_or_create_file(&path).unwrap();
-    assert_eq!(first.signing_key().0, second.signing_key().0);
+    let l = || {
+        loader(
+            KeySource::Dir(dir.clone()),
+            Store::new(
+                Arc::new(gatehouse::store::MemoryStore::new()),
+                std::time::Duration::from_secs(60),
+            ),
+        )
+    };
+    let first = l().load().await.unwrap();
+    let second = l().load().await.unwrap();
+    assert_eq!(first.public_keys(), second.public_keys());
+    assert_eq!(first.data().unwrap().aes(), second.data().unwrap().aes());
     #[cfg(unix)]
-    {
+    for file in ["signing-keys.json", "data-keys.json"] {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "{file}"
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -69,24 +155,28 @@ fn the_local_key_file_is_created_once_private_and_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_reaches_a_warm_function_through_the_background_refresh() {
-    let client = gatehouse_tests::secrets_client();
-    let name = format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple());
-    client
-        .create_secret()
-        .name(&name)
-        .secret_string(KeyRing::generate_json())
-        .send()
-        .await
-        .unwrap();
-    let keys = gatehouse::keys::Keys::new(KeyRing::load_secret(&client, &name).await.unwrap());
-    let before = keys.current().signing_key().0.to_owned();
-
+    let client = secrets_client();
+    let name = secret(SIGNING_TEMPLATE).await;
+    let l = loader(
+        KeySource::SecretsManager {
+            signing: Some(name.clone()),
+            data: None,
+        },
+        store(StoreKind::Memory).await,
+    );
+    let keys = Keys::new(l.load().await.unwrap());
+    let before = keys.current().public_keys().to_vec();
     keys.spawn_refresh(
-        client.clone(),
-        name.clone(),
+        move || {
+            let l = l.clone();
+            async move { l.load().await }
+        },
         std::time::Duration::from_millis(100),
     );
-    let rotated = KeyRing::generate_json();
+    let rotated = keys::signing::Document::parse(SIGNING_TEMPLATE)
+        .unwrap()
+        .rotated(gatehouse::clock::SystemClock.now())
+        .to_json();
     client
         .put_secret_value()
         .secret_id(&name)
@@ -94,19 +184,15 @@ async fn a_rotated_secret_reaches_a_warm_function_through_the_background_refresh
         .send()
         .await
         .unwrap();
-    let expected = KeyRing::from_json(&rotated)
-        .unwrap()
-        .signing_key()
-        .0
-        .to_owned();
-    assert_ne!(before, expected);
-
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while keys.current().signing_key().0 != expected {
+    while keys.current().public_keys().len() != 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "the new key never arrived"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(keys.current().public_keys()[0], before[0]);
 }
+
+both_stores!(a_function_without_the_signing_secret_verifies_with_the_published_keys);

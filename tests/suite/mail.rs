@@ -82,7 +82,7 @@ async fn the_reset_family_works_end_to_end_with_ses() {
     let state = AppState::new(
         test_config(),
         Arc::new(MemoryStore::new()),
-        Keys::new(KeyRing::from_json(&KeyRing::generate_json()).unwrap()),
+        Keys::new(KeyRing::generate(gatehouse::keys::Alg::Es256)),
         Arc::new(SesMailer::new(ses_client(), from)),
         Arc::new(SystemClock),
     );

@@ -14,6 +14,7 @@ mod e2e;
 mod infra;
 mod invitations;
 mod jwt;
+mod key_rotation;
 mod keys;
 mod lambda;
 mod local;

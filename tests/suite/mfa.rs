@@ -666,15 +666,19 @@ async fn a_rotated_data_key_is_replaced_at_the_next_sign_in(kind: StoreKind) {
             .unwrap()
             .to_owned()
     };
-    let (old, new) = (
-        seed(&KeyRing::generate_json()),
-        seed(&KeyRing::generate_json()),
-    );
+    let fresh = || gatehouse::keys::data::Document::generate().to_json();
+    let (old, new) = (seed(&fresh()), seed(&fresh()));
+    let signing =
+        gatehouse::keys::signing::Document::generate(gatehouse::keys::Alg::Es256).to_json();
     let ring = |master: &str, previous: &[&str]| {
-        KeyRing::from_json(
-            &json!({"format": "gatehouse-keys-v1", "master_seed": master,
-                    "previous_master_seeds": previous})
-            .to_string(),
+        KeyRing::new(
+            Some(&signing),
+            None,
+            Some(
+                &json!({"format": "gatehouse-data-keys-v1", "master_seed": master,
+                        "previous_master_seeds": previous})
+                .to_string(),
+            ),
         )
         .unwrap()
     };
@@ -701,7 +705,10 @@ async fn a_rotated_data_key_is_replaced_at_the_next_sign_in(kind: StoreKind) {
     let at = r.str("access_token");
     let factor = mfa_state_of(&a, &at).await.factor.unwrap().value;
     assert_ne!(factor.seed.key_id, old_key);
-    assert_eq!(factor.seed.key_id, a.state.keys.current().data_key().0);
+    assert_eq!(
+        factor.seed.key_id,
+        a.state.keys.current().data().unwrap().aes().0
+    );
 
     a.state.keys.replace(ring(&new, &[]));
     a.next_step();

@@ -204,7 +204,7 @@ async fn bearer_endpoints_need_a_token() {
 }
 
 #[tokio::test]
-async fn jwks_publishes_the_ed25519_keys() {
+async fn jwks_publishes_the_signing_keys() {
     let a = TestApp::new(StoreKind::Memory).await;
     let r = a
         .request(Method::GET, "/.well-known/jwks.json", None, None)
@@ -220,10 +220,18 @@ async fn jwks_publishes_the_ed25519_keys() {
             k["alg"].as_str(),
             k["use"].as_str()
         ),
-        (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+        (Some("EC"), Some("P-256"), Some("ES256"), Some("sig"))
     );
-    assert_eq!(k["x"].as_str().unwrap().len(), 43, "32 bytes, base64url");
-    assert!(k["kid"].as_str().is_some());
+    for c in ["x", "y"] {
+        assert_eq!(k[c].as_str().unwrap().len(), 43, "{c}: 32 bytes, base64url");
+    }
+    assert_eq!(
+        k["kid"].as_str().unwrap().len(),
+        43,
+        "an RFC 7638 thumbprint"
+    );
+    assert!(k.get("d").is_none(), "no private member");
+    assert_eq!(r.headers["cache-control"], "public, max-age=300");
 }
 
 #[tokio::test]

@@ -247,9 +247,15 @@ async fn the_owner_is_mailed_a_verification_link_built_from_app_url() {
 #[tokio::test]
 async fn closed_sign_up_needs_the_bootstrap_token() {
     let a = TestApp::with_config(StoreKind::Memory, |c| c.signup = SignupMode::Closed).await;
-    let ring = gatehouse::keys::KeyRing::from_json(
-        r#"{"format":"gatehouse-keys-v1","master_seed":"ssssssssssssssssssssssssssssssssssss",
+    // The bootstrap token is in the signing secret, which the function that serves
+    // `POST /v1/orgs` (login) holds.
+    let ring = gatehouse::keys::KeyRing::new(
+        Some(
+            r#"{"format":"gatehouse-signing-keys-v1","initial_seed":"ssssssssssssssssssssssssssssssssssss",
             "bootstrap_token":"bootstrap-token-of-at-least-32-characters"}"#,
+        ),
+        None,
+        None,
     )
     .unwrap();
     a.state.keys.replace(ring);

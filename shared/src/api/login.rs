@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -37,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_session))
         .routes(routes!(revoke_other_sessions))
         .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
 }
 
 #[derive(ToSchema)]
@@ -434,42 +433,74 @@ async fn revoke_other_sessions(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Jwk {
-    kty: &'static str,
-    crv: &'static str,
-    x: String,
-    kid: String,
-    alg: &'static str,
-    #[serde(rename = "use")]
-    use_: &'static str,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct JwkSet {
-    keys: Vec<Jwk>,
+    keys: Vec<crate::keys::Jwk>,
 }
 
-/// The public keys that verify access tokens (RFC 7517, RFC 8037).
+/// A response that outside verifiers may cache as long as the JWKS (docs/keys.md).
+fn cacheable(body: impl Serialize) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    let max_age = crate::keys::signing::JWKS_MAX_AGE.as_secs();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        resp.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+/// The public keys that verify access tokens (RFC 7517): ES256 keys as `EC` P-256, EdDSA
+/// keys as `OKP` Ed25519 (RFC 8037), each `kid` its RFC 7638 thumbprint.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
-    responses((status = 200, body = JwkSet, description = "Every key that may still verify a live access token")))]
+    responses((status = 200, body = JwkSet, description = "Every key that may still verify a live access token, and a key about to sign: it is listed at least 15 minutes before it signs (docs/keys.md)")))]
 async fn jwks(State(st): State<AppState>) -> Response {
     let ring = st.keys.current();
-    let keys = ring
+    let keys = ring.public_keys().iter().map(|k| k.jwk()).collect();
+    cacheable(JwkSet { keys })
+}
+
+/// OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3), as far as access tokens
+/// go: what API Gateway's native JWT authorizer and other JWT libraries read to find the keys.
+#[derive(Serialize, ToSchema)]
+pub struct Discovery {
+    /// The `iss` of every access token; this document is served under it.
+    #[schema(example = "https://abc123.execute-api.eu-west-1.amazonaws.com")]
+    issuer: String,
+    /// `{issuer}/.well-known/jwks.json`.
+    #[schema(example = "https://abc123.execute-api.eu-west-1.amazonaws.com/.well-known/jwks.json")]
+    jwks_uri: String,
+    /// The algorithms of the keys in the JWKS.
+    #[schema(example = json!(["ES256"]))]
+    id_token_signing_alg_values_supported: Vec<&'static str>,
+    subject_types_supported: [&'static str; 1],
+    claims_supported: [&'static str; 11],
+}
+
+/// Where to find the keys: `issuer` and `jwks_uri`. Served when the issuer
+/// (`GATEHOUSE_ISSUER`) is this API's URL (docs/keys.md, "Discovery"); 404 otherwise.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "keys",
+    responses(
+        (status = 200, body = Discovery, description = "The issuer and where its keys are"),
+        (status = 404, description = "`not_found`: the issuer is not a URL, so there is nothing to discover"),
+    ))]
+async fn openid_configuration(State(st): State<AppState>) -> Result<Response, Error> {
+    let issuer = st.config.issuer.trim_end_matches('/');
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(Error::NotFound);
+    }
+    let ring = st.keys.current();
+    let mut algs: Vec<&'static str> = ring
         .public_keys()
         .iter()
-        .map(|k| Jwk {
-            kty: "OKP",
-            crv: "Ed25519",
-            x: URL_SAFE_NO_PAD.encode(k.key.as_bytes()),
-            kid: k.kid.clone(),
-            alg: "EdDSA",
-            use_: "sig",
-        })
+        .map(|k| k.key.alg().as_str())
         .collect();
-    let mut resp = axum::Json(JwkSet { keys }).into_response();
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    resp
+    algs.sort_unstable();
+    algs.dedup();
+    Ok(cacheable(Discovery {
+        issuer: st.config.issuer.clone(),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        id_token_signing_alg_values_supported: algs,
+        subject_types_supported: ["public"],
+        claims_supported: [
+            "iss", "aud", "sub", "org", "role", "sid", "amr", "scope", "iat", "exp", "jti",
+        ],
+    }))
 }

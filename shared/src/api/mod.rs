@@ -194,6 +194,12 @@ pub const EVENT_FUNCTIONS: &[EventFunction] = &[
                      OffboardingRule feeds with the gatehouse.offboard events of the default \
                      bus (docs/offboarding.md)",
     },
+    EventFunction {
+        function: "key-rotation",
+        resource: "KeyRotationFunction",
+        invoked_by: "Secrets Manager, for each step of a rotation of SigningKeysSecret, on \
+                     the schedule SigningKeysRotation sets (docs/keys.md)",
+    },
 ];
 
 /// The routes of every deployed family, and with `local_too` the local server's own.

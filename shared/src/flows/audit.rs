@@ -113,7 +113,7 @@ fn bad_cursor() -> Error {
 /// Seals `cursor` for the query `context` names.
 fn seal(st: &AppState, context: &str, cursor: &AuditCursor) -> Result<String, Error> {
     let ring = st.keys.current();
-    let (key_id, key) = ring.data_key();
+    let (key_id, key) = ring.data()?.aes();
     let sealed = crypto::seal(key_id, key, context.as_bytes(), &cursor.to_bytes())
         .ok_or(Error::Internal("a cursor could not be sealed"))?;
     let json = serde_json::to_vec(&sealed).map_err(|_| Error::Internal("cursor encoding"))?;
@@ -125,7 +125,10 @@ fn open(st: &AppState, context: &str, raw: &str) -> Result<AuditCursor, Error> {
     let json = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad_cursor())?;
     let sealed: Sealed = serde_json::from_slice(&json).map_err(|_| bad_cursor())?;
     let ring = st.keys.current();
-    let key = ring.data_key_by_id(&sealed.key_id).ok_or_else(bad_cursor)?;
+    let key = ring
+        .data()?
+        .aes_by_id(&sealed.key_id)
+        .ok_or_else(bad_cursor)?;
     let plain = crypto::open(key, context.as_bytes(), &sealed).ok_or_else(bad_cursor)?;
     AuditCursor::from_bytes(&plain).ok_or_else(bad_cursor)
 }

@@ -241,7 +241,7 @@ async fn succeed(
                             role: a.role,
                             enrollment_only: settings.mfa_required,
                         };
-                        LoginOutcome::Tokens(Box::new(issue(st, &session, grant, &secret, now)))
+                        LoginOutcome::Tokens(Box::new(issue(st, &session, grant, &secret, now)?))
                     }
                     Err(challenge) => LoginOutcome::MfaRequired(challenge),
                 });

@@ -86,7 +86,7 @@ pub async fn enroll(
     let now = st.clock.now();
     let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>();
     let ring = st.keys.current();
-    let (key_id, key) = ring.data_key();
+    let (key_id, key) = ring.data()?.aes();
     let sealed = crypto::seal(key_id, key, who.user.as_str().as_bytes(), &seed)
         .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
     let factor = TotpFactorRecord {
@@ -148,7 +148,7 @@ pub async fn confirm(
     // The other sessions go first (then once more after): MFA never comes on while a
     // session that may be an intruder's, opened with the password alone, lives on.
     sessions::revoke_others(st, who, meta).await?;
-    let (codes, records) = new_recovery_codes(st, &who.user, now);
+    let (codes, records) = new_recovery_codes(st, &who.user, now)?;
     let enabled = TotpFactorRecord {
         status: FactorStatus::Enabled,
         last_step: Some(step),
@@ -458,7 +458,7 @@ async fn succeed(
                 role: c.role,
                 enrollment_only: false,
             };
-            Ok(issue(st, &session, grant, &secret, now))
+            issue(st, &session, grant, &secret, now)
         }
         Err(StoreError::ConditionFailed { index }) if index == epoch_check => {
             Err(Error::MfaTokenInvalid)
@@ -585,7 +585,7 @@ pub async fn regenerate_recovery_codes(
     // As for disable: sessions first, so new codes never leave an intruder signed in.
     sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
-    let (codes, records) = new_recovery_codes(st, &who.user, now);
+    let (codes, records) = new_recovery_codes(st, &who.user, now)?;
     let mut factor = resealed(st, &who.user, &r.factor.value)?;
     if let Accepted::Step(step) = r.how {
         factor.last_step = Some(step);

@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod audit;
 pub mod email;
 pub mod invitations;
+pub mod keys;
 pub mod login;
 pub mod mfa;
 pub mod offboarding;

@@ -142,7 +142,7 @@ pub async fn refresh(
                     role: u.role,
                     enrollment_only: limits.mfa_required && !u.mfa_enabled,
                 };
-                return Ok(issue(st, &rotated, grant, &new_secret, now));
+                return issue(st, &rotated, grant, &new_secret, now);
             }
             Err(StoreError::ConditionFailed { index }) if index == user_check => continue,
             // The session changed since we read it: a concurrent refresh with the same token

@@ -307,6 +307,30 @@ impl Backend for DynamoStore {
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
+    async fn scan(
+        &self,
+        table: Table,
+        sk_prefix: &str,
+        start_after: Option<Item>,
+    ) -> Result<Page, StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(self.table_name(table))
+            .consistent_read(true)
+            .filter_expression("begins_with(#s, :p)")
+            .expression_attribute_names("#s", super::SK)
+            .expression_attribute_values(":p", AttributeValue::S(sk_prefix.to_owned()))
+            .set_exclusive_start_key(start_after)
+            .send()
+            .await
+            .map_err(|e| unavailable("Scan", &e))?;
+        Ok(Page {
+            items: out.items.unwrap_or_default(),
+            last_key: out.last_evaluated_key,
+        })
+    }
+
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         let (hash_attr, range_attr) = q.index.map_or((super::PK, super::SK), super::Index::keys);
         let mut names = HashMap::from([("#h".to_owned(), hash_attr.to_owned())]);

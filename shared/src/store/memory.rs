@@ -12,6 +12,8 @@ use super::{
 };
 
 type Rows = BTreeMap<(String, String), Item>;
+/// Items per page of a scan: small, so that the tests page.
+const SCAN_PAGE: usize = 25;
 
 #[derive(Default)]
 struct Tables {
@@ -141,6 +143,37 @@ impl Backend for MemoryStore {
             .iter()
             .map(|k| tables.rows(table).get(&row_key(k)).cloned())
             .collect())
+    }
+
+    async fn scan(
+        &self,
+        table: Table,
+        sk_prefix: &str,
+        start_after: Option<Item>,
+    ) -> Result<Page, StoreError> {
+        tokio::task::yield_now().await;
+        let tables = lock(&self.tables);
+        let after = start_after.as_ref().map(item_key).transpose()?;
+        let mut hits = tables
+            .rows(table)
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            .filter(|(k, _)| k.1.starts_with(sk_prefix));
+        let items: Vec<Item> = hits
+            .by_ref()
+            .take(SCAN_PAGE)
+            .map(|(_, i)| i.clone())
+            .collect();
+        let last_key = (items.len() == SCAN_PAGE).then(|| {
+            let mut key = Item::new();
+            for a in [super::PK, super::SK] {
+                if let Some(v) = items.last().and_then(|i| i.get(a)) {
+                    key.insert(a.to_owned(), v.clone());
+                }
+            }
+            key
+        });
+        Ok(Page { items, last_key })
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {

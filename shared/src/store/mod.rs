@@ -255,6 +255,19 @@ pub trait Backend: Send + Sync {
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
     /// All writes or none; a false condition cancels the whole transaction.
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// A page of the items of `table` whose sort key begins with `sk_prefix`, in no promised
+    /// order (`Scan` with a filter, strongly consistent): for the operator's sweeps over every
+    /// user (`gatehouse-admin keys reseal`), never on a request's path. A backend that wraps
+    /// another for a test need not offer it.
+    async fn scan(
+        &self,
+        table: Table,
+        sk_prefix: &str,
+        start_after: Option<Item>,
+    ) -> Result<Page, StoreError> {
+        let _ = (table, sk_prefix, start_after);
+        Err(StoreError::Invalid("this backend does not scan".into()))
+    }
 }
 
 /// A batch read takes at most [`MAX_BATCH_GET`] keys, none twice (DynamoDB refuses both).

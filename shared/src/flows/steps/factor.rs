@@ -38,7 +38,7 @@ pub enum SecondFactor {
 /// The TOTP seed of `user`'s factor, decrypted under the data key that sealed it.
 pub fn open_seed(st: &AppState, user: &UserId, f: &TotpFactorRecord) -> Result<Vec<u8>, Error> {
     let ring = st.keys.current();
-    let key = ring.data_key_by_id(&f.seed.key_id).ok_or_else(|| {
+    let key = ring.data()?.aes_by_id(&f.seed.key_id).ok_or_else(|| {
         StoreError::Corrupt("TOTP seed under a data key no longer in the key ring".into())
     })?;
     crypto::open(key, user.as_str().as_bytes(), &f.seed)
@@ -53,7 +53,7 @@ pub fn resealed(
     f: &TotpFactorRecord,
 ) -> Result<TotpFactorRecord, Error> {
     let ring = st.keys.current();
-    let (key_id, key) = ring.data_key();
+    let (key_id, key) = ring.data()?.aes();
     if f.seed.key_id == key_id {
         return Ok(f.clone());
     }
@@ -90,9 +90,13 @@ pub fn match_recovery(
     code: &RecoveryCode,
 ) -> Option<Versioned<RecoveryCodeRecord>> {
     let ring = st.keys.current();
+    let Ok(data) = ring.data() else {
+        tracing::error!("no data keys: recovery codes cannot be checked");
+        return None;
+    };
     let mut found = None;
     for r in codes {
-        let Some(pepper) = ring.pepper_by_id(&r.value.pepper_id) else {
+        let Some(pepper) = data.pepper_by_id(&r.value.pepper_id) else {
             continue;
         };
         let hash = recovery_hash(pepper, user, code);
@@ -108,10 +112,10 @@ pub fn new_recovery_codes(
     st: &AppState,
     user: &UserId,
     now: Timestamp,
-) -> (Vec<String>, Vec<RecoveryCodeRecord>) {
+) -> Result<(Vec<String>, Vec<RecoveryCodeRecord>), Error> {
     let ring = st.keys.current();
-    let (pepper_id, pepper) = ring.pepper();
-    (0..RECOVERY_CODE_COUNT)
+    let (pepper_id, pepper) = ring.data()?.pepper();
+    Ok((0..RECOVERY_CODE_COUNT)
         .map(|slot| {
             let code = RecoveryCode::generate();
             let rec = RecoveryCodeRecord {
@@ -122,7 +126,7 @@ pub fn new_recovery_codes(
             };
             (code.display(), rec)
         })
-        .unzip()
+        .unzip())
 }
 
 /// An audit event of the signed-in owner of `a` (actor = target = the user).
@@ -458,8 +462,7 @@ mod tests {
     /// A state on a memory store, and the account of a user with an enabled factor and ten
     /// recovery codes (only the factor and the codes are stored), its seed and its codes.
     async fn enabled() -> Result<(AppState, AccountRecord, Vec<u8>, Vec<String>), Error> {
-        let ring = KeyRing::from_json(&KeyRing::generate_json())
-            .map_err(|e| Error::from(StoreError::Invalid(e.to_string())))?;
+        let ring = KeyRing::generate(crate::keys::Alg::Es256);
         let st = AppState::new(
             Config::default(),
             Arc::new(MemoryStore::new()),
@@ -484,7 +487,7 @@ mod tests {
         let user = &account.user_id;
         let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>().to_vec();
         let ring = st.keys.current();
-        let (key_id, key) = ring.data_key();
+        let (key_id, key) = ring.data()?.aes();
         let sealed = crypto::seal(key_id, key, user.as_str().as_bytes(), &seed)
             .ok_or_else(|| StoreError::Corrupt("sealing failed".into()))?;
         let factor = TotpFactorRecord {
@@ -494,7 +497,7 @@ mod tests {
             created_at: now,
             enabled_at: Some(now),
         };
-        let (codes, records) = new_recovery_codes(&st, user, now);
+        let (codes, records) = new_recovery_codes(&st, user, now)?;
         let mut tx = st.store.tx();
         tx.put_totp_factor(user, &factor, None);
         for r in &records {

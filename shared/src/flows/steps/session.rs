@@ -87,7 +87,7 @@ pub fn issue(
     grant: Grant,
     refresh_secret: &str,
     now: Timestamp,
-) -> IssuedTokens {
+) -> Result<IssuedTokens, Error> {
     let ttl = st.config.access_token_ttl;
     let claims = AccessClaims {
         iss: st.config.issuer.clone(),
@@ -102,15 +102,18 @@ pub fn issue(
         exp: now.plus(ttl).unix_seconds(),
         jti: uuid::Uuid::now_v7().simple().to_string(),
     };
-    let access_token = jwt::sign(&st.keys.current(), &claims);
-    IssuedTokens {
+    let access_token = jwt::sign(&st.keys.current(), &claims, now).map_err(|e| {
+        tracing::error!(error = %e, "cannot sign an access token");
+        Error::Internal("signing an access token")
+    })?;
+    Ok(IssuedTokens {
         access_token,
         expires_in: ttl.as_secs(),
         refresh_token: refresh_token(session, refresh_secret),
         session_id: session.session_id.clone(),
         claims,
         mfa_enrollment_required: grant.enrollment_only,
-    }
+    })
 }
 
 /// A new refresh secret and the hash stored in its place.

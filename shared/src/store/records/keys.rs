@@ -79,6 +79,10 @@ pub fn mail_link(email: &Email, kind: TokenKind) -> Key {
 pub fn user_partition(user: &UserId) -> String {
     format!("{USER}{user}")
 }
+/// The user a `USER#…` partition belongs to.
+pub fn user_of_partition(pk: &str) -> Option<UserId> {
+    UserId::parse(pk.strip_prefix(USER)?)
+}
 pub fn user_ref(user: &UserId) -> Key {
     Key::new(user_partition(user), USER_REF)
 }
@@ -184,6 +188,13 @@ pub fn ip_refusal(org: &OrgId, who: &str, ip: &str, minute: i64) -> Key {
     )
 }
 const IP_REFUSAL_PREFIX: &str = "IPREFUSED#";
+/// The public keys that verify access tokens, as `key-rotation` published them: read by
+/// every function that holds no signing key (docs/keys.md).
+pub fn published_keys() -> Key {
+    Key::new(PUBLISHED_KEYS, PUBLISHED_KEYS_SK)
+}
+const PUBLISHED_KEYS: &str = "KEYS";
+const PUBLISHED_KEYS_SK: &str = "JWKS";
 pub fn token(hash: &str) -> Key {
     Key::new(format!("{TOKEN}{hash}"), TOKEN_SK)
 }

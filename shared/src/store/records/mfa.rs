@@ -186,3 +186,24 @@ impl Tx {
         })
     }
 }
+
+impl Store {
+    /// A page of the MFA items of every user whose sort key begins with `sk_prefix`
+    /// ([`keys::MFA_TOTP`], [`keys::MFA_RECOVERY_PREFIX`]), each with its user, and where
+    /// the next page starts: the operator's sweeps (`gatehouse-admin keys`).
+    pub async fn scan_mfa<T: serde::de::DeserializeOwned>(
+        &self,
+        sk_prefix: &str,
+        start: Option<crate::store::Item>,
+    ) -> Result<(Vec<(UserId, Versioned<T>)>, Option<crate::store::Item>), StoreError> {
+        let page = self.backend.scan(Table::Main, sk_prefix, start).await?;
+        let mut out = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            let user = attr_str(&item, crate::store::PK)
+                .and_then(keys::user_of_partition)
+                .ok_or_else(|| StoreError::Corrupt("an MFA item outside a user".into()))?;
+            out.push((user, versioned(item)?));
+        }
+        Ok((out, page.last_key))
+    }
+}

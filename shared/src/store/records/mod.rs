@@ -30,6 +30,7 @@ mod account;
 mod api_token;
 mod audit;
 mod budget;
+mod jwks;
 pub mod keys;
 mod links;
 mod mfa;
@@ -43,6 +44,7 @@ pub use account::{AccountRecord, LastLogin, LoginState, UserPage, UserRef};
 pub use api_token::{ApiSecretRecord, ApiTokenPage, ApiTokenRecord};
 pub use audit::{AuditCursor, AuditPage, AuditScope};
 pub use budget::{Budget, LockoutRecord};
+pub use jwks::PublishedKeysRecord;
 pub use links::{MailLinkState, TokenKind, TokenRecord};
 pub use mfa::{ChallengeRecord, FactorStatus, MfaState, RecoveryCodeRecord, TotpFactorRecord};
 pub use org::{
