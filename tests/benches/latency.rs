@@ -311,6 +311,7 @@ fn main() {
         (verified - unknown) * 1e3
     );
     authorizer(&rt, &app, &counting, samples);
+    signatures(samples);
     memory(&rt);
 }
 
@@ -404,6 +405,63 @@ fn authorizer(rt: &tokio::runtime::Runtime, app: &TestApp, counting: &Counting, 
         cases[1].reads as f64 / cases[1].ops as f64,
         cases[1].writes,
         cases[1].ops
+    );
+}
+
+/// Signing and verifying one access token, by algorithm (docs/keys.md): what the signing
+/// functions pay per token issued, and every verifier per request. ES256 signs with p256
+/// (RFC 6979) and verifies with ring; EdDSA is ed25519-dalek both ways.
+fn signatures(samples: usize) {
+    use gatehouse::keys::{Alg, KeyRing};
+    const ITERS: u32 = 200;
+    let now = gatehouse::clock::Timestamp::from_unix_millis(1_800_000_000_000);
+    let claims = gatehouse_tests::claims(now);
+    let rings = [KeyRing::generate(Alg::Es256), KeyRing::generate(Alg::EdDsa)];
+    let tokens: Vec<String> = rings
+        .iter()
+        .map(|r| gatehouse::jwt::sign(r, &claims, now).unwrap())
+        .collect();
+    let mut sign: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut verify: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..samples + 3 {
+        for (i, ring) in rings.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..ITERS {
+                std::hint::black_box(gatehouse::jwt::sign(ring, &claims, now).unwrap());
+            }
+            let signed = start.elapsed() / ITERS;
+            let start = Instant::now();
+            for _ in 0..ITERS {
+                let ok = gatehouse::jwt::verify(ring, &tokens[i], &claims.iss, &claims.aud, now);
+                assert!(std::hint::black_box(ok).is_ok());
+            }
+            let verified = start.elapsed() / ITERS;
+            if round >= 3 {
+                sign[i].push(signed);
+                verify[i].push(verified);
+            }
+        }
+    }
+    println!();
+    println!("Access tokens, one signature ({samples} samples of {ITERS})");
+    println!("{:<28} {:>12} {:>12}", "case", "median", "p90");
+    let mut medians = Vec::new();
+    for (i, alg) in ["ES256", "EdDSA"].iter().enumerate() {
+        for (what, v) in [("sign", &mut sign[i]), ("verify", &mut verify[i])] {
+            let m = median(v);
+            medians.push(m);
+            println!(
+                "{:<28} {:>12} {:>12}",
+                format!("{alg} {what}"),
+                format!("{:.1} µs", m.as_secs_f64() * 1e6),
+                format!("{:.1} µs", p90(v).as_secs_f64() * 1e6),
+            );
+        }
+    }
+    println!(
+        "ES256 / EdDSA: sign {:.2}, verify {:.2}",
+        medians[0].as_secs_f64() / medians[2].as_secs_f64(),
+        medians[1].as_secs_f64() / medians[3].as_secs_f64()
     );
 }
 

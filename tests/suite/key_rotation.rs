@@ -262,14 +262,8 @@ async fn steps_out_of_order_are_refused(kind: StoreKind) {
 /// live, and the next rotation after that prunes it from the secret and the JWKS.
 async fn a_retired_key_is_pruned_once_its_tokens_expired(kind: StoreKind) {
     let f = fixture(kind).await;
-    let first = f
-        .signer()
-        .await
-        .signer(f.clock.now())
-        .unwrap()
-        .public
-        .kid
-        .clone();
+    let first_ring = f.signer().await;
+    let first = first_ring.signer(f.clock.now()).unwrap().public.kid.clone();
     f.rotate().await;
     // The second key signs 15 minutes later; the first one's tokens live 15 minutes more.
     f.clock
@@ -280,6 +274,15 @@ async fn a_retired_key_is_pruned_once_its_tokens_expired(kind: StoreKind) {
     f.rotate().await;
     let published = kids(&f.verifier().await);
     assert!(!published.contains(&first), "pruned");
+    // Whoever kept the pruned key can mint tokens that look fresh: none verifies.
+    let now = f.clock.now();
+    let minted = gatehouse::jwt::sign(&first_ring, &gatehouse_tests::claims(now), now).unwrap();
+    for ring in [f.verifier().await, f.signer().await] {
+        assert_eq!(
+            gatehouse::jwt::verify(&ring, &minted, "gatehouse", "gatehouse-api", now).err(),
+            Some(gatehouse::jwt::JwtError::UnknownKey)
+        );
+    }
     assert!(!kids(&f.signer().await).contains(&first));
     assert_eq!(published, kids(&f.signer().await));
 }

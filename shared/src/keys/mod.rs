@@ -80,14 +80,25 @@ impl Alg {
 /// The public half of a signing key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifyingKey {
-    Es256(p256::ecdsa::VerifyingKey),
+    /// The key, and its uncompressed SEC1 point for ring, which verifies.
+    Es256 {
+        key: p256::ecdsa::VerifyingKey,
+        sec1: Box<[u8]>,
+    },
     EdDsa(ed25519_dalek::VerifyingKey),
 }
 
 impl VerifyingKey {
+    pub fn es256(key: p256::ecdsa::VerifyingKey) -> Self {
+        Self::Es256 {
+            sec1: key.to_sec1_bytes(),
+            key,
+        }
+    }
+
     pub fn alg(&self) -> Alg {
         match self {
-            Self::Es256(_) => Alg::Es256,
+            Self::Es256 { .. } => Alg::Es256,
             Self::EdDsa(_) => Alg::EdDsa,
         }
     }
@@ -96,10 +107,13 @@ impl VerifyingKey {
     /// a strict Ed25519 verification (no malleable or small-order forms).
     pub fn verify(&self, input: &[u8], sig: &[u8]) -> bool {
         match self {
-            Self::Es256(k) => {
-                use p256::ecdsa::signature::Verifier;
-                p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(input, &s).is_ok())
-            }
+            // ring's fixed-length form is JWS's: R and S, 32 bytes each, nothing else.
+            Self::Es256 { sec1, .. } => ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                sec1,
+            )
+            .verify(input, sig)
+            .is_ok(),
             Self::EdDsa(k) => ed25519_dalek::Signature::from_slice(sig)
                 .is_ok_and(|s| k.verify_strict(input, &s).is_ok()),
         }
@@ -154,8 +168,8 @@ impl PublicKey {
 
     fn coordinates(key: &VerifyingKey) -> (&'static str, &'static str, String, Option<String>) {
         match key {
-            VerifyingKey::Es256(k) => {
-                let p = k.to_sec1_point(false);
+            VerifyingKey::Es256 { key, .. } => {
+                let p = key.to_sec1_point(false);
                 let enc = |c: Option<&[u8]>| URL_SAFE_NO_PAD.encode(c.unwrap_or_default());
                 (
                     "EC",
@@ -195,7 +209,7 @@ impl PublicKey {
                     return Err(bad());
                 }
                 let sec1 = [&[4u8][..], &x, &y].concat();
-                VerifyingKey::Es256(
+                VerifyingKey::es256(
                     p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad())?,
                 )
             }

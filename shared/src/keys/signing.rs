@@ -79,7 +79,7 @@ impl PrivateKey {
 
     pub fn public(&self) -> VerifyingKey {
         match self {
-            Self::Es256(k) => VerifyingKey::Es256(*k.verifying_key()),
+            Self::Es256(k) => VerifyingKey::es256(*k.verifying_key()),
             Self::EdDsa(k) => VerifyingKey::EdDsa(k.verifying_key()),
         }
     }

@@ -213,3 +213,29 @@ fn signing_and_data_keys_differ() {
     };
     assert_ne!(r.data().unwrap().aes().1, pk.as_bytes());
 }
+
+/// p256 signs, ring verifies: a signature verifies only over its own input, only in the
+/// 64-byte form, and not when R or S is altered or zero.
+#[test]
+fn signatures_verify_only_as_made() {
+    for alg in ["ES256", "EdDSA"] {
+        let r = ring(&signing_json(alg));
+        let key = r.signer(at(0)).unwrap();
+        let sig = key.private.sign(b"input");
+        assert!(key.public.key.verify(b"input", &sig), "{alg}");
+        assert!(!key.public.key.verify(b"inpuT", &sig), "{alg}");
+        for i in [0, 31, 32, 63] {
+            let mut bad = sig.clone();
+            bad[i] ^= 1;
+            assert!(!key.public.key.verify(b"input", &bad), "{alg} byte {i}");
+        }
+        assert!(!key.public.key.verify(b"input", &sig[..63]), "{alg}");
+        assert!(
+            !key.public
+                .key
+                .verify(b"input", &[sig.clone(), vec![0]].concat()),
+            "{alg}"
+        );
+        assert!(!key.public.key.verify(b"input", &[0u8; 64]), "{alg}");
+    }
+}
