@@ -48,6 +48,10 @@ pub enum RotationError {
     Test(String),
     #[error("no key has the kid {0}")]
     UnknownKid(String),
+    #[error(
+        "the secret changed meanwhile (by hand, or another command): nothing was written; run again"
+    )]
+    Moved,
 }
 
 fn sm<E, R>(e: aws_sdk_secretsmanager::error::SdkError<E, R>) -> RotationError
@@ -118,16 +122,36 @@ impl Secrets {
     }
 
     pub async fn current(&self, id: &str) -> Result<String, RotationError> {
-        self.value(id, None, CURRENT)
-            .await?
-            .ok_or_else(|| RotationError::Secrets(format!("{id} has no current value")))
+        Ok(self.current_versioned(id).await?.1)
+    }
+
+    /// The `AWSCURRENT` value with its version id.
+    pub async fn current_versioned(&self, id: &str) -> Result<(String, String), RotationError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_stage(CURRENT)
+            .send()
+            .await
+            .map_err(sm)?;
+        match (out.version_id(), out.secret_string()) {
+            (Some(v), Some(s)) => Ok((v.to_owned(), s.to_owned())),
+            _ => Err(RotationError::Secrets(format!("{id} has no current value"))),
+        }
     }
 
     /// Stores `value` as the new `AWSCURRENT` version of `id`, the way a rotation does (a
-    /// new version staged `AWSPENDING`, then `AWSCURRENT` moved onto it), and takes
-    /// `AWSPENDING` off every version: a rotation under way when the operator wrote fails at
-    /// its next step instead of bringing back what was replaced.
-    pub async fn put_current(&self, id: &str, value: &str) -> Result<(), RotationError> {
+    /// new version staged `AWSPENDING`, then `AWSCURRENT` moved onto it), provided
+    /// `AWSCURRENT` is still the version `read` that `value` was made from; and takes
+    /// `AWSPENDING` off every version: a rotation under way fails at its next step instead of
+    /// bringing back what was replaced.
+    pub async fn put_current(
+        &self,
+        id: &str,
+        value: &str,
+        read: &str,
+    ) -> Result<(), RotationError> {
         let new = uuid::Uuid::now_v7().to_string();
         self.client
             .put_secret_value()
@@ -138,22 +162,27 @@ impl Secrets {
             .send()
             .await
             .map_err(sm)?;
-        let versions = self.versions(id).await?;
-        let current = versions
-            .iter()
-            .find(|(_, l)| l.iter().any(|s| s == CURRENT))
-            .map(|(v, _)| v.clone());
+        let current = current_version(&self.versions(id).await?);
+        if current.as_deref() != Some(read) {
+            self.unstage_pending(id, None).await?;
+            return Err(RotationError::Moved);
+        }
         self.client
             .update_secret_version_stage()
             .secret_id(id)
             .version_stage(CURRENT)
             .move_to_version_id(&new)
-            .set_remove_from_version_id(current)
+            .remove_from_version_id(read)
             .send()
             .await
             .map_err(sm)?;
+        self.unstage_pending(id, None).await
+    }
+
+    /// Takes `AWSPENDING` off every version but `keep`.
+    async fn unstage_pending(&self, id: &str, keep: Option<&str>) -> Result<(), RotationError> {
         for (version, stages) in self.versions(id).await? {
-            if stages.iter().any(|s| s == PENDING) {
+            if Some(version.as_str()) != keep && stages.iter().any(|s| s == PENDING) {
                 self.client
                     .update_secret_version_stage()
                     .secret_id(id)
@@ -166,6 +195,13 @@ impl Secrets {
         }
         Ok(())
     }
+}
+
+fn current_version(stages: &std::collections::HashMap<String, Vec<String>>) -> Option<String> {
+    stages
+        .iter()
+        .find(|(_, l)| l.iter().any(|s| s == CURRENT))
+        .map(|(v, _)| v.clone())
 }
 
 /// The `key-rotation` function.
@@ -256,8 +292,9 @@ impl KeyRotation {
         {
             return Ok(StepOutcome::AlreadyDone);
         }
-        let current = signing::Document::parse(&self.secrets.current(id).await?)?;
-        let next = current.rotated(self.clock.now());
+        let (version, current) = self.secrets.current_versioned(id).await?;
+        let mut next = signing::Document::parse(&current)?.rotated(self.clock.now());
+        next.rotated_from = Some(version);
         self.secrets
             .client
             .put_secret_value()
@@ -274,17 +311,55 @@ impl KeyRotation {
     async fn set(&self, id: &str, token: &str) -> Result<StepOutcome, RotationError> {
         let pending = KeyRing::new(Some(&self.pending(id, token).await?), None, None)?;
         publish(&self.store, &pending, self.clock.now()).await?;
+        // `keys retire` may have replaced the secret while this step ran: then what was just
+        // published may hold the retired key. Publish the current version's keys instead.
+        let still = self.secrets.versions(id).await?;
+        if !still
+            .get(token)
+            .is_some_and(|l| l.iter().any(|s| s == PENDING))
+        {
+            let current = KeyRing::new(Some(&self.secrets.current(id).await?), None, None)?;
+            publish(&self.store, &current, self.clock.now()).await?;
+            return Err(RotationError::NotPending(token.to_owned()));
+        }
         Ok(StepOutcome::Done)
+    }
+
+    /// The pending version's document, provided `AWSCURRENT` is still the version it was
+    /// made from.
+    async fn pending_of_current(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<(signing::Document, signing::Document), RotationError> {
+        let pending = signing::Document::parse(&self.pending(id, token).await?)?;
+        let (version, current) = self.secrets.current_versioned(id).await?;
+        if pending.rotated_from.as_deref() != Some(version.as_str()) {
+            return Err(RotationError::Test(format!(
+                "AWSCURRENT moved to {version} after createSecret (a change by hand?): rotate again"
+            )));
+        }
+        Ok((pending, signing::Document::parse(&current)?))
     }
 
     async fn test(&self, id: &str, token: &str) -> Result<StepOutcome, RotationError> {
         let now = self.clock.now();
         let fail = |m: String| Err(RotationError::Test(m));
-        let pending_doc = signing::Document::parse(&self.pending(id, token).await?)?;
-        let current_doc = signing::Document::parse(&self.secrets.current(id).await?)?;
+        let (pending_doc, current_doc) = self.pending_of_current(id, token).await?;
         let pending = pending_doc.keys()?;
         let current = current_doc.keys()?;
-        let soonest = now.plus(signing::REFRESH_INTERVAL + signing::JWKS_MAX_AGE);
+        let Some(published) = self.store.published_keys().await? else {
+            return fail("nothing is published".into());
+        };
+        for k in &pending {
+            if !published.keys.contains(&k.public.jwk()) {
+                return fail(format!("key {} is not published", k.public.kid));
+            }
+        }
+        // Counted from the publication, so that a retry of this step later still passes.
+        let soonest = published
+            .published_at
+            .plus(signing::REFRESH_INTERVAL + signing::JWKS_MAX_AGE);
         for k in &pending {
             let known = current.iter().any(|c| c.public.kid == k.public.kid);
             if !known && k.signs_from < soonest {
@@ -294,19 +369,16 @@ impl KeyRotation {
                 ));
             }
         }
-        let signer = |keys: &[keys::SigningKey]| {
-            signing::signer_index(keys, now).map(|i| keys[i].public.kid.clone())
+        let signer = |keys: &[keys::SigningKey], at| {
+            signing::signer_index(keys, at).map(|i| keys[i].public.kid.clone())
         };
-        if signer(&pending) != signer(&current) {
-            return fail("the pending version would change the key that signs now".into());
+        let at = published.published_at;
+        if signer(&pending, at) != signer(&current, at) {
+            return fail(
+                "the pending version changes the key that signed when it was published".into(),
+            );
         }
-        let published = self.store.published_keys().await?.unwrap_or_default();
-        for k in &pending {
-            if !published.contains(&k.public.jwk()) {
-                return fail(format!("key {} is not published", k.public.kid));
-            }
-        }
-        let verifiers = KeyRing::new(None, Some(&published), None)?;
+        let verifiers = KeyRing::new(None, Some(&published.keys), None)?;
         let signers = KeyRing::new(Some(&pending_doc.to_json()), None, None)?;
         for k in &pending {
             if let Err(e) = probe(&signers, &verifiers, k.signs_from.max(now)) {
@@ -322,10 +394,8 @@ impl KeyRotation {
         token: &str,
         stages: &std::collections::HashMap<String, Vec<String>>,
     ) -> Result<StepOutcome, RotationError> {
-        let current = stages
-            .iter()
-            .find(|(_, l)| l.iter().any(|s| s == CURRENT))
-            .map(|(v, _)| v.clone());
+        self.pending_of_current(id, token).await?;
+        let current = current_version(stages);
         self.secrets
             .client
             .update_secret_version_stage()
@@ -375,14 +445,27 @@ pub async fn publish_current(
     id: &str,
     now: Timestamp,
 ) -> Result<Vec<String>, RotationError> {
+    if secrets
+        .versions(id)
+        .await?
+        .values()
+        .any(|l| l.iter().any(|s| s == PENDING) && !l.iter().any(|s| s == CURRENT))
+    {
+        return Err(RotationError::Test(
+            "a rotation is under way: publishing now would drop its new key".into(),
+        ));
+    }
     let ring = KeyRing::new(Some(&secrets.current(id).await?), None, None)?;
     publish(store, &ring, now).await?;
     Ok(ring.public_keys().iter().map(|k| k.kid.clone()).collect())
 }
 
 /// `gatehouse-admin keys retire --kid KID`: the key leaves the signing secret and the
-/// published keys at once (docs/keys.md, "A leaked signing key"). Returns the `kid` that
-/// signs from now on.
+/// published keys at once (docs/keys.md, "A leaked signing key"). The secret is written
+/// first (taking `AWSPENDING` off a rotation under way), then its keys are published, so the
+/// published keys end as the secret's. A key that is published but not in the secret (one
+/// from a rotation that failed) leaves the published keys. Returns the `kid` that signs from
+/// now on.
 pub async fn retire(
     secrets: &Secrets,
     store: &Store,
@@ -390,27 +473,37 @@ pub async fn retire(
     kid: &str,
     now: Timestamp,
 ) -> Result<String, RotationError> {
-    let doc = signing::Document::parse(&secrets.current(id).await?)?;
-    let next = doc
-        .without(kid, now)?
-        .ok_or_else(|| RotationError::UnknownKid(kid.to_owned()))?;
-    let json = next.to_json();
+    let (version, current) = secrets.current_versioned(id).await?;
+    let json = match signing::Document::parse(&current)?.without(kid, now)? {
+        Some(next) => {
+            let json = next.to_json();
+            secrets.put_current(id, &json, &version).await?;
+            json
+        }
+        None => {
+            let published = store.published_keys().await?;
+            if !published.is_some_and(|p| p.keys.iter().any(|k| k.kid == kid)) {
+                return Err(RotationError::UnknownKid(kid.to_owned()));
+            }
+            secrets.unstage_pending(id, None).await?;
+            current
+        }
+    };
     let ring = KeyRing::new(Some(&json), None, None)?;
-    let signer = ring
+    publish(store, &ring, now).await?;
+    Ok(ring
         .signer(now)
         .map(|k| k.public.kid.clone())
-        .unwrap_or_default();
-    publish(store, &ring, now).await?;
-    secrets.put_current(id, &json).await?;
-    Ok(signer)
+        .unwrap_or_default())
 }
 
 /// `gatehouse-admin keys rotate-data`: a new data-key seed becomes current; the old one
 /// stays among the previous seeds, still reading what it sealed. Returns the new seed's id.
 pub async fn rotate_data(secrets: &Secrets, id: &str) -> Result<String, RotationError> {
-    let doc = keys::data::Document::parse(&secrets.current(id).await?)?.rotated();
+    let (version, current) = secrets.current_versioned(id).await?;
+    let doc = keys::data::Document::parse(&current)?.rotated();
     let new_id = keys::data::seed_id(&doc.master_seed)?;
-    secrets.put_current(id, &doc.to_json()).await?;
+    secrets.put_current(id, &doc.to_json(), &version).await?;
     Ok(new_id)
 }
 
@@ -422,7 +515,8 @@ pub async fn prune_data(
     id: &str,
     in_use: &std::collections::BTreeSet<String>,
 ) -> Result<(Vec<String>, Vec<String>), RotationError> {
-    let doc = keys::data::Document::parse(&secrets.current(id).await?)?;
+    let (version, current) = secrets.current_versioned(id).await?;
+    let doc = keys::data::Document::parse(&current)?;
     let (mut dropped, mut kept) = (Vec::new(), Vec::new());
     for seed in &doc.previous_master_seeds {
         let sid = keys::data::seed_id(seed)?;
@@ -434,7 +528,7 @@ pub async fn prune_data(
     }
     if !dropped.is_empty() {
         let pruned = doc.pruned(|sid| in_use.contains(sid))?;
-        secrets.put_current(id, &pruned.to_json()).await?;
+        secrets.put_current(id, &pruned.to_json(), &version).await?;
     }
     Ok((dropped, kept))
 }

@@ -96,13 +96,7 @@ impl AppState {
         let loader = KeyLoader::new(config.keys.clone(), config.signing_alg, secrets, store);
         let keys = Keys::new(loader.load().await?);
         if matches!(config.keys, KeySource::SecretsManager { .. }) {
-            keys.spawn_refresh(
-                move || {
-                    let loader = loader.clone();
-                    async move { loader.load().await }
-                },
-                keys::signing::REFRESH_INTERVAL,
-            );
+            keys.spawn_refresh(loader.reload(), keys::signing::REFRESH_INTERVAL);
         }
         let mailer = mailer(&aws, &config)?;
         Ok(Self::new(
@@ -160,6 +154,14 @@ impl KeyLoader {
         }
     }
 
+    /// [`KeyLoader::load`] as a [`keys::Reload`].
+    pub fn reload(self) -> keys::Reload {
+        std::sync::Arc::new(move || {
+            let loader = self.clone();
+            Box::pin(async move { loader.load().await })
+        })
+    }
+
     pub async fn load(&self) -> Result<KeyRing, KeyError> {
         match &self.source {
             KeySource::Dir(dir) => {
@@ -186,20 +188,17 @@ impl KeyLoader {
                     }
                 };
                 let published = async {
-                    if signing.is_some() {
-                        return Ok(None);
-                    }
-                    let jwks = self
+                    let record = self
                         .store
                         .published_keys()
                         .await
                         .map_err(|e| KeyError::Published(e.to_string()))?;
-                    if jwks.is_none() {
+                    if record.is_none() && signing.is_none() {
                         tracing::error!(
                             "no published signing keys in the table: every access token is refused until key-rotation has run (docs/keys.md)"
                         );
                     }
-                    Ok(jwks)
+                    Ok::<_, KeyError>(record.map(|r| r.keys))
                 };
                 let (s, d, p) = tokio::join!(get(signing), get(data), published);
                 let (s, d, p) = (s?, d?, p?);

@@ -86,6 +86,7 @@ fn mentions(v: &Value, logical_id: &str) -> bool {
     }
 }
 
+/// The Allow statements of every function's policies, with the function.
 fn statements(t: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (name, res) in t["Resources"].as_mapping().unwrap() {
@@ -98,6 +99,10 @@ fn statements(t: &Value) -> Vec<(String, Value)> {
             .flatten()
         {
             for st in policy["Statement"].as_sequence().into_iter().flatten() {
+                // The Deny statements are checked on their own (`only_key_rotation_…`).
+                if st["Effect"] == "Deny" {
+                    continue;
+                }
                 out.push((name.as_str().unwrap().to_owned(), st.clone()));
             }
         }
@@ -737,7 +742,7 @@ fn the_offboarding_rule_feeds_a_queue_only_it_may_send_to() {
 /// The allowlist function may do what its flows need and nothing else: read and write the
 /// main table (the list, and the step-up's budgets and codes), query the org's users on
 /// `gsi1` (the owners' notices), append audit events and query the audit table itself (the
-/// dry run, over the org's shards; no index), and mail; no secret.
+/// dry run, over the org's shards; no index), read the data keys (step-ups with a code), and mail.
 #[test]
 fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
     let mut t = template();
@@ -752,6 +757,7 @@ fn the_allowlist_function_may_do_exactly_what_its_flows_need() {
         pairs(&[
             ("audit", "dynamodb:PutItem"),
             ("audit", "dynamodb:Query"),
+            ("data", "secretsmanager:GetSecretValue"),
             ("gsi1", "dynamodb:Query"),
             ("main", "dynamodb:BatchGetItem"),
             ("main", "dynamodb:ConditionCheckItem"),
@@ -796,6 +802,20 @@ fn each_function_reads_only_the_secrets_it_uses() {
     let mut expected: Vec<(String, String)> = vec![
         (
             "AuditFunction".into(),
+            "DataKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        // A step-up with an MFA code opens the TOTP seed (or matches a recovery code) and
+        // writes the factor back sealed: every family with a step-up.
+        (
+            "UsersFunction".into(),
+            "DataKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        (
+            "TokensFunction".into(),
+            "DataKeysSecret secretsmanager:GetSecretValue".into(),
+        ),
+        (
+            "AllowlistFunction".into(),
             "DataKeysSecret secretsmanager:GetSecretValue".into(),
         ),
         (
@@ -881,4 +901,69 @@ fn the_key_rotation_function_may_rotate_and_publish_only() {
         t["Resources"]["DataKeysSecret"]["DeletionPolicy"], "Retain",
         "TOTP seeds are sealed under it"
     );
+}
+
+/// Only `key-rotation` may write the published keys: every other function's policy denies
+/// every write whose partition is `KEYS`, so no Allow of theirs (an unconditioned PutItem on
+/// the main table, the authorizer's marker) can be turned into publishing a key, which would
+/// let that function mint access tokens every verifier accepts.
+#[test]
+fn only_key_rotation_may_write_the_published_keys() {
+    let t = template();
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        let denies: Vec<&Value> = res["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+            .filter(|st| st["Effect"] == "Deny")
+            .collect();
+        if name == "KeyRotationFunction" {
+            assert!(denies.is_empty(), "{name}");
+            continue;
+        }
+        assert_eq!(denies.len(), 1, "{name}");
+        let st = denies[0];
+        let mut acts = actions(st);
+        acts.sort();
+        assert_eq!(
+            acts,
+            [
+                "dynamodb:BatchWriteItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem"
+            ],
+            "{name}"
+        );
+        assert!(mentions(&st["Resource"], "MainTable"), "{name}");
+        assert_eq!(
+            strings(&st["Condition"]["ForAnyValue:StringEquals"]["dynamodb:LeadingKeys"]),
+            ["KEYS"],
+            "{name}"
+        );
+    }
+    // And the item is where the code puts it.
+    let key = gatehouse::store::keys::published_keys();
+    assert_eq!(key.pk, "KEYS");
+}
+
+/// The functions that read a secret read its current version only.
+#[test]
+fn secrets_are_read_at_their_current_version_only() {
+    let t = template();
+    for (function, st) in statements(&t) {
+        if actions(&st).contains(&"secretsmanager:GetSecretValue".to_owned())
+            && function != "KeyRotationFunction"
+        {
+            assert_eq!(
+                st["Condition"]["StringEquals"]["secretsmanager:VersionStage"], "AWSCURRENT",
+                "{function}"
+            );
+        }
+    }
 }

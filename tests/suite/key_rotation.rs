@@ -89,6 +89,7 @@ impl Fixture {
             .published_keys()
             .await
             .unwrap()
+            .map(|r| r.keys)
             .unwrap_or_default();
         KeyRing::new(None, Some(&jwks), None).unwrap()
     }
@@ -153,8 +154,12 @@ async fn the_four_steps_in_order_each_retried(kind: StoreKind) {
     assert_eq!(published.len(), 2, "the current key and the new one");
     assert!(published.contains(&old_kid));
     let new_kid = published.iter().find(|k| **k != old_kid).unwrap().clone();
-    // Published, but nobody signs with it: the signers still hold AWSCURRENT.
-    assert_eq!(kids(&f.signer().await), std::slice::from_ref(&old_kid));
+    // Published, so the signing functions verify it and list it in their JWKS too, but
+    // nobody signs with it, at any time: they sign from AWSCURRENT, which does not have it.
+    let signer = f.signer().await;
+    assert_eq!(kids(&signer), [old_kid.clone(), new_kid.clone()]);
+    let much_later = now.plus(Duration::from_secs(86_400));
+    assert_eq!(signer.signer(much_later).unwrap().public.kid, old_kid);
 
     f.step("testSecret", &t).await.unwrap();
     f.step("testSecret", &t).await.unwrap();
@@ -206,8 +211,8 @@ async fn the_four_steps_in_order_each_retried(kind: StoreKind) {
 }
 
 /// A rotation whose testSecret fails leaves AWSCURRENT where it was: when setSecret never
-/// published the new key, and when the steps ran so late that the new key would sign before
-/// every verifier has it.
+/// published the new key, and when setSecret ran so late that the new key would sign before
+/// every verifier has it. A testSecret retried long after a timely setSecret still passes.
 async fn a_failed_test_leaves_the_current_version_untouched(kind: StoreKind) {
     let f = fixture(kind).await;
     let original = f.current_json().await;
@@ -216,13 +221,13 @@ async fn a_failed_test_leaves_the_current_version_untouched(kind: StoreKind) {
     let t = uuid::Uuid::now_v7().to_string();
     f.step("createSecret", &t).await.unwrap();
     let err = f.step("testSecret", &t).await.unwrap_err();
-    assert!(err.to_string().contains("not published"), "{err}");
+    assert!(err.to_string().contains("nothing is published"), "{err}");
     assert_eq!(f.current_json().await, original);
 
-    // Published now, but 6 minutes went by: the new key would sign in 9 minutes, sooner
-    // than the 10 that functions and outside caches need.
-    f.step("setSecret", &t).await.unwrap();
+    // setSecret 6 minutes late: the new key would sign 9 minutes after its publication,
+    // sooner than the 10 that functions and outside caches need.
     f.clock.advance(Duration::from_secs(6 * 60));
+    f.step("setSecret", &t).await.unwrap();
     let err = f.step("testSecret", &t).await.unwrap_err();
     assert!(err.to_string().contains("before every verifier"), "{err}");
     assert_eq!(f.current_json().await, original);
@@ -234,9 +239,44 @@ async fn a_failed_test_leaves_the_current_version_untouched(kind: StoreKind) {
     };
     assert_eq!(current(&f.stages().await), current(&before));
 
-    // Secrets Manager starts over with a new token: that rotation goes through.
-    f.rotate().await;
+    // Secrets Manager starts over with a new token: that rotation goes through, though its
+    // testSecret is retried an hour after a timely setSecret.
+    let t = uuid::Uuid::now_v7().to_string();
+    f.step("createSecret", &t).await.unwrap();
+    f.step("setSecret", &t).await.unwrap();
+    f.clock.advance(Duration::from_secs(3600));
+    f.step("testSecret", &t).await.unwrap();
+    f.step("finishSecret", &t).await.unwrap();
     assert_eq!(kids(&f.signer().await).len(), 2);
+}
+
+/// A change by hand during a rotation (the bootstrap token removed) is not undone: the
+/// rotation's testSecret and finishSecret refuse a pending version made from an older one.
+async fn a_change_by_hand_during_a_rotation_is_not_undone(kind: StoreKind) {
+    let f = fixture(kind).await;
+    let with_token = TEMPLATE.replace(
+        r#""alg":"ES256","#,
+        r#""alg":"ES256","bootstrap_token":"bootstrap-token-of-at-least-32-characters","#,
+    );
+    let secrets = Secrets::new(secrets_client());
+    let (v, _) = secrets.current_versioned(&f.arn).await.unwrap();
+    secrets.put_current(&f.arn, &with_token, &v).await.unwrap();
+    let t = uuid::Uuid::now_v7().to_string();
+    f.step("createSecret", &t).await.unwrap();
+    f.step("setSecret", &t).await.unwrap();
+    // The operator removes the token while the rotation is under way.
+    let (v, _) = secrets.current_versioned(&f.arn).await.unwrap();
+    secrets.put_current(&f.arn, TEMPLATE, &v).await.unwrap();
+    assert!(f.step("testSecret", &t).await.is_err());
+    assert!(f.step("finishSecret", &t).await.is_err());
+    assert_eq!(f.current_json().await, TEMPLATE);
+    assert!(f.signer().await.bootstrap_token_hash().is_none());
+    // A write from a stale read is refused too, and changes nothing.
+    assert!(matches!(
+        secrets.put_current(&f.arn, &with_token, &v).await,
+        Err(RotationError::Moved)
+    ));
+    assert_eq!(f.current_json().await, TEMPLATE);
 }
 
 /// Steps out of order or unknown are refused, and change nothing.
@@ -437,6 +477,70 @@ async fn reseal_then_prune_leaves_every_mfa_user_able_to_sign_in(kind: StoreKind
     }
 }
 
+/// An environment whose background refresh did not run (a Lambda frozen through a data-key
+/// rotation) loads its keys again before it seals anything: a new factor is sealed under the
+/// key that is current now, not under the one `prune` may drop.
+async fn a_stale_ring_is_loaded_again_before_anything_is_sealed(kind: StoreKind) {
+    let arn = secret(&gatehouse::keys::data::Document::generate().to_json()).await;
+    let a = TestApp::with_config(kind, |c| {
+        c.keys = KeySource::SecretsManager {
+            signing: None,
+            data: Some(arn.clone()),
+        };
+    })
+    .await;
+    let signing = signing::Document::generate(Alg::Es256).to_json();
+    let secrets = Secrets::new(secrets_client());
+    let load = {
+        let (signing, secrets, arn) = (signing.clone(), secrets.clone(), arn.clone());
+        move || {
+            let (signing, secrets, arn) = (signing.clone(), secrets.clone(), arn.clone());
+            Box::pin(async move {
+                let data = secrets
+                    .current(&arn)
+                    .await
+                    .map_err(|e| gatehouse::keys::KeyError::SecretsManager(e.to_string()))?;
+                KeyRing::new(Some(&signing), None, Some(&data))
+            })
+                as std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = Result<KeyRing, gatehouse::keys::KeyError>>
+                            + Send,
+                    >,
+                >
+        }
+    };
+    a.state.keys.replace(load().await.unwrap());
+    // No background task: the refresh that would have run did not (a frozen environment).
+    a.state
+        .keys
+        .set_reload(Arc::new(load), Duration::from_millis(50));
+    admin::run_with(&a.state, Some(&secrets), &Command::KeysRotateData)
+        .await
+        .unwrap();
+    let new_id = KeyRing::new(None, None, Some(&secrets.current(&arn).await.unwrap()))
+        .unwrap()
+        .data()
+        .unwrap()
+        .aes()
+        .0
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let u = a.mfa_user("late@example.com").await;
+    let id = a.get("/v1/me", &u.access_token).await.str("id");
+    let user = gatehouse::domain::UserId::parse(&id).unwrap();
+    let factor = a
+        .state
+        .store
+        .mfa_state(&user)
+        .await
+        .unwrap()
+        .factor
+        .unwrap()
+        .value;
+    assert_eq!(factor.seed.key_id, new_id);
+}
+
 async fn signed_in_with_mfa(a: &TestApp, u: &gatehouse_tests::MfaUser) -> (String, String, String) {
     a.next_step();
     let r = a
@@ -453,10 +557,12 @@ async fn signed_in_with_mfa(a: &TestApp, u: &gatehouse_tests::MfaUser) -> (Strin
 both_stores!(
     the_four_steps_in_order_each_retried,
     a_failed_test_leaves_the_current_version_untouched,
+    a_change_by_hand_during_a_rotation_is_not_undone,
     steps_out_of_order_are_refused,
     a_retired_key_is_pruned_once_its_tokens_expired,
     a_leaked_key_is_retired_at_once,
     reseal_then_prune_leaves_every_mfa_user_able_to_sign_in,
+    a_stale_ring_is_loaded_again_before_anything_is_sealed,
 );
 
 /// What a team's API gateway does with the native JWT authorizer, with another JWT library:

@@ -104,6 +104,22 @@ async fn a_function_without_the_signing_secret_verifies_with_the_published_keys(
     let token = gatehouse::jwt::sign(&signer, &claims, now).unwrap();
     assert!(gatehouse::jwt::verify(&ring, &token, &claims.iss, &claims.aud, now).is_ok());
     assert!(gatehouse::jwt::sign(&ring, &claims, now).is_err());
+
+    // A function that signs verifies the published keys too: a key published before its own
+    // copy of the secret has it.
+    let signing_fn = KeyRing::new(
+        Some(&keys::signing::Document::generate(Alg::Es256).to_json()),
+        store
+            .published_keys()
+            .await
+            .unwrap()
+            .map(|r| r.keys)
+            .as_deref(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(signing_fn.public_keys().len(), 2);
+    assert!(gatehouse::jwt::verify(&signing_fn, &token, &claims.iss, &claims.aud, now).is_ok());
 }
 
 use gatehouse::clock::Clock;
@@ -166,13 +182,7 @@ async fn a_rotated_secret_reaches_a_warm_function_through_the_background_refresh
     );
     let keys = Keys::new(l.load().await.unwrap());
     let before = keys.current().public_keys().to_vec();
-    keys.spawn_refresh(
-        move || {
-            let l = l.clone();
-            async move { l.load().await }
-        },
-        std::time::Duration::from_millis(100),
-    );
+    keys.spawn_refresh(l.reload(), std::time::Duration::from_millis(100));
     let rotated = keys::signing::Document::parse(SIGNING_TEMPLATE)
         .unwrap()
         .rotated(gatehouse::clock::SystemClock.now())

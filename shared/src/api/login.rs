@@ -450,7 +450,7 @@ fn cacheable(body: impl Serialize) -> Response {
 /// The public keys that verify access tokens (RFC 7517): ES256 keys as `EC` P-256, EdDSA
 /// keys as `OKP` Ed25519 (RFC 8037), each `kid` its RFC 7638 thumbprint.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
-    responses((status = 200, body = JwkSet, description = "Every key that may still verify a live access token, and a key about to sign: it is listed at least 15 minutes before it signs (docs/keys.md)")))]
+    responses((status = 200, body = JwkSet, description = "Every key that may still verify a live access token, and a key about to sign: it is listed at least 10 minutes (normally 15) before it signs (docs/keys.md)")))]
 async fn jwks(State(st): State<AppState>) -> Response {
     let ring = st.keys.current();
     let keys = ring.public_keys().iter().map(|k| k.jwk()).collect();

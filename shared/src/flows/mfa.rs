@@ -85,6 +85,7 @@ pub async fn enroll(
     }
     let now = st.clock.now();
     let seed = crypto::random_bytes::<{ totp::SECRET_BYTES }>();
+    st.keys.refresh_if_stale().await;
     let ring = st.keys.current();
     let (key_id, key) = ring.data()?.aes();
     let sealed = crypto::seal(key_id, key, who.user.as_str().as_bytes(), &seed)
@@ -148,6 +149,7 @@ pub async fn confirm(
     // The other sessions go first (then once more after): MFA never comes on while a
     // session that may be an intruder's, opened with the password alone, lives on.
     sessions::revoke_others(st, who, meta).await?;
+    st.keys.refresh_if_stale().await;
     let (codes, records) = new_recovery_codes(st, &who.user, now)?;
     let enabled = TotpFactorRecord {
         status: FactorStatus::Enabled,
@@ -405,6 +407,7 @@ async fn succeed(
     };
     let mut tx = st.store.tx();
     tx.delete_challenge(&c.user_id, &c.challenge_id, Cond::Version(challenge.ver));
+    st.keys.refresh_if_stale().await;
     let mut written = resealed(st, &c.user_id, &factor.value)?;
     let method = match how {
         Accepted::Step(step) => {
@@ -585,6 +588,7 @@ pub async fn regenerate_recovery_codes(
     // As for disable: sessions first, so new codes never leave an intruder signed in.
     sessions::revoke_others(st, who, meta).await?;
     let now = st.clock.now();
+    st.keys.refresh_if_stale().await;
     let (codes, records) = new_recovery_codes(st, &who.user, now)?;
     let mut factor = resealed(st, &who.user, &r.factor.value)?;
     if let Accepted::Step(step) = r.how {

@@ -265,8 +265,10 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// A ring from the signing secret's JSON (`None`: verify with `published`) and the
-    /// data-key secret's JSON (`None`: no data keys).
+    /// A ring from the signing secret's JSON (`None`: sign nothing), the published keys, and
+    /// the data-key secret's JSON (`None`: no data keys). It verifies with the signing keys
+    /// and the published ones: a function that signs also knows a key `key-rotation` has
+    /// published before its own copy of the secret has it, and lists it in its JWKS.
     pub fn new(
         signing: Option<&str>,
         published: Option<&[Jwk]>,
@@ -286,14 +288,16 @@ impl KeyRing {
                 })
             })
             .transpose()?;
-        let verifiers = match (&signing, published) {
-            (Some(s), _) => s.keys.iter().map(|k| k.public.clone()).collect(),
-            (None, Some(jwks)) => jwks
-                .iter()
-                .map(PublicKey::from_jwk)
-                .collect::<Result<_, _>>()?,
-            (None, None) => Vec::new(),
-        };
+        let mut verifiers: Vec<PublicKey> = signing
+            .iter()
+            .flat_map(|s| s.keys.iter().map(|k| k.public.clone()))
+            .collect();
+        for jwk in published.unwrap_or_default() {
+            let key = PublicKey::from_jwk(jwk)?;
+            if !verifiers.iter().any(|v| v.kid == key.kid) {
+                verifiers.push(key);
+            }
+        }
         let data = data
             .map(|json| data::Document::parse(json)?.keys())
             .transpose()?;
@@ -413,38 +417,93 @@ pub fn read_or_create(path: &Path, fresh: impl FnOnce() -> String) -> Result<Str
     }
 }
 
-/// The key ring in use, replaced atomically when the material changes.
-#[derive(Debug)]
-pub struct Keys(RwLock<Arc<KeyRing>>);
+/// Loads a function's key ring again.
+pub type Reload = Arc<
+    dyn Fn()
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<KeyRing, KeyError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The key ring in use, replaced atomically when the material changes, with when it was
+/// loaded and how to load it again.
+pub struct Keys {
+    ring: RwLock<(Arc<KeyRing>, std::time::Instant)>,
+    reload: std::sync::OnceLock<(Reload, Duration)>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("ring", &self.current())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Keys {
     pub fn new(ring: KeyRing) -> Arc<Self> {
-        Arc::new(Self(RwLock::new(Arc::new(ring))))
+        Arc::new(Self {
+            ring: RwLock::new((Arc::new(ring), std::time::Instant::now())),
+            reload: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn current(&self) -> Arc<KeyRing> {
         Arc::clone(
             &self
-                .0
+                .ring
                 .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0,
         )
     }
 
     pub fn replace(&self, ring: KeyRing) {
         *self
-            .0
+            .ring
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (Arc::new(ring), std::time::Instant::now());
+    }
+
+    fn loaded_at(&self) -> std::time::Instant {
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+    }
+
+    async fn load_again(&self, load: &Reload) {
+        match load().await {
+            Ok(ring) => self.replace(ring),
+            Err(e) => {
+                tracing::warn!(error = %e, "refreshing the key ring failed; keeping the current keys")
+            }
+        }
+    }
+
+    /// How to load the ring again, and how old it may get; without it (the local server, the
+    /// tests) the ring never goes stale.
+    pub fn set_reload(&self, load: Reload, every: Duration) {
+        let _ = self.reload.set((load, every));
+    }
+
+    /// Loads the ring again now if it is older than its refresh interval: the background
+    /// refresh has not run, as in a Lambda environment that was frozen. Called before
+    /// anything is sealed or hashed under the current data key, so that nothing new is
+    /// written under a key `gatehouse-admin keys prune` may already have dropped.
+    pub async fn refresh_if_stale(&self) {
+        if let Some((load, every)) = self.reload.get()
+            && self.loaded_at().elapsed() > *every
+        {
+            self.load_again(load).await;
+        }
     }
 
     /// Loads the ring again every `every`, so a rotation reaches warm Lambdas without a
     /// redeploy. Failures keep the keys in use and are logged.
-    pub fn spawn_refresh<F, Fut>(self: &Arc<Self>, load: F, every: Duration)
-    where
-        F: Fn() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<KeyRing, KeyError>> + Send,
-    {
+    pub fn spawn_refresh(self: &Arc<Self>, load: Reload, every: Duration) {
+        self.set_reload(Arc::clone(&load), every);
         let keys = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -453,12 +512,7 @@ impl Keys {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match load().await {
-                    Ok(ring) => keys.replace(ring),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refreshing the key ring failed; keeping the current keys")
-                    }
-                }
+                keys.load_again(&load).await;
             }
         });
     }

@@ -125,6 +125,10 @@ pub struct Document {
     pub keys: Vec<Entry>,
     #[serde(default)]
     pub bootstrap_token: Option<SecretString>,
+    /// In a rotation's pending version: the version of the secret it was made from. The
+    /// rotation stops if `AWSCURRENT` has moved since (a change by hand would be lost).
+    #[serde(default)]
+    pub rotated_from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -141,6 +145,8 @@ struct Stored<'a> {
     keys: Vec<StoredEntry<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bootstrap_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotated_from: Option<&'a str>,
 }
 
 impl Document {
@@ -184,6 +190,7 @@ impl Document {
                 signs_from: Timestamp::from_unix_millis(0),
             }],
             bootstrap_token: None,
+            rotated_from: None,
         }
     }
 
@@ -204,6 +211,7 @@ impl Document {
             alg: self.alg,
             keys,
             bootstrap_token: self.bootstrap_token.as_ref().map(|t| t.expose_secret()),
+            rotated_from: self.rotated_from.as_deref(),
         })
         .unwrap_or_default()
     }
@@ -257,6 +265,7 @@ impl Document {
             initial_seed: None,
             keys,
             bootstrap_token: self.bootstrap_token.clone(),
+            rotated_from: None,
         }
     }
 
@@ -301,6 +310,7 @@ impl Document {
             initial_seed: None,
             keys: entries,
             bootstrap_token: self.bootstrap_token.clone(),
+            rotated_from: None,
         }))
     }
 }

@@ -51,6 +51,8 @@ pub async fn require(
     let password = proof.password.as_ref().ok_or(Error::StepUpRequired)?;
     if who.mfa_enabled {
         let code = proof.code.as_ref().ok_or(Error::StepUpRequired)?;
+        // The factor is written back sealed under the current data key (`spend`).
+        st.keys.refresh_if_stale().await;
         let r = factor::reauthenticate(st, who, Some(password), code, during, meta).await?;
         return Ok(SteppedUp::Factor(Box::new(r)));
     }

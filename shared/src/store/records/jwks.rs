@@ -17,11 +17,11 @@ pub struct PublishedKeysRecord {
 
 impl Store {
     /// The published keys; `None` before the first publication.
-    pub async fn published_keys(&self) -> Result<Option<Vec<Jwk>>, StoreError> {
+    pub async fn published_keys(&self) -> Result<Option<PublishedKeysRecord>, StoreError> {
         Ok(self
             .get::<PublishedKeysRecord>(Table::Main, &keys::published_keys())
             .await?
-            .map(|r| r.value.keys))
+            .map(|r| r.value))
     }
 
     /// Replaces the published keys.
