@@ -230,6 +230,30 @@ impl TestApp {
         }
     }
 
+    /// The same store, clock and mailer behind one deployed function: `families` served
+    /// with `keys` only, as the template gives that function its keys.
+    pub fn as_function(
+        &self,
+        keys: Arc<Keys>,
+        families: Vec<utoipa_axum::router::OpenApiRouter<AppState>>,
+    ) -> Self {
+        let state = AppState::new(
+            self.state.config.clone(),
+            self.state.store.backend().clone(),
+            keys,
+            self.mailer.clone(),
+            Arc::new(self.clock.clone()),
+        );
+        Self {
+            router: gatehouse::api::app(state.clone(), families),
+            state,
+            clock: self.clock.clone(),
+            mailer: self.mailer.clone(),
+            memory: self.memory.clone(),
+            client_ip: Arc::clone(&self.client_ip),
+        }
+    }
+
     /// Every later request of this app comes from `ip`.
     pub fn set_client_ip(&self, ip: std::net::IpAddr) {
         *self.client_ip.lock().unwrap() = ip;

@@ -563,6 +563,7 @@ both_stores!(
     a_leaked_key_is_retired_at_once,
     reseal_then_prune_leaves_every_mfa_user_able_to_sign_in,
     a_stale_ring_is_loaded_again_before_anything_is_sealed,
+    each_function_works_with_only_the_keys_the_template_gives_it,
 );
 
 /// What a team's API gateway does with the native JWT authorizer, with another JWT library:
@@ -639,4 +640,130 @@ async fn discovery_is_not_found_when_the_issuer_is_not_a_url() {
         )
         .await;
     r.assert_problem(404, "not_found");
+}
+
+/// Each family, served with only the keys the template gives its function (the signing
+/// secret, the data-key secret, or neither, and the published keys), does what needs keys:
+/// sign-in and refresh (login), the MFA step (mfa), step-ups with an MFA code (tokens,
+/// allowlist, users), a sealed audit cursor (audit), and a password change (reset). A
+/// function the template gave too few keys answers 500 here.
+async fn each_function_works_with_only_the_keys_the_template_gives_it(kind: StoreKind) {
+    let a = TestApp::new(kind).await;
+    let signing = signing::Document::generate(Alg::Es256).to_json();
+    let data = gatehouse::keys::data::Document::generate().to_json();
+    a.state
+        .keys
+        .replace(KeyRing::new(Some(&signing), None, Some(&data)).unwrap());
+    let now = a.state.clock.now();
+    gatehouse::key_rotation::publish(&a.state.store, &a.state.keys.current(), now)
+        .await
+        .unwrap();
+    let u = a.mfa_user("o@example.com").await;
+
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../infra/template.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let published = a.state.store.published_keys().await.unwrap().unwrap().keys;
+    let function = |name: &str| {
+        let family = gatehouse::api::FAMILIES
+            .iter()
+            .find(|f| f.function == name)
+            .unwrap();
+        let env = &template["Resources"][family.resource]["Properties"]["Environment"]["Variables"];
+        let has = |var: &str| env.get(var).is_some();
+        let ring = KeyRing::new(
+            has("GATEHOUSE_SIGNING_KEYS_SECRET_ARN").then_some(signing.as_str()),
+            Some(&published),
+            has("GATEHOUSE_DATA_KEYS_SECRET_ARN").then_some(data.as_str()),
+        )
+        .unwrap();
+        a.as_function(gatehouse::keys::Keys::new(ring), vec![(family.routes)()])
+    };
+    let (login, mfa, tokens, allowlist, users, audit, reset) = (
+        function("login"),
+        function("mfa"),
+        function("tokens"),
+        function("allowlist"),
+        function("users"),
+        function("audit"),
+        function("reset"),
+    );
+
+    a.next_step();
+    let r = login
+        .post(
+            "/v1/auth/login",
+            json!({"email": u.email, "password": gatehouse_tests::PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "login: {}", r.body);
+    let r = mfa
+        .post(
+            "/v1/auth/mfa/verify",
+            json!({"mfa_token": r.str("mfa_token"), "code": a.code(&u.secret, 0)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "mfa: {}", r.body);
+    let (at, rt) = (r.str("access_token"), r.str("refresh_token"));
+    let r = login
+        .post("/v1/auth/refresh", json!({"refresh_token": rt}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "refresh: {}", r.body);
+
+    let step_up = || {
+        a.next_step();
+        json!({"password": gatehouse_tests::PASSWORD, "code": a.code(&u.secret, 0)})
+    };
+    let with = |extra: serde_json::Value| {
+        let mut b = step_up();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let r = tokens
+        .post_auth(
+            "/v1/tokens",
+            with(json!({"name": "deploys", "scopes": ["users:read"]})),
+            &at,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "tokens: {}", r.body);
+    let r = allowlist
+        .request(
+            http::Method::PUT,
+            "/v1/org/allowlist",
+            Some(with(json!({"enabled": true, "expected_version": 0,
+                "entries": [{"cidr": "203.0.113.0/24", "label": "office"}]}))),
+            Some(&at),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "allowlist: {}", r.body);
+    let r = audit.get("/v1/audit?limit=1", &at).await;
+    assert_eq!(r.status, StatusCode::OK, "audit: {}", r.body);
+    let cursor = r.str("next_cursor");
+    let r = audit
+        .get(&format!("/v1/audit?limit=1&cursor={cursor}"), &at)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "audit cursor: {}", r.body);
+    // It signs everyone out.
+    let r = users
+        .post_auth("/v1/org/sessions/revoke-all", step_up(), &at)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "users: {}", r.body);
+    let (at, _, _) = signed_in_with_mfa(&a, &u).await;
+    let r = reset
+        .post_auth(
+            "/v1/auth/password/change",
+            json!({"current_password": gatehouse_tests::PASSWORD,
+                   "new_password": "a new passphrase of some length"}),
+            &at,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "reset: {}", r.body);
 }
