@@ -15,10 +15,12 @@ run:
 	$(CARGO) run -p gatehouse --bin gatehouse-local -- $(ARGS)
 
 ## Everything CI runs: template lint, formatting, clippy, and every Rust test (the DynamoDB and
-## Secrets Manager ones against moto's server, started and stopped by scripts/with-moto).
+## Secrets Manager ones against moto's server, started and stopped by scripts/with-moto; the
+## function binaries first, which tests/suite/functions.rs runs as Lambda runs them).
 test: venv lint-infra fmt-check clippy test-rust api-contract
 
 test-rust: venv
+	$(CARGO) build --workspace --bins --locked
 	scripts/with-moto $(CARGO) test --workspace --locked
 
 lint: lint-infra fmt-check clippy

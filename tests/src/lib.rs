@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+pub mod runtime_api;
+
 pub const CLIENT_IP: [u8; 4] = [203, 0, 113, 7];
 pub const USER_AGENT: &str = "gatehouse-tests/1.0";
 
@@ -120,6 +122,16 @@ pub async fn fresh_dynamo() -> DynamoStore {
         format!("main-{suffix}"),
         format!("audit-{suffix}"),
     );
+    store
+        .create_tables_if_missing()
+        .await
+        .expect("create tables on the test server");
+    store
+}
+
+/// Tables with these names on the test server, as a stack's.
+pub async fn fresh_dynamo_named(main: &str, audit: &str) -> DynamoStore {
+    let store = DynamoStore::new(dynamo_client(), main, audit);
     store
         .create_tables_if_missing()
         .await

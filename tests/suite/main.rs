@@ -11,6 +11,7 @@ mod concurrency;
 mod conflicts;
 mod conformance;
 mod e2e;
+mod functions;
 mod infra;
 mod invitations;
 mod jwt;

@@ -3,14 +3,14 @@
 //! runtime with `aws_lambda_events` types: no HTTP router, no mail.
 
 use gatehouse::authorizer::{Authorizer, Request, Response};
-use gatehouse::{AppState, config::Config, telemetry};
+use gatehouse::{AppState, config::Config, runtime, telemetry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let config = Config::from_env()?;
-    let authorizer = &Authorizer::new(AppState::for_lambda(config).await?);
+    let state = runtime::init(async { AppState::for_lambda(Config::from_env()?).await }).await?;
+    let authorizer = &Authorizer::new(state);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Request>| async move {
         Ok::<Response, lambda_runtime::Error>(authorizer.decide(&event.payload).await)
     }))

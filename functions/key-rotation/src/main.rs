@@ -4,13 +4,14 @@
 
 use gatehouse::config::Config;
 use gatehouse::key_rotation::{KeyRotation, SecretsManagerSecretRotationEvent};
-use gatehouse::telemetry;
+use gatehouse::{runtime, telemetry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let rotation = &KeyRotation::for_lambda(&Config::from_env()?).await;
+    let config = runtime::init(async { Config::from_env() }).await?;
+    let rotation = &KeyRotation::for_lambda(&config).await;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<SecretsManagerSecretRotationEvent>| async move {
             rotation

@@ -6,8 +6,8 @@ use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
-    let config = Config::from_env()?;
-    let state = AppState::for_lambda_with_mail(config).await?;
+    let state =
+        runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
     // API Gateway sends `GET /openapi.json` here: serve the whole deployed API's document.
     let app = api::app_with_document(state, vec![api::login::routes()], api::DEPLOYED_OPENAPI);
     runtime::run(app).await

@@ -6,15 +6,15 @@
 use std::sync::Arc;
 
 use gatehouse::offboarding::{EventBridgePublisher, Offboarding, SqsBatchResponse, SqsEvent};
-use gatehouse::{AppState, config::Config, telemetry};
+use gatehouse::{AppState, config::Config, runtime, telemetry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let state = runtime::init(async { AppState::for_lambda(Config::from_env()?).await }).await?;
     let publisher = Arc::new(EventBridgePublisher::for_lambda().await);
-    let offboarding = &Offboarding::new(AppState::for_lambda(config).await?, publisher);
+    let offboarding = &Offboarding::new(state, publisher);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, lambda_runtime::Error>(offboarding.handle(event.payload).await)
     }))

@@ -5,7 +5,7 @@ use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
-    let config = Config::from_env()?;
-    let state = AppState::for_lambda_with_mail(config).await?;
+    let state =
+        runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
     runtime::run(api::app(state, vec![api::reset::routes()])).await
 }

@@ -1,0 +1,283 @@
+//! Every function as Lambda runs it: its own binary, started with the environment the
+//! template gives it, polling a stand-in Runtime API on loopback, with Secrets Manager and
+//! DynamoDB on moto. Each gets real invocations through its `main`; a failed initialization
+//! is reported at `/runtime/init/error`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gatehouse_tests::runtime_api::{Answer, FunctionProcess, RuntimeApi};
+use gatehouse_tests::{fresh_dynamo_named, secrets_client};
+use serde_json::{Value, json};
+use serde_yaml::Value as Yaml;
+
+fn template() -> Yaml {
+    serde_yaml::from_str(include_str!("../../infra/template.yaml")).unwrap()
+}
+
+/// A template value with the stack's references resolved from `refs`.
+fn resolve(v: &Yaml, refs: &HashMap<&str, String>) -> String {
+    let lookup = |name: &str| {
+        refs.get(name)
+            .unwrap_or_else(|| panic!("the test does not know {name}: add it to `refs`"))
+            .clone()
+    };
+    if let Some(s) = v.as_str() {
+        return s.to_owned();
+    }
+    if let Some(r) = v.get("Ref").and_then(Yaml::as_str) {
+        return lookup(r);
+    }
+    if let Some(sub) = v.get("Fn::Sub").and_then(Yaml::as_str) {
+        let mut out = sub.to_owned();
+        while let Some(i) = out.find("${") {
+            let j = out[i..].find('}').unwrap() + i;
+            let value = lookup(&out[i + 2..j]);
+            out.replace_range(i..=j, &value);
+        }
+        return out;
+    }
+    panic!("an environment value the test cannot resolve: {v:?}")
+}
+
+/// The environment the template gives `resource`: the globals and its own.
+fn environment(t: &Yaml, resource: &str, refs: &HashMap<&str, String>) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &t["Resources"][resource]["Properties"]["Environment"]["Variables"],
+    ] {
+        for (k, v) in vars.as_mapping().into_iter().flatten() {
+            env.push((k.as_str().unwrap().to_owned(), resolve(v, refs)));
+        }
+    }
+    env
+}
+
+async fn secret(value: &str) -> String {
+    secrets_client()
+        .create_secret()
+        .name(format!("gatehouse-fn-{}", uuid::Uuid::now_v7().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+/// A stack's resources on moto: its tables and its two secrets as the template generates them.
+async fn stack() -> HashMap<&'static str, String> {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let (main, audit) = (format!("main-{suffix}"), format!("audit-{suffix}"));
+    fresh_dynamo_named(&main, &audit).await;
+    // 64 characters, as the template's GenerateSecretString makes them.
+    let seed = || {
+        format!(
+            "{}{}",
+            uuid::Uuid::now_v7().simple(),
+            uuid::Uuid::now_v7().simple()
+        )
+    };
+    let signing = secret(&format!(
+        r#"{{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"{}"}}"#,
+        seed()
+    ))
+    .await;
+    let data = secret(&format!(
+        r#"{{"format":"gatehouse-data-keys-v1","master_seed":"{}"}}"#,
+        seed()
+    ))
+    .await;
+    HashMap::from([
+        ("MainTable", main),
+        ("AuditTable", audit),
+        ("SigningKeysSecret", signing),
+        ("DataKeysSecret", data),
+        ("Issuer", "gatehouse".to_owned()),
+        ("Audience", "gatehouse-api".to_owned()),
+        ("AppUrl", "https://app.example.com".to_owned()),
+        ("SignupMode", "closed".to_owned()),
+        ("AuditRetentionDays", "400".to_owned()),
+        ("MailFromName", "Gatehouse".to_owned()),
+        ("MailFromAddress", "no-reply@example.com".to_owned()),
+        ("LogLevel", "warn".to_owned()),
+        ("TotpIssuer", "Gatehouse".to_owned()),
+    ])
+}
+
+fn http_event(method: &str, path: &str, body: Option<Value>) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "user-agent": "functions-test"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.9", "userAgent": "functions-test"},
+            "requestId": uuid::Uuid::now_v7().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Dec/2026:10:00:00 +0000",
+            "timeEpoch": 1_796_119_200_000_i64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
+}
+
+/// The function `name` of the template, started against `api`.
+fn start(t: &Yaml, refs: &HashMap<&str, String>, name: &str, api: &RuntimeApi) -> FunctionProcess {
+    let resource = gatehouse::api::FAMILIES
+        .iter()
+        .map(|f| (f.function, f.resource))
+        .chain(
+            gatehouse::api::EVENT_FUNCTIONS
+                .iter()
+                .map(|f| (f.function, f.resource)),
+        )
+        .find(|(f, _)| *f == name)
+        .unwrap()
+        .1;
+    FunctionProcess::start(name, api, &environment(t, resource, refs))
+}
+
+fn response(answer: Answer) -> Value {
+    match answer {
+        Answer::Response(v) => v,
+        Answer::Error(e) => panic!("the function answered an error: {e}"),
+    }
+}
+
+/// Every function of the template, each through its own `main` with the template's
+/// environment: `key-rotation` runs the first rotation (which publishes the keys the others
+/// verify with), each HTTP family answers a request of its own, the authorizer decides, and
+/// the offboarding function takes an SQS batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_runs_through_its_own_main_with_the_templates_environment() {
+    let t = template();
+    let refs = stack().await;
+
+    let api = RuntimeApi::start().await;
+    let _rotation = start(&t, &refs, "key-rotation", &api);
+    let token = uuid::Uuid::now_v7().to_string();
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let event = json!({"Step": step, "SecretId": refs["SigningKeysSecret"],
+                           "ClientRequestToken": token});
+        assert_eq!(response(api.invoke(event).await), Value::Null, "{step}");
+    }
+
+    let requests: [(&str, &str, &str, Option<Value>, u16); 7] = [
+        (
+            "login",
+            "POST",
+            "/v1/auth/login",
+            Some(json!({"email": "nobody@example.com", "password": "not the password"})),
+            401,
+        ),
+        (
+            "mfa",
+            "POST",
+            "/v1/auth/mfa/verify",
+            Some(json!({"mfa_token": "usr_x.mfc_y.z", "code": "123456"})),
+            401,
+        ),
+        (
+            "reset",
+            "POST",
+            "/v1/auth/password/forgot",
+            Some(json!({"email": "nobody@example.com"})),
+            202,
+        ),
+        ("users", "GET", "/v1/org", None, 401),
+        ("tokens", "GET", "/v1/tokens", None, 401),
+        ("audit", "GET", "/v1/audit", None, 401),
+        ("allowlist", "GET", "/v1/org/allowlist", None, 401),
+    ];
+    for (name, method, path, body, status) in requests {
+        let api = RuntimeApi::start().await;
+        let _f = start(&t, &refs, name, &api);
+        let answer = response(api.invoke(http_event(method, path, body)).await);
+        assert_eq!(answer["statusCode"], status, "{name}: {answer}");
+        // The login function also serves the JWKS, with the key the rotation published.
+        if name == "login" {
+            let jwks = response(
+                api.invoke(http_event("GET", "/.well-known/jwks.json", None))
+                    .await,
+            );
+            let keys: Value = serde_json::from_str(jwks["body"].as_str().unwrap()).unwrap();
+            assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
+        }
+    }
+
+    let api = RuntimeApi::start().await;
+    let _f = start(&t, &refs, "authorizer", &api);
+    let event: Value = serde_json::from_str(
+        &include_str!("../fixtures/authorizer-v2.json").replace("CREDENTIAL", "not-a-token"),
+    )
+    .unwrap();
+    assert_eq!(response(api.invoke(event).await)["isAuthorized"], false);
+
+    let api = RuntimeApi::start().await;
+    let _f = start(&t, &refs, "offboarding", &api);
+    let event: Value =
+        serde_json::from_str(include_str!("../fixtures/offboarding-sqs.json")).unwrap();
+    // An unknown org is a permanent failure: refused and put on the bus, not retried.
+    assert_eq!(
+        response(api.invoke(event).await)["batchItemFailures"],
+        json!([])
+    );
+}
+
+/// An initialization that fails (a secret that does not exist, a variable missing) is
+/// reported at `/runtime/init/error` with its reason, and the function never asks for an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_initialization_is_reported_to_the_runtime_api() {
+    let t = template();
+    let mut refs = stack().await;
+    refs.insert(
+        "SigningKeysSecret",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone".into(),
+    );
+    let api = RuntimeApi::start().await;
+    let _f = start(&t, &refs, "login", &api);
+    let error = api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("an init error");
+    assert_eq!(error["errorType"], "Runtime.InitError");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Secrets Manager"),
+        "{error}"
+    );
+    assert!(api.first_poll(Duration::from_millis(200)).await.is_none());
+
+    // The mail sender missing, in a function that mails.
+    let refs = stack().await;
+    let api = RuntimeApi::start().await;
+    let env: Vec<(String, String)> = environment(&t, "ResetFunction", &refs)
+        .into_iter()
+        .filter(|(k, _)| k != "GATEHOUSE_MAIL_FROM")
+        .collect();
+    let _f = FunctionProcess::start("reset", &api, &env);
+    let error = api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("an init error");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("GATEHOUSE_MAIL_FROM"),
+        "{error}"
+    );
+}
