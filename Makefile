@@ -7,7 +7,7 @@ ARGS  ?=
 include mk/infra.mk
 include mk/api.mk
 
-.PHONY: run test test-rust lint fmt fmt-check clippy bench bench-latency bench-audit build deploy clean openapi
+.PHONY: run test test-rust lint fmt fmt-check clippy bench bench-latency bench-audit bench-cold build deploy clean openapi
 
 ## Start every route in one local server on http://127.0.0.1:3000 (memory store, local keys,
 ## local mailer). Pass flags with ARGS, e.g. make run ARGS="--store dynamodb".
@@ -41,7 +41,7 @@ openapi:
 ## Latency of login, MFA verify, logout, refresh, me and JWKS in-process, against one
 ## argon2id hash; the Lambda authorizer's decision (access token, API token) with a warm cache;
 ## then the audit query over 100,000 events on the DynamoDB path (moto).
-bench: bench-latency bench-audit
+bench: bench-latency bench-audit bench-cold
 
 bench-latency:
 	$(CARGO) bench -p gatehouse-tests --bench latency
@@ -50,6 +50,12 @@ bench-latency:
 ## (BENCH_AUDIT_EVENTS sets the count).
 bench-audit: venv
 	scripts/with-moto $(CARGO) bench -p gatehouse-tests --bench audit
+
+## Cold start of every function as Lambda starts it (release binaries, the stand-in Runtime
+## API, moto), beside a hello-world lambda_http binary (BENCH_COLD_RUNS sets the starts).
+bench-cold: venv
+	$(CARGO) build --release --workspace --bins --locked
+	scripts/with-moto $(CARGO) bench -p gatehouse-tests --bench cold
 
 ## Lambda artifacts: sam build (BuildMethod rust-cargolambda; cargo-lambda and zig from .venv).
 build: build-lambda

@@ -15,7 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
+use serde_json::{Value, json};
+use serde_yaml::Value as Yaml;
 use tokio::sync::{Notify, oneshot};
 
 /// What a function answered to one event.
@@ -180,10 +181,15 @@ pub struct FunctionProcess {
 }
 
 pub fn function_binary(name: &str) -> std::path::PathBuf {
+    binary_of("debug", name)
+}
+
+/// A binary of the workspace built with `profile` (`debug`, `release`).
+pub fn binary_of(profile: &str, name: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = dir.join("debug").join(name);
+    let bin = dir.join(profile).join(name);
     assert!(
         bin.exists(),
         "{} is missing: build the functions first (`cargo build --workspace --bins`; `make \
@@ -195,7 +201,16 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
 
 impl FunctionProcess {
     pub fn start(name: &str, api: &RuntimeApi, env: &[(String, String)]) -> Self {
-        let mut cmd = tokio::process::Command::new(function_binary(name));
+        Self::start_binary(&function_binary(name), name, api, env)
+    }
+
+    pub fn start_binary(
+        bin: &std::path::Path,
+        name: &str,
+        api: &RuntimeApi,
+        env: &[(String, String)],
+    ) -> Self {
+        let mut cmd = tokio::process::Command::new(bin);
         cmd.env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
@@ -220,4 +235,133 @@ impl FunctionProcess {
             started,
         }
     }
+}
+
+// The deployed stack, as the template describes it, on moto.
+
+/// The SAM template.
+pub fn template() -> Yaml {
+    serde_yaml::from_str(include_str!("../../infra/template.yaml")).unwrap()
+}
+
+/// A template value with the stack's references resolved from `refs`.
+fn resolve(v: &Yaml, refs: &HashMap<&str, String>) -> String {
+    let lookup = |name: &str| {
+        refs.get(name)
+            .unwrap_or_else(|| panic!("the test does not know {name}: add it to `refs`"))
+            .clone()
+    };
+    if let Some(s) = v.as_str() {
+        return s.to_owned();
+    }
+    if let Some(r) = v.get("Ref").and_then(Yaml::as_str) {
+        return lookup(r);
+    }
+    if let Some(sub) = v.get("Fn::Sub").and_then(Yaml::as_str) {
+        let mut out = sub.to_owned();
+        while let Some(i) = out.find("${") {
+            let j = out[i..].find('}').unwrap() + i;
+            let value = lookup(&out[i + 2..j]);
+            out.replace_range(i..=j, &value);
+        }
+        return out;
+    }
+    panic!("an environment value the test cannot resolve: {v:?}")
+}
+
+/// The environment the template gives `resource`: the globals and its own.
+pub fn environment(
+    t: &Yaml,
+    resource: &str,
+    refs: &HashMap<&str, String>,
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &t["Resources"][resource]["Properties"]["Environment"]["Variables"],
+    ] {
+        for (k, v) in vars.as_mapping().into_iter().flatten() {
+            env.push((k.as_str().unwrap().to_owned(), resolve(v, refs)));
+        }
+    }
+    env
+}
+
+async fn secret(value: &str) -> String {
+    crate::secrets_client()
+        .create_secret()
+        .name(format!("gatehouse-fn-{}", uuid::Uuid::now_v7().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+/// A stack's resources on moto: its tables and its two secrets as the template generates them.
+pub async fn stack() -> HashMap<&'static str, String> {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let (main, audit) = (format!("main-{suffix}"), format!("audit-{suffix}"));
+    crate::fresh_dynamo_named(&main, &audit).await;
+    // 64 characters, as the template's GenerateSecretString makes them.
+    let seed = || {
+        format!(
+            "{}{}",
+            uuid::Uuid::now_v7().simple(),
+            uuid::Uuid::now_v7().simple()
+        )
+    };
+    let signing = secret(&format!(
+        r#"{{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"{}"}}"#,
+        seed()
+    ))
+    .await;
+    let data = secret(&format!(
+        r#"{{"format":"gatehouse-data-keys-v1","master_seed":"{}"}}"#,
+        seed()
+    ))
+    .await;
+    HashMap::from([
+        ("MainTable", main),
+        ("AuditTable", audit),
+        ("SigningKeysSecret", signing),
+        ("DataKeysSecret", data),
+        ("Issuer", "gatehouse".to_owned()),
+        ("Audience", "gatehouse-api".to_owned()),
+        ("AppUrl", "https://app.example.com".to_owned()),
+        ("SignupMode", "closed".to_owned()),
+        ("AuditRetentionDays", "400".to_owned()),
+        ("MailFromName", "Gatehouse".to_owned()),
+        ("MailFromAddress", "no-reply@example.com".to_owned()),
+        ("LogLevel", "warn".to_owned()),
+        ("TotpIssuer", "Gatehouse".to_owned()),
+    ])
+}
+
+/// An API Gateway HTTP API (payload 2.0) event.
+pub fn http_event(method: &str, path: &str, body: Option<Value>) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "user-agent": "functions-test"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.9", "userAgent": "functions-test"},
+            "requestId": uuid::Uuid::now_v7().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Dec/2026:10:00:00 +0000",
+            "timeEpoch": 1_796_119_200_000_i64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
 }
