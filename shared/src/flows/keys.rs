@@ -61,36 +61,38 @@ pub async fn reseal(st: &AppState) -> Result<ResealReport, Error> {
 /// seed or hashed a recovery code.
 pub async fn data_keys_in_use(st: &AppState) -> Result<BTreeSet<String>, Error> {
     let mut used: BTreeSet<String> = recovery_codes_by_pepper(st).await?.into_keys().collect();
-    let mut start = None;
-    loop {
-        let (page, next) = st
-            .store
-            .scan_mfa::<TotpFactorRecord>(keys::MFA_TOTP, start)
-            .await?;
-        used.extend(page.into_iter().map(|(_, f)| f.value.seed.key_id));
-        match next {
-            Some(n) => start = Some(n),
-            None => break,
-        }
-    }
+    each::<TotpFactorRecord>(st, keys::MFA_TOTP, |f| {
+        used.insert(f.seed.key_id);
+    })
+    .await?;
     Ok(used)
 }
 
 async fn recovery_codes_by_pepper(st: &AppState) -> Result<BTreeMap<String, usize>, Error> {
     let mut counts = BTreeMap::new();
+    each::<RecoveryCodeRecord>(st, keys::MFA_RECOVERY_PREFIX, |r| {
+        *counts.entry(r.pepper_id).or_default() += 1;
+    })
+    .await?;
+    Ok(counts)
+}
+
+/// Calls `f` with every MFA item of every user whose sort key begins with `sk_prefix`, a
+/// page at a time.
+async fn each<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    sk_prefix: &str,
+    mut f: impl FnMut(T),
+) -> Result<(), Error> {
     let mut start = None;
     loop {
-        let (page, next) = st
-            .store
-            .scan_mfa::<RecoveryCodeRecord>(keys::MFA_RECOVERY_PREFIX, start)
-            .await?;
-        for (_, r) in page {
-            *counts.entry(r.value.pepper_id).or_default() += 1;
+        let (page, next) = st.store.scan_mfa::<T>(sk_prefix, start).await?;
+        for (_, item) in page {
+            f(item.value);
         }
         match next {
             Some(n) => start = Some(n),
-            None => break,
+            None => return Ok(()),
         }
     }
-    Ok(counts)
 }
