@@ -214,6 +214,23 @@ import time
 
 import pyotp
 import schemathesis
+from hypothesis.internal import lambda_sources as _lambda_sources
+
+# CPython 3.11's ast.parse now and then raises SystemError ("AST constructor recursion depth
+# mismatch") when hypothesis parses a module's source to describe a filter's lambda for its
+# repr, and the run then ends in a Runtime Error that says nothing about the API. The
+# description is cosmetic: an unknown one, as hypothesis gives for sources it cannot read.
+_describe = _lambda_sources._lambda_description
+
+
+def _lambda_description(f, *args, **kwargs):
+    try:
+        return _describe(f, *args, **kwargs)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+_lambda_sources._lambda_description = _lambda_description
 
 # The floor of every organization's minimum password length, which the document states.
 PASSWORD_FLOOR = 8
