@@ -129,6 +129,20 @@ pub async fn fresh_dynamo() -> DynamoStore {
     store
 }
 
+/// A new secret on the test server holding `value`; its ARN.
+pub async fn moto_secret(value: &str) -> String {
+    secrets_client()
+        .create_secret()
+        .name(format!("gatehouse-test-{}", uuid::Uuid::now_v7().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
 /// Tables with these names on the test server, as a stack's.
 pub async fn fresh_dynamo_named(main: &str, audit: &str) -> DynamoStore {
     let store = DynamoStore::new(dynamo_client(), main, audit);

@@ -287,19 +287,6 @@ pub fn environment(
     env
 }
 
-async fn secret(value: &str) -> String {
-    crate::secrets_client()
-        .create_secret()
-        .name(format!("gatehouse-fn-{}", uuid::Uuid::now_v7().simple()))
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned()
-}
-
 /// A stack's resources on moto: its tables and its two secrets as the template generates them.
 pub async fn stack() -> HashMap<&'static str, String> {
     let suffix = uuid::Uuid::now_v7().simple().to_string();
@@ -313,12 +300,12 @@ pub async fn stack() -> HashMap<&'static str, String> {
             uuid::Uuid::now_v7().simple()
         )
     };
-    let signing = secret(&format!(
+    let signing = crate::moto_secret(&format!(
         r#"{{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"{}"}}"#,
         seed()
     ))
     .await;
-    let data = secret(&format!(
+    let data = crate::moto_secret(&format!(
         r#"{{"format":"gatehouse-data-keys-v1","master_seed":"{}"}}"#,
         seed()
     ))

@@ -13,11 +13,9 @@ use gatehouse::key_rotation::{
 use gatehouse::keys::{Alg, KeyRing, KeySource, signing};
 use gatehouse::state::KeyLoader;
 use gatehouse::store::Store;
-use gatehouse_tests::{LocalServer, StoreKind, TestApp, both_stores, secrets_client};
+use gatehouse_tests::{LocalServer, StoreKind, TestApp, both_stores, moto_secret, secrets_client};
 use http::StatusCode;
 use serde_json::json;
-
-use crate::keys::secret;
 
 const TEMPLATE: &str = r#"{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"Kq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
 
@@ -42,7 +40,7 @@ async fn fixture(kind: StoreKind) -> Fixture {
         ),
         store,
         clock,
-        arn: secret(TEMPLATE).await,
+        arn: moto_secret(TEMPLATE).await,
     }
 }
 
@@ -398,7 +396,7 @@ async fn a_leaked_key_is_retired_at_once(kind: StoreKind) {
 /// keep the old key from being pruned, until they are replaced.
 async fn reseal_then_prune_leaves_every_mfa_user_able_to_sign_in(kind: StoreKind) {
     let data = gatehouse::keys::data::Document::generate().to_json();
-    let arn = secret(&data).await;
+    let arn = moto_secret(&data).await;
     let a = TestApp::with_config(kind, |c| {
         c.keys = KeySource::SecretsManager {
             signing: None,
@@ -481,7 +479,7 @@ async fn reseal_then_prune_leaves_every_mfa_user_able_to_sign_in(kind: StoreKind
 /// rotation) loads its keys again before it seals anything: a new factor is sealed under the
 /// key that is current now, not under the one `prune` may drop.
 async fn a_stale_ring_is_loaded_again_before_anything_is_sealed(kind: StoreKind) {
-    let arn = secret(&gatehouse::keys::data::Document::generate().to_json()).await;
+    let arn = moto_secret(&gatehouse::keys::data::Document::generate().to_json()).await;
     let a = TestApp::with_config(kind, |c| {
         c.keys = KeySource::SecretsManager {
             signing: None,

@@ -6,26 +6,12 @@ use std::sync::Arc;
 use gatehouse::keys::{self, Alg, KeyError, KeyRing, KeySource, Keys};
 use gatehouse::state::KeyLoader;
 use gatehouse::store::Store;
-use gatehouse_tests::{StoreKind, both_stores, secrets_client};
+use gatehouse_tests::{StoreKind, both_stores, moto_secret, secrets_client};
 
 /// What the SAM template's GenerateSecretString produces for each secret: a template plus
 /// one random key.
 const SIGNING_TEMPLATE: &str = r#"{"format":"gatehouse-signing-keys-v1","alg":"ES256","initial_seed":"Kq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
 const DATA_TEMPLATE: &str = r#"{"format":"gatehouse-data-keys-v1","master_seed":"Zq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ"}"#;
-
-pub async fn secret(value: &str) -> String {
-    let name = format!("gatehouse-keys-{}", uuid::Uuid::now_v7().simple());
-    secrets_client()
-        .create_secret()
-        .name(&name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned()
-}
 
 fn loader(source: KeySource, store: Store) -> KeyLoader {
     KeyLoader::new(source, Alg::Es256, Some(secrets_client()), store)
@@ -40,7 +26,10 @@ async fn store(kind: StoreKind) -> Store {
 
 #[tokio::test]
 async fn the_key_ring_loads_from_both_secrets_in_the_template_formats() {
-    let (signing, data) = (secret(SIGNING_TEMPLATE).await, secret(DATA_TEMPLATE).await);
+    let (signing, data) = (
+        moto_secret(SIGNING_TEMPLATE).await,
+        moto_secret(DATA_TEMPLATE).await,
+    );
     let source = KeySource::SecretsManager {
         signing: Some(signing),
         data: Some(data),
@@ -66,7 +55,7 @@ async fn the_legacy_single_secret_loads_as_the_data_key_secret() {
     let legacy = r#"{"format":"gatehouse-keys-v1","master_seed":"Zq3ZpX9vLm2TnR8sWb4YcD7fHj6GkA1eQ5uVx0iOoPlMzNyBtCwErSdFgUhIaJ","bootstrap_token":"ignored-here-ignored-here-ignored-here"}"#;
     let source = KeySource::SecretsManager {
         signing: None,
-        data: Some(secret(legacy).await),
+        data: Some(moto_secret(legacy).await),
     };
     let ring = loader(source, store(StoreKind::Memory).await)
         .load()
@@ -172,7 +161,7 @@ async fn the_local_key_directory_is_created_once_private_and_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_reaches_a_warm_function_through_the_background_refresh() {
     let client = secrets_client();
-    let name = secret(SIGNING_TEMPLATE).await;
+    let name = moto_secret(SIGNING_TEMPLATE).await;
     let l = loader(
         KeySource::SecretsManager {
             signing: Some(name.clone()),
