@@ -255,12 +255,10 @@ async fn try_main() -> Result<String, Box<dyn std::error::Error + Send + Sync>> 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = parse(&args)?;
     let config = Config::from_env()?;
-    let state = if config.mail_from.is_some() {
-        AppState::for_lambda_with_mail(config).await?
-    } else {
+    if config.mail_from.is_none() {
         eprintln!("GATEHOUSE_MAIL_FROM is not set: nobody will be mailed.");
-        AppState::for_lambda(config).await?
-    };
+    }
+    let state = AppState::for_operator(config).await?;
     let secrets = match &state.config.keys {
         KeySource::SecretsManager { .. } => Some(Secrets::new(
             aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await),

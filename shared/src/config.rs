@@ -190,6 +190,10 @@ impl Config {
         } else if let Some(dir) = text("GATEHOUSE_KEYS_DIR") {
             c.keys = KeySource::Dir(dir.into());
         }
+        if let Some(v) = text("GATEHOUSE_TLS_ROOTS") {
+            crate::aws::TlsRoots::parse(&v)
+                .ok_or_else(|| invalid("GATEHOUSE_TLS_ROOTS", "must be aws or platform"))?;
+        }
         if let Some(v) = text("GATEHOUSE_SIGNING_ALG") {
             c.signing_alg = crate::keys::Alg::parse(&v)
                 .ok_or_else(|| invalid("GATEHOUSE_SIGNING_ALG", "must be ES256 or EdDSA"))?;
@@ -408,6 +412,11 @@ mod tests {
         assert!(cfg(&[("GATEHOUSE_PASSWORD_MIN_LENGTH", "6")]).is_err());
         assert!(cfg(&[("APP_URL", "javascript:alert(1)")]).is_err());
         assert!(cfg(&[("GATEHOUSE_RESET_TOKEN_SECONDS", "10")]).is_err());
+        let e = cfg(&[("GATEHOUSE_TLS_ROOTS", "system")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.starts_with("GATEHOUSE_TLS_ROOTS")));
+        assert!(cfg(&[("GATEHOUSE_TLS_ROOTS", "platform")]).is_ok());
     }
 
     #[test]

@@ -413,15 +413,10 @@ impl Check {
 
 fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
     use lambda_http::request::RequestContext;
-    // In Lambda, API Gateway's view of the caller; it cannot be set by the caller.
-    match parts.extensions.get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
-            return ctx.http.source_ip.as_deref()?.parse().ok();
-        }
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            return ctx.identity.source_ip.as_deref()?.parse().ok();
-        }
-        _ => {}
+    // In Lambda, API Gateway's view of the caller; it cannot be set by the caller. The
+    // template's API is an HTTP API (payload 2.0); REST API events are not linked in.
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() {
+        return ctx.http.source_ip.as_deref()?.parse().ok();
     }
     if trust_forwarded_for {
         // The rightmost entry is the one the operator's own proxy appended; everything to its

@@ -237,7 +237,7 @@ impl KeyRotation {
 
     /// The function's state: DynamoDB and Secrets Manager clients, nothing read yet.
     pub async fn for_lambda(config: &crate::config::Config) -> Self {
-        let aws = crate::aws::sdk_config().await;
+        let aws = crate::aws::lambda_sdk_config();
         let dynamo = crate::store::DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
             &config.main_table,

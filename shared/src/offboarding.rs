@@ -65,14 +65,14 @@ impl EventBridgePublisher {
         }
     }
 
-    /// With a client of `config` (as [`crate::aws::sdk_config`] builds it, or a test's).
+    /// With a client of `config` (as [`crate::aws::lambda_sdk_config`] builds it, or a test's).
     pub fn from_config(config: &aws_config::SdkConfig, source: impl Into<String>) -> Self {
         Self::new(aws_sdk_eventbridge::Client::new(config), source)
     }
 
     /// The Lambda function's: the default bus of its account and region, source [`SOURCE`].
     pub async fn for_lambda() -> Self {
-        Self::from_config(&crate::aws::sdk_config().await, SOURCE)
+        Self::from_config(&crate::aws::lambda_sdk_config(), SOURCE)
     }
 }
 

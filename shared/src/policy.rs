@@ -98,14 +98,31 @@ impl NewPassword {
 
 /// The common passwords refused at any length: 19,640 entries from the list Django ships,
 /// compiled by Royce Williams (source and licence in `shared/data/README.md`). Lower-case,
-/// sorted by bytes, one per line.
-const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+/// sorted by bytes, one per line; zlib-compressed by `shared/build.rs` (162 KiB to 57 KiB).
+static COMMON_PASSWORDS_Z: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/common-passwords.txt.z"));
+
+/// The common passwords, inflated on first use (about a millisecond), not at cold start.
+fn common_passwords() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| inflate(COMMON_PASSWORDS_Z));
+    &TEXT
+}
+
+/// A bundled file that `shared/build.rs` compressed (this list, and the deployed OpenAPI
+/// document); empty if it does not inflate to UTF-8 (the tests inflate each against its source).
+pub(crate) fn inflate(packed: &[u8]) -> String {
+    miniz_oxide::inflate::decompress_to_vec_zlib(packed)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
 
 /// Whether `lower` (lower-cased) is a common password or in the breach corpus
 /// ([`crate::breached`]). Both are indexed on first use, not at cold start.
 pub fn is_common(lower: &str) -> bool {
     static LIST: std::sync::LazyLock<Vec<&'static str>> =
-        std::sync::LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
+        std::sync::LazyLock::new(|| common_passwords().lines().collect());
     LIST.binary_search(&lower).is_ok() || crate::breached::is_breached(lower)
 }
 
@@ -420,7 +437,12 @@ mod tests {
 
     #[test]
     fn the_common_password_list_is_sorted_lower_case_and_large() {
-        let entries: Vec<&str> = COMMON_PASSWORDS.lines().collect();
+        assert_eq!(
+            common_passwords(),
+            include_str!("../data/common-passwords.txt"),
+            "the bundled copy inflates to the file"
+        );
+        let entries: Vec<&str> = common_passwords().lines().collect();
         assert!(entries.len() >= 10_000, "{}", entries.len());
         assert!(
             entries.windows(2).all(|w| w[0] < w[1]),

@@ -59,37 +59,41 @@ impl AppState {
     /// The state of a Lambda function that sends no mail: DynamoDB and Secrets Manager
     /// clients built once, keys loaded once and refreshed in the background.
     pub async fn for_lambda(config: Config) -> Result<Self, InitError> {
-        Self::lambda(config, |_, _| Ok(Arc::new(NoMailer))).await
+        let aws = crate::aws::lambda_sdk_config();
+        Self::lambda(config, &aws, |_, _| Ok(Arc::new(NoMailer))).await
+    }
+
+    /// The operator's CLI: as a function's state, with AWS credentials from the full default
+    /// chain (profiles, SSO), mailing through SES when `GATEHOUSE_MAIL_FROM` is set.
+    pub async fn for_operator(config: Config) -> Result<Self, InitError> {
+        let aws = crate::aws::sdk_config().await;
+        if config.mail_from.is_some() {
+            Self::lambda(config, &aws, ses_mailer).await
+        } else {
+            Self::lambda(config, &aws, |_, _| Ok(Arc::new(NoMailer))).await
+        }
     }
 
     /// As [`AppState::for_lambda`], for a function that mails: through SES, from
     /// `GATEHOUSE_MAIL_FROM`. Separate so that functions without mail do not link SES.
     pub async fn for_lambda_with_mail(config: Config) -> Result<Self, InitError> {
-        Self::lambda(config, |aws, config| {
-            let from = config.mail_from.clone().ok_or_else(|| {
-                InitError::Other("GATEHOUSE_MAIL_FROM must be set: this function sends mail".into())
-            })?;
-            Ok(Arc::new(SesMailer::new(
-                aws_sdk_sesv2::Client::new(aws),
-                from,
-            )))
-        })
-        .await
+        let aws = crate::aws::lambda_sdk_config();
+        Self::lambda(config, &aws, ses_mailer).await
     }
 
     async fn lambda(
         config: Config,
+        aws: &aws_config::SdkConfig,
         mailer: impl FnOnce(&aws_config::SdkConfig, &Config) -> Result<Arc<dyn Mailer>, InitError>,
     ) -> Result<Self, InitError> {
-        let aws = crate::aws::sdk_config().await;
         let dynamo = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
+            aws_sdk_dynamodb::Client::new(aws),
             &config.main_table,
             &config.audit_table,
         );
         let backend: Arc<dyn Backend> = Arc::new(dynamo);
         let secrets = match &config.keys {
-            KeySource::SecretsManager { .. } => Some(aws_sdk_secretsmanager::Client::new(&aws)),
+            KeySource::SecretsManager { .. } => Some(aws_sdk_secretsmanager::Client::new(aws)),
             KeySource::Dir(_) => None,
         };
         let store = Store::new(Arc::clone(&backend), config.audit_retention);
@@ -98,7 +102,7 @@ impl AppState {
         if matches!(config.keys, KeySource::SecretsManager { .. }) {
             keys.spawn_refresh(loader.reload(), keys::signing::REFRESH_INTERVAL);
         }
-        let mailer = mailer(&aws, &config)?;
+        let mailer = mailer(aws, &config)?;
         Ok(Self::new(
             config,
             backend,
@@ -107,6 +111,17 @@ impl AppState {
             Arc::new(SystemClock),
         ))
     }
+}
+
+/// Mail through SES from `GATEHOUSE_MAIL_FROM`, which must be set.
+fn ses_mailer(aws: &aws_config::SdkConfig, config: &Config) -> Result<Arc<dyn Mailer>, InitError> {
+    let from = config.mail_from.clone().ok_or_else(|| {
+        InitError::Other("GATEHOUSE_MAIL_FROM must be set: this function sends mail".into())
+    })?;
+    Ok(Arc::new(SesMailer::new(
+        aws_sdk_sesv2::Client::new(aws),
+        from,
+    )))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -80,11 +80,8 @@ fn the_committed_deployed_document_is_current() {
 async fn the_login_function_serves_the_deployed_document() {
     use tower::ServiceExt;
     let a = TestApp::new(StoreKind::Memory).await;
-    let app = gatehouse::api::app_with_document(
-        a.state.clone(),
-        vec![gatehouse::api::login::routes()],
-        gatehouse::api::DEPLOYED_OPENAPI,
-    );
+    let app =
+        gatehouse::api::function_app(a.state.clone(), vec![gatehouse::api::login::routes()], true);
     let r = app
         .oneshot(
             http::Request::get("/openapi.json")
@@ -98,6 +95,11 @@ async fn the_login_function_serves_the_deployed_document() {
     let body = axum::body::to_bytes(r.into_body(), usize::MAX)
         .await
         .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        gatehouse::api::DEPLOYED_OPENAPI,
+        "the bundled copy inflates to docs/openapi.json"
+    );
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let ops = operations(&doc);
     assert!(ops.contains(&(Method::POST, "/v1/auth/mfa/verify".to_owned())));
@@ -183,4 +185,30 @@ fn every_operation_documents_the_shared_answers_as_problem_json() {
     for name in ["RequestId", "WwwAuthenticate", "RetryAfter"] {
         assert_eq!(headers[name]["required"], true, "{name}");
     }
+}
+
+/// The other functions build no document at cold start and have no `/openapi.json` (API
+/// Gateway routes it to `login` alone), and still answer their own routes with the same
+/// problem+json fallbacks.
+#[tokio::test]
+async fn the_other_functions_serve_their_routes_and_no_document() {
+    use tower::ServiceExt;
+    let a = TestApp::new(StoreKind::Memory).await;
+    let app = gatehouse::api::function_app(
+        a.state.clone(),
+        vec![gatehouse::api::audit::routes()],
+        false,
+    );
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let r = app.clone().oneshot(get("/openapi.json")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = app.clone().oneshot(get("/v1/audit")).await.unwrap();
+    assert_eq!(r.status(), 401, "the family's own route, unauthenticated");
+    let r = app.oneshot(get("/v1/auth/login")).await.unwrap();
+    assert_eq!(r.status(), 404, "another family's route");
 }

@@ -99,21 +99,52 @@ pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
     finish(state, router, json.into())
 }
 
-/// As [`app`], but `GET /openapi.json` serves `document` (JSON) instead of the families' own:
-/// the `login` function, which answers `/openapi.json` in a deployed stack, serves
-/// [`DEPLOYED_OPENAPI`] without linking the other families' code.
-pub fn app_with_document(
+/// The app of one deployed function: its families' routes with the same fallbacks, limits and
+/// request ids as [`app`], without building an OpenAPI document at cold start (every
+/// component schema of the API, which made up much of a function's init and size;
+/// docs/performance.md, "Cold start"). With `serve_document`, `GET /openapi.json` serves
+/// [`deployed_openapi_json`]: the `login` function's, to which API Gateway routes that path;
+/// the others have no such route.
+pub fn function_app(
     state: AppState,
     families: Vec<OpenApiRouter<AppState>>,
-    document_json: &'static str,
+    serve_document: bool,
 ) -> Router {
-    let (router, _) = document(families);
-    finish(state, router, document_json.into())
+    let mut routes = OpenApiRouter::new();
+    for f in families {
+        routes = routes.merge(f);
+    }
+    let router: Router<AppState> = routes.into();
+    let router = if serve_document {
+        router.route(
+            "/openapi.json",
+            axum::routing::get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    deployed_openapi_json(),
+                )
+                    .into_response()
+            }),
+        )
+    } else {
+        router
+    };
+    layers(state, router)
 }
 
 /// The OpenAPI document of a deployed stack (every family behind API Gateway), as committed
 /// in `docs/openapi.json`; a test keeps it equal to [`deployed_openapi`].
 pub const DEPLOYED_OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// [`DEPLOYED_OPENAPI`] as the `login` function serves it: zlib-compressed by
+/// `shared/build.rs` (307 KiB to 19 KiB of the binary) and inflated on the first request for
+/// it, not at cold start.
+pub fn deployed_openapi_json() -> &'static str {
+    static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/openapi.json.z"));
+    static TEXT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::policy::inflate(PACKED));
+    &TEXT
+}
 
 /// An endpoint family: the routes one Lambda serves (docs/architecture.md, "Adding a
 /// family"). The local server, the OpenAPI documents, the tests and the template check all
@@ -217,20 +248,25 @@ pub fn deployed_openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn finish(state: AppState, router: Router<AppState>, json: axum::body::Bytes) -> Router {
+    layers(state, router.route("/openapi.json", openapi_route(json)))
+}
+
+fn openapi_route(json: axum::body::Bytes) -> axum::routing::MethodRouter<AppState> {
+    axum::routing::get(move || {
+        let json = json.clone();
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response()
+        }
+    })
+}
+
+/// Problem+json fallbacks, the 64 KiB body limit and request ids.
+fn layers(state: AppState, router: Router<AppState>) -> Router {
     router
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || {
-                let json = json.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        json,
-                    )
-                        .into_response()
-                }
-            }),
-        )
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(http::BODY_LIMIT))
