@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gatehouse_tests::runtime_api::{
-    Answer, FunctionProcess, RuntimeApi, binary_of, environment, http_event, stack, template,
+    Answer, FunctionProcess, RuntimeApi, binary_of, environment, first_rotation, http_event, stack,
+    template,
 };
 use serde_json::{Value, json};
 
@@ -67,22 +68,7 @@ fn main() {
     let t = template();
     let mut refs = rt.block_on(stack());
     // The first rotation, as at deploy: publishes the keys the functions verify with.
-    rt.block_on(async {
-        let api = RuntimeApi::start().await;
-        let _f = FunctionProcess::start_binary(
-            &binary_of("release", "key-rotation"),
-            "key-rotation",
-            &api,
-            &environment(&t, "KeyRotationFunction", &refs),
-        );
-        let token = uuid::Uuid::now_v7().to_string();
-        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            let e = json!({"Step": step, "SecretId": refs["SigningKeysSecret"],
-                           "ClientRequestToken": token});
-            assert!(matches!(api.invoke(e).await, Answer::Response(_)), "{step}");
-        }
-        refs.insert("RotatedVersion", token);
-    });
+    rt.block_on(first_rotation("release", &t, &mut refs));
     let mut functions: Vec<(&str, &str)> = gatehouse::api::FAMILIES
         .iter()
         .map(|f| (f.function, f.resource))

@@ -210,12 +210,36 @@ impl FunctionProcess {
         api: &RuntimeApi,
         env: &[(String, String)],
     ) -> Self {
-        let mut cmd = tokio::process::Command::new(bin);
+        Self::start_limited(bin, name, api, env, 256, None)
+    }
+
+    /// As [`FunctionProcess::start_binary`], for a function of `memory_mb`; with `cgroup`
+    /// (a cgroup's `cgroup.procs`), the process joins that cgroup before it execs the
+    /// binary, so its CPU limit holds from the first instruction.
+    pub fn start_limited(
+        bin: &std::path::Path,
+        name: &str,
+        api: &RuntimeApi,
+        env: &[(String, String)],
+        memory_mb: u32,
+        cgroup: Option<&std::path::Path>,
+    ) -> Self {
+        let mut cmd = match cgroup {
+            None => tokio::process::Command::new(bin),
+            Some(procs) => {
+                let mut sh = tokio::process::Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(r#"echo $$ > "$1" && exec "$0""#)
+                    .arg(bin)
+                    .arg(procs);
+                sh
+            }
+        };
         cmd.env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/01/[$LATEST]test")
             .env("AWS_REGION", "us-east-1")
@@ -351,4 +375,40 @@ pub fn http_event(method: &str, path: &str, body: Option<Value>) -> Value {
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
     })
+}
+
+/// The template resource of the function `name` (`functions/<name>`).
+pub fn resource_of(name: &str) -> &'static str {
+    gatehouse::api::FAMILIES
+        .iter()
+        .map(|f| (f.function, f.resource))
+        .chain(
+            gatehouse::api::EVENT_FUNCTIONS
+                .iter()
+                .map(|f| (f.function, f.resource)),
+        )
+        .find(|(f, _)| *f == name)
+        .unwrap_or_else(|| panic!("no function {name} in the template"))
+        .1
+}
+
+/// The first rotation of the signing keys, as at deploy, by the `key-rotation` binary of
+/// `profile`: publishes the keys the other functions verify with. Records the rotation's
+/// version as `RotatedVersion` in `refs`.
+pub async fn first_rotation(profile: &str, t: &Yaml, refs: &mut HashMap<&str, String>) {
+    let api = RuntimeApi::start().await;
+    let _f = FunctionProcess::start_binary(
+        &binary_of(profile, "key-rotation"),
+        "key-rotation",
+        &api,
+        &environment(t, "KeyRotationFunction", refs),
+    );
+    let token = uuid::Uuid::now_v7().to_string();
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let e = json!({"Step": step, "SecretId": refs["SigningKeysSecret"],
+                       "ClientRequestToken": token});
+        let answer = api.invoke(e).await;
+        assert!(matches!(answer, Answer::Response(_)), "{step}: {answer:?}");
+    }
+    refs.insert("RotatedVersion", token);
 }

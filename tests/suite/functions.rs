@@ -7,25 +7,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gatehouse_tests::runtime_api::{
-    Answer, FunctionProcess, RuntimeApi, environment, http_event, stack, template,
+    Answer, FunctionProcess, RuntimeApi, environment, first_rotation, http_event, resource_of,
+    stack, template,
 };
 use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
 
 /// The function `name` of the template, started against `api`.
 fn start(t: &Yaml, refs: &HashMap<&str, String>, name: &str, api: &RuntimeApi) -> FunctionProcess {
-    let resource = gatehouse::api::FAMILIES
-        .iter()
-        .map(|f| (f.function, f.resource))
-        .chain(
-            gatehouse::api::EVENT_FUNCTIONS
-                .iter()
-                .map(|f| (f.function, f.resource)),
-        )
-        .find(|(f, _)| *f == name)
-        .unwrap()
-        .1;
-    FunctionProcess::start(name, api, &environment(t, resource, refs))
+    FunctionProcess::start(name, api, &environment(t, resource_of(name), refs))
 }
 
 fn response(answer: Answer) -> Value {
@@ -42,16 +32,8 @@ fn response(answer: Answer) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_runs_through_its_own_main_with_the_templates_environment() {
     let t = template();
-    let refs = stack().await;
-
-    let api = RuntimeApi::start().await;
-    let _rotation = start(&t, &refs, "key-rotation", &api);
-    let token = uuid::Uuid::now_v7().to_string();
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-        let event = json!({"Step": step, "SecretId": refs["SigningKeysSecret"],
-                           "ClientRequestToken": token});
-        assert_eq!(response(api.invoke(event).await), Value::Null, "{step}");
-    }
+    let mut refs = stack().await;
+    first_rotation("debug", &t, &mut refs).await;
 
     let requests: [(&str, &str, &str, Option<Value>, u16); 7] = [
         (

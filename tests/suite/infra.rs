@@ -967,3 +967,30 @@ fn secrets_are_read_at_their_current_version_only() {
         }
     }
 }
+
+/// Each function has its own `MemorySize`, chosen from `make bench-functions`' figures, and
+/// docs/performance.md ("Memory per function") lists the same size for each.
+#[test]
+fn every_function_sizes_its_memory_as_the_docs_say() {
+    let t = template();
+    assert!(
+        t["Globals"]["Function"]["MemorySize"].is_null(),
+        "no size for all: each function's own"
+    );
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/performance.md"
+    ))
+    .unwrap();
+    for (resource, binary) in functions() {
+        let size = t["Resources"][resource]["Properties"]["MemorySize"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{resource} has no MemorySize"));
+        assert!((128..=10_240).contains(&size), "{resource}: {size}");
+        let row = format!("| `{binary}` | {size} MB |");
+        assert!(
+            doc.lines().any(|l| l.starts_with(&row)),
+            "docs/performance.md has no row starting {row}"
+        );
+    }
+}
