@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gatehouse_tests::runtime_api::{
-    Answer, FunctionProcess, RuntimeApi, binary_of, environment, first_rotation, http_event, stack,
-    template,
+    Answer, FunctionProcess, RuntimeApi, binary_of, environment, first_rotation, functions,
+    http_event, stack, template,
 };
 use serde_json::{Value, json};
 
@@ -69,15 +69,7 @@ fn main() {
     let mut refs = rt.block_on(stack());
     // The first rotation, as at deploy: publishes the keys the functions verify with.
     rt.block_on(first_rotation("release", &t, &mut refs));
-    let mut functions: Vec<(&str, &str)> = gatehouse::api::FAMILIES
-        .iter()
-        .map(|f| (f.function, f.resource))
-        .chain(
-            gatehouse::api::EVENT_FUNCTIONS
-                .iter()
-                .map(|f| (f.function, f.resource)),
-        )
-        .collect();
+    let mut functions = functions();
     functions.insert(0, ("hello-lambda", ""));
     let mut init: Vec<Vec<Duration>> = vec![Vec::new(); functions.len()];
     let mut first: Vec<Vec<Duration>> = vec![Vec::new(); functions.len()];

@@ -326,35 +326,6 @@ fn status(answer: &Answer) -> u64 {
     }
 }
 
-/// The base32 secret each MFA user of the stack enrolled with, by email.
-static SECRETS: std::sync::LazyLock<Mutex<HashMap<String, String>>> =
-    std::sync::LazyLock::new(Mutex::default);
-
-/// Signs up `email` in `app` and enrolls TOTP, leaving the app's clock where it was (the
-/// deployed functions run on the real clock, so the next code they take is the next step's).
-async fn enroll(app: &TestApp, email: &str) {
-    app.signup(email).await;
-    let (access, _, _) = app.login_ok(email).await;
-    let e = app
-        .post_auth(
-            "/v1/mfa/totp/enroll",
-            json!({"password": PASSWORD}),
-            &access,
-        )
-        .await;
-    assert_eq!(e.status, 200, "{}", e.body);
-    let secret = e.str("secret");
-    let c = app
-        .post_auth(
-            "/v1/mfa/totp/confirm",
-            json!({"code": app.code(&secret, 0)}),
-            &access,
-        )
-        .await;
-    assert_eq!(c.status, 200, "{}", c.body);
-    SECRETS.lock().unwrap().insert(email.to_owned(), secret);
-}
-
 /// The code of `secret` for the step after the real clock's: never the step enrollment used.
 fn next_code(secret: &str) -> String {
     let seed = gatehouse::totp::from_base32(secret).unwrap();
@@ -426,11 +397,16 @@ fn main() {
         app.as_function(keys, families)
     });
     let per_size = samples + WARM;
+    // The base32 secret each MFA user enrolled with, by email. Enrollment leaves the app's
+    // clock alone: the functions run on the real clock, and take the next step's code.
+    let mut secrets: HashMap<String, String> = HashMap::new();
     rt.block_on(async {
         for (i, _) in SIZES.iter().enumerate() {
             app.signup(&format!("login-{i}@example.com")).await;
             for j in 0..per_size {
-                enroll(&app, &format!("mfa-{i}-{j}@example.com")).await;
+                let email = format!("mfa-{i}-{j}@example.com");
+                let (_, secret, _) = app.enroll_totp(&email).await;
+                secrets.insert(email, secret);
             }
         }
     });
@@ -504,7 +480,7 @@ fn main() {
                                     .as_str()
                                     .unwrap()
                                     .to_owned();
-                            v.push((challenge, SECRETS.lock().unwrap()[&email].clone()));
+                            v.push((challenge, secrets[&email].clone()));
                         }
                         v.into_iter()
                             .map(|(c, s)| {

@@ -521,6 +521,25 @@ impl TestApp {
 
     /// Signs up `email`, enrolls and confirms TOTP; the clock is then one step further on.
     pub async fn mfa_user(&self, email: &str) -> MfaUser {
+        let (access_token, secret, c) = self.enroll_totp(email).await;
+        let recovery_codes = c.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        self.next_step();
+        MfaUser {
+            email: email.to_owned(),
+            access_token,
+            secret,
+            recovery_codes,
+        }
+    }
+
+    /// Signs up `email`, enrolls and confirms TOTP at the clock's current step, and leaves the
+    /// clock there: (access token, base32 secret, the confirmation's response).
+    pub async fn enroll_totp(&self, email: &str) -> (String, String, TestResponse) {
         self.signup(email).await;
         let (access_token, _, _) = self.login_ok(email).await;
         let e = self
@@ -540,19 +559,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(c.status, StatusCode::OK, "{}", c.body);
-        let recovery_codes = c.body["recovery_codes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect();
-        self.next_step();
-        MfaUser {
-            email: email.to_owned(),
-            access_token,
-            secret,
-            recovery_codes,
-        }
+        (access_token, secret, c)
     }
 
     /// The first sign-in step of an MFA user: returns the challenge token.

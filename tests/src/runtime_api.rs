@@ -377,8 +377,9 @@ pub fn http_event(method: &str, path: &str, body: Option<Value>) -> Value {
     })
 }
 
-/// The template resource of the function `name` (`functions/<name>`).
-pub fn resource_of(name: &str) -> &'static str {
+/// Every function of the template, (binary, resource): the HTTP families, then the event
+/// functions.
+pub fn functions() -> Vec<(&'static str, &'static str)> {
     gatehouse::api::FAMILIES
         .iter()
         .map(|f| (f.function, f.resource))
@@ -387,6 +388,13 @@ pub fn resource_of(name: &str) -> &'static str {
                 .iter()
                 .map(|f| (f.function, f.resource)),
         )
+        .collect()
+}
+
+/// The template resource of the function `name` (`functions/<name>`).
+pub fn resource_of(name: &str) -> &'static str {
+    functions()
+        .into_iter()
         .find(|(f, _)| *f == name)
         .unwrap_or_else(|| panic!("no function {name} in the template"))
         .1
