@@ -7,7 +7,7 @@ ARGS  ?=
 include mk/infra.mk
 include mk/api.mk
 
-.PHONY: run test test-rust lint fmt fmt-check clippy bench bench-latency bench-audit bench-cold bench-functions bench-size cost cost-check build deploy clean openapi
+.PHONY: run test test-rust test-browser screenshots lint fmt fmt-check clippy bench bench-latency bench-audit bench-cold bench-functions bench-size cost cost-check build deploy clean openapi
 
 ## Start every route in one local server on http://127.0.0.1:3000 (memory store, local keys,
 ## local mailer). Pass flags with ARGS, e.g. make run ARGS="--store dynamodb".
@@ -17,11 +17,22 @@ run:
 ## Everything CI runs: template lint, formatting, clippy, and every Rust test (the DynamoDB and
 ## Secrets Manager ones against moto's server, started and stopped by scripts/with-moto; the
 ## function binaries first, which tests/suite/functions.rs runs as Lambda runs them).
-test: venv lint-infra fmt-check clippy cost-check test-rust api-contract
+test: venv lint-infra fmt-check clippy cost-check test-rust api-contract test-browser
 
 test-rust: venv
 	$(CARGO) build --workspace --bins --locked
 	scripts/with-moto $(CARGO) test --workspace --locked
+
+## The console in headless Chromium (Debian's, installed if missing) driven by Playwright,
+## with axe-core's accessibility check (scripts/browser-tests.sh; docs/console.md).
+test-browser: venv
+	$(CARGO) build -p gatehouse --bin gatehouse-local --locked
+	scripts/browser-tests.sh
+
+## Rewrites the console's screenshots in docs/console/ (the README shows them).
+screenshots: venv
+	$(CARGO) build -p gatehouse --bin gatehouse-local --locked
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console scripts/browser-tests.sh
 
 lint: lint-infra fmt-check clippy
 

@@ -81,7 +81,7 @@ impl Default for Config {
         Self {
             issuer: "gatehouse".into(),
             audience: "gatehouse-api".into(),
-            app_url: "http://localhost:3000".into(),
+            app_url: "http://localhost:3000/console".into(),
             signup: SignupMode::Open,
             keys: KeySource::Dir(PathBuf::from(".gatehouse")),
             signing_alg: crate::keys::Alg::Es256,

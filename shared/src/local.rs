@@ -111,11 +111,11 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 }
 
 /// The local server's app: every family's routes, the local-only routes, the pages mailed
-/// links open, and CORS for `GATEHOUSE_CORS_ORIGINS`.
+/// links open (the console), and CORS for `GATEHOUSE_CORS_ORIGINS`.
 pub fn app(state: AppState, mailer: Arc<LocalMailer>) -> axum::Router {
     let cors = cors(&state.config.cors_origins);
     let app = api::app(state, api::all_routes(true))
-        .merge(crate::local_pages::routes())
+        .merge(crate::console::routes())
         .layer(axum::Extension(mailer));
     match cors {
         Some((layer, listed)) => {

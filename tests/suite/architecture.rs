@@ -44,7 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "key_rotation",
             "local",
             "admin",
-            "local_pages",
+            "console",
             "lib",
             "bin",
         ],

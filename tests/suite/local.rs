@@ -90,69 +90,145 @@ async fn get_page(a: &TestApp, uri: &str) -> (u16, http::HeaderMap, String) {
     (status, headers, String::from_utf8(body.to_vec()).unwrap())
 }
 
-/// The links in mail open working pages on the local server: a strict CSP (no inline
-/// script), no referrer (the URL holds the token), and a script that posts to routes that
-/// exist.
+/// The links in mail open the console (`APP_URL` is `…/console` locally): its shell under a
+/// strict CSP (no inline script or style, requests to this origin only), no referrer (the
+/// URL holds the token), nothing cached, and no token echoed.
 #[tokio::test]
-async fn mailed_links_open_pages_that_post_the_token() {
+async fn mailed_links_open_the_console_under_a_strict_policy() {
     let a = TestApp::new(StoreKind::Memory).await;
     a.signup_unverified("o@example.com").await;
+    assert_eq!(
+        gatehouse::config::Config::default().app_url,
+        "http://localhost:3000/console",
+        "the local server's links open its console"
+    );
     let token = a.mailed_token("o@example.com", "verify-email");
-    for (path, needle) in [
-        ("/verify-email", "Confirm my address"),
-        ("/reset-password", "autocomplete=\"new-password\""),
-        ("/accept-invite", "Choose a password"),
-        ("/forgot-password", "autocomplete=\"email\""),
+    for path in [
+        "/console/verify-email",
+        "/console/reset-password",
+        "/console/accept-invite",
+        "/console/forgot-password",
+        "/console",
+        "/console/",
+        "/console/users",
     ] {
         let (status, headers, body) = get_page(&a, &format!("{path}?token={token}")).await;
         assert_eq!(status, 200, "{path}");
-        assert!(body.contains(needle), "{body}");
         assert!(!body.contains(&token), "the page does not echo the token");
-        assert!(body.contains("<script src=\"/_local/pages.js\" defer></script>"));
+        assert!(body.contains("<script type=\"module\" src=\"/console/app.js\"></script>"));
         assert_eq!(body.matches("<script").count(), 1, "no inline script");
+        assert!(!body.contains("style="), "no inline style");
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"));
-        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(csp, gatehouse::console::CSP);
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{directive}");
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(headers["x-frame-options"], "DENY");
     }
-    let (status, headers, script) = get_page(&a, "/_local/pages.js").await;
-    assert_eq!(status, 200);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript")
-    );
-    for route in [
-        "/v1/auth/email/verify",
-        "/v1/auth/password/reset",
-        "/v1/invitations/accept",
-        "/v1/auth/password/forgot",
-    ] {
-        assert!(script.contains(route), "{route}");
-        let r = a.request(Method::POST, route, Some(json!({})), None).await;
-        assert!(!r.unrouted, "{route}");
-    }
-    // What the verify page's script sends, with the token from its link.
-    let r = a
-        .post("/v1/auth/email/verify", json!({ "token": token }))
-        .await;
-    assert_eq!(r.status, 204, "{}", r.body);
 }
 
-/// The pages' script is valid JavaScript (`node --check`): a syntax error there breaks every
-/// page at once, and nothing else would notice.
+/// Every file of the console is served with its type and the same policy; a missing file
+/// is a 404, not the shell (a typo in a script's name must not load HTML as a module).
+#[tokio::test]
+async fn the_console_serves_its_files_and_nothing_else() {
+    let a = TestApp::new(StoreKind::Memory).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/console");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    on_disk.sort();
+    let mut served: Vec<String> = gatehouse::console::files()
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    served.sort();
+    assert_eq!(served, on_disk, "every file in shared/console is served");
+    for (name, content_type) in gatehouse::console::files() {
+        let (status, headers, body) = get_page(&a, &format!("/console/{name}")).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(headers["content-type"], content_type);
+        assert_eq!(
+            body,
+            std::fs::read_to_string(format!("{dir}/{name}")).unwrap(),
+            "{name} inflates to its source"
+        );
+        assert_eq!(headers["content-security-policy"], gatehouse::console::CSP);
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    for missing in [
+        "/console/nope.js",
+        "/console/pages/app.css",
+        "/console/.env",
+    ] {
+        let (status, headers, _) = get_page(&a, missing).await;
+        assert_eq!(status, 404, "{missing}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json")
+        );
+    }
+}
+
+/// The console's scripts are valid JavaScript modules (`node --check`): a syntax error
+/// breaks every page at once; the browser suite (`make test-browser`) walks them.
 #[test]
-fn the_pages_script_parses() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/static/pages.js");
-    let out = std::process::Command::new("node")
-        .args(["--check", script])
-        .output()
-        .expect("node runs (make test needs Node)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn the_console_scripts_parse() {
+    for (name, _) in gatehouse::console::files().filter(|(n, _)| n.ends_with(".js")) {
+        let path = format!("{}/../shared/console/{name}", env!("CARGO_MANIFEST_DIR"));
+        // An .mjs name makes node parse it as a module.
+        let copy = std::env::temp_dir().join(format!("gatehouse-console-{name}.mjs"));
+        std::fs::copy(&path, &copy).unwrap();
+        let out = std::process::Command::new("node")
+            .arg("--check")
+            .arg(&copy)
+            .output()
+            .expect("node runs (make test needs Node)");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The console never keeps a credential in the browser's storage: the tokens stay in memory.
+#[test]
+fn the_console_keeps_no_token_in_browser_storage() {
+    for (name, _) in gatehouse::console::files() {
+        let text = std::fs::read_to_string(format!(
+            "{}/../shared/console/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for banned in [
+            "localStorage",
+            "sessionStorage",
+            "document.cookie",
+            "indexedDB",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "eval(",
+        ] {
+            assert!(!code.contains(banned), "{name} uses {banned}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
     runtime::run(api::function_app(
         state,
-        vec![api::allowlist::routes()],
+        vec![api::allowlist::router()],
         false,
     ))
     .await

@@ -7,5 +7,5 @@ use gatehouse::{AppState, api, config::Config, runtime, telemetry};
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let state = runtime::init(async { AppState::for_lambda(Config::from_env()?).await }).await?;
-    runtime::run(api::function_app(state, vec![api::audit::routes()], false)).await
+    runtime::run(api::function_app(state, vec![api::audit::router()], false)).await
 }

@@ -9,6 +9,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state =
         runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
     // API Gateway sends `GET /openapi.json` here: serve the whole deployed API's document.
-    let app = api::function_app(state, vec![api::login::routes()], true);
+    let app = api::function_app(state, vec![api::login::router()], true);
     runtime::run(app).await
 }

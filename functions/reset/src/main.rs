@@ -7,5 +7,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let state =
         runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
-    runtime::run(api::function_app(state, vec![api::reset::routes()], false)).await
+    runtime::run(api::function_app(state, vec![api::reset::router()], false)).await
 }

@@ -8,5 +8,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     telemetry::init();
     let state =
         runtime::init(async { AppState::for_lambda_with_mail(Config::from_env()?).await }).await?;
-    runtime::run(api::function_app(state, vec![api::tokens::routes()], false)).await
+    runtime::run(api::function_app(state, vec![api::tokens::router()], false)).await
 }

@@ -5,8 +5,6 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 use super::login::no_store;
@@ -19,10 +17,9 @@ use crate::http::{Acting, Caller, Check, Fields, FromJson, Json, Meta};
 use crate::state::AppState;
 use crate::store::CurrentAllowlist;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_allowlist, put_allowlist))
-        .routes(routes!(check_allowlist))
+family_routes! {
+    [get_allowlist, put_allowlist],
+    [check_allowlist],
 }
 
 /// One entry as stored and shown.

@@ -7,8 +7,6 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::login::no_store;
 use crate::audit::{AuditEvent, Outcome};
@@ -19,10 +17,9 @@ use crate::flows::audit::{self, Filter};
 use crate::http::{Acting, Caller, query_pairs};
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(query_audit))
-        .routes(routes!(login_history))
+family_routes! {
+    [query_audit],
+    [login_history],
 }
 
 /// The longest page, and the default.

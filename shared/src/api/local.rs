@@ -6,14 +6,11 @@ use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::mail::LocalMailer;
-use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(mail))
+family_routes! {
+    [mail],
 }
 
 #[derive(Serialize, ToSchema)]

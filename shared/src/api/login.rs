@@ -7,8 +7,6 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 
@@ -24,18 +22,17 @@ use crate::state::AppState;
 /// Header carrying the bootstrap token when sign-up is closed.
 pub const BOOTSTRAP_HEADER: &str = "x-gatehouse-bootstrap-token";
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_org))
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(me))
-        .routes(routes!(list_sessions))
-        .routes(routes!(revoke_session))
-        .routes(routes!(revoke_other_sessions))
-        .routes(routes!(jwks))
-        .routes(routes!(openid_configuration))
+family_routes! {
+    [create_org],
+    [login],
+    [refresh],
+    [logout],
+    [me],
+    [list_sessions],
+    [revoke_session],
+    [revoke_other_sessions],
+    [jwks],
+    [openid_configuration],
 }
 
 #[derive(ToSchema)]

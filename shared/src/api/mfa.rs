@@ -6,8 +6,6 @@ use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 use super::login::{TokenResponse, no_store, token_response};
@@ -17,13 +15,12 @@ use crate::flows::mfa::{self, SecondFactor};
 use crate::http::{Caller, Check, Enrolling, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(enroll))
-        .routes(routes!(confirm))
-        .routes(routes!(disable))
-        .routes(routes!(regenerate_recovery_codes))
-        .routes(routes!(verify))
+family_routes! {
+    [enroll],
+    [confirm],
+    [disable],
+    [regenerate_recovery_codes],
+    [verify],
 }
 
 fn totp_code(check: &mut Check, raw: &str) -> Option<TotpCode> {

@@ -1,6 +1,38 @@
 //! HTTP routers: one per endpoint family, each its own Lambda; the local server merges them.
 //! Routes are declared with their OpenAPI description, so the document cannot miss one.
 
+/// Declares a family's routes once, as two functions: `routes()`, each route with its OpenAPI
+/// description (for the local server, the documents and the tests), and `router()`, the same
+/// paths and methods without it, for the deployed function. `router()` reads only each
+/// handler's path and methods, so a function links none of the code that builds operations and
+/// schemas (docs/performance.md, "Binary size"). Handlers that share a path go in one bracket.
+macro_rules! family_routes {
+    ($([$($handler:ident),+ $(,)?]),+ $(,)?) => {
+        /// This family's routes, each with its OpenAPI description.
+        pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+            utoipa_axum::router::OpenApiRouter::new()
+                $(.routes(utoipa_axum::routes!($($handler),+)))+
+        }
+
+        /// This family's routes as a deployed function serves them: the paths and methods of
+        /// [`routes`], without their descriptions.
+        pub fn router() -> axum::Router<crate::state::AppState> {
+            let router = axum::Router::new();
+            $($(
+                let router = pastey::paste! {
+                    crate::api::plain_route(
+                        router,
+                        &<[<__path_ $handler>] as utoipa::Path>::path(),
+                        <[<__path_ $handler>] as utoipa::Path>::methods(),
+                        $handler,
+                    )
+                };
+            )+)+
+            router
+        }
+    };
+}
+
 pub mod allowlist;
 pub mod audit;
 pub mod contract;
@@ -99,37 +131,62 @@ pub fn app(state: AppState, families: Vec<OpenApiRouter<AppState>>) -> Router {
     finish(state, router, json.into())
 }
 
-/// The app of one deployed function: its families' routes with the same fallbacks, limits and
-/// request ids as [`app`], without building an OpenAPI document at cold start (every
+/// The app of one deployed function: its families' routes (their `router()`, see
+/// `family_routes!`) with the same fallbacks, limits and request ids as [`app`], without
+/// building an OpenAPI document at cold start or linking the code that builds one (every
 /// component schema of the API, which made up much of a function's init and size;
-/// docs/performance.md, "Cold start"). With `serve_document`, `GET /openapi.json` serves
-/// [`deployed_openapi_json`]: the `login` function's, to which API Gateway routes that path;
-/// the others have no such route.
+/// docs/performance.md, "Cold start" and "Binary size"). With `serve_static`, it also
+/// serves `GET /openapi.json` ([`deployed_openapi_json`]) and the web console under
+/// `/console` ([`crate::console`]): the `login` function does, to which API Gateway routes
+/// those paths; the others have no such routes.
 pub fn function_app(
     state: AppState,
-    families: Vec<OpenApiRouter<AppState>>,
-    serve_document: bool,
+    families: Vec<Router<AppState>>,
+    serve_static: bool,
 ) -> Router {
-    let mut routes = OpenApiRouter::new();
+    let mut router = Router::new();
     for f in families {
-        routes = routes.merge(f);
+        router = router.merge(f);
     }
-    let router: Router<AppState> = routes.into();
-    let router = if serve_document {
-        router.route(
-            "/openapi.json",
-            axum::routing::get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    deployed_openapi_json(),
-                )
-                    .into_response()
-            }),
-        )
+    let router = if serve_static {
+        router
+            .route(
+                "/openapi.json",
+                axum::routing::get(|| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        deployed_openapi_json(),
+                    )
+                        .into_response()
+                }),
+            )
+            .merge(crate::console::routes())
     } else {
         router
     };
     layers(state, router)
+}
+
+/// Adds `handler` to `router` at `path` for `methods`, as `utoipa_axum::routes!` does but
+/// without the operation; the expansion of `family_routes!` calls it.
+#[doc(hidden)]
+pub fn plain_route<H, T>(
+    router: Router<AppState>,
+    path: &str,
+    methods: Vec<utoipa::openapi::HttpMethod>,
+    handler: H,
+) -> Router<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    use utoipa_axum::PathItemExt;
+    let method_router = methods
+        .iter()
+        .fold(axum::routing::MethodRouter::new(), |r, m| {
+            r.on(m.to_method_filter(), handler.clone())
+        });
+    router.route(path, method_router)
 }
 
 /// The OpenAPI document of a deployed stack (every family behind API Gateway), as committed
@@ -155,7 +212,10 @@ pub struct Family {
     pub function: &'static str,
     /// Its `AWS::Serverless::Function` in `infra/template.yaml`.
     pub resource: &'static str,
+    /// Its routes with their OpenAPI description.
     pub routes: fn() -> OpenApiRouter<AppState>,
+    /// The same routes as its function serves them ([`function_app`]).
+    pub router: fn() -> Router<AppState>,
 }
 
 /// Every family a deployed stack routes, each its own Lambda.
@@ -164,36 +224,43 @@ pub const FAMILIES: &[Family] = &[
         function: "login",
         resource: "LoginFunction",
         routes: login::routes,
+        router: login::router,
     },
     Family {
         function: "mfa",
         resource: "MfaFunction",
         routes: mfa::routes,
+        router: mfa::router,
     },
     Family {
         function: "reset",
         resource: "ResetFunction",
         routes: reset::routes,
+        router: reset::router,
     },
     Family {
         function: "users",
         resource: "UsersFunction",
         routes: users::routes,
+        router: users::router,
     },
     Family {
         function: "tokens",
         resource: "TokensFunction",
         routes: tokens::routes,
+        router: tokens::router,
     },
     Family {
         function: "audit",
         resource: "AuditFunction",
         routes: audit::routes,
+        router: audit::router,
     },
     Family {
         function: "allowlist",
         resource: "AllowlistFunction",
         routes: allowlist::routes,
+        router: allowlist::router,
     },
 ];
 

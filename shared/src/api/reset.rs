@@ -6,8 +6,6 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 use crate::domain::{Email, LoginPassword};
@@ -16,13 +14,12 @@ use crate::flows;
 use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content};
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(forgot))
-        .routes(routes!(reset))
-        .routes(routes!(change))
-        .routes(routes!(verify_email))
-        .routes(routes!(resend_verification))
+family_routes! {
+    [forgot],
+    [reset],
+    [change],
+    [verify_email],
+    [resend_verification],
 }
 
 /// The body of a 202: `{}`.

@@ -8,8 +8,6 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 use super::login::no_store;
@@ -22,11 +20,10 @@ use crate::http::{Caller, Check, Fields, FromJson, Json, Meta, no_content, query
 use crate::state::AppState;
 use crate::store::ApiTokenRecord;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_tokens, create_token))
-        .routes(routes!(get_token, delete_token))
-        .routes(routes!(rotate_token))
+family_routes! {
+    [list_tokens, create_token],
+    [get_token, delete_token],
+    [rotate_token],
 }
 
 /// An API token as lists and reads show it: never its secret.

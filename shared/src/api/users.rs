@@ -6,8 +6,6 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::contract;
 use super::login::no_store;
@@ -23,21 +21,20 @@ use crate::http::{Acting, Caller, Check, Fields, FromJson, Json, Meta, no_conten
 use crate::state::AppState;
 use crate::store::{CurrentSettings, OrgRecord};
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_org, rename_org))
-        .routes(routes!(get_settings, update_settings))
-        .routes(routes!(revoke_all_sessions))
-        .routes(routes!(list_users, invite))
-        .routes(routes!(get_user, change_role, revoke_invitation))
-        .routes(routes!(resend_invitation))
-        .routes(routes!(accept_invitation))
-        .routes(routes!(change_email))
-        .routes(routes!(reset_mfa))
-        .routes(routes!(offboard))
-        .routes(routes!(deactivate))
-        .routes(routes!(reactivate))
-        .routes(routes!(unlock))
+family_routes! {
+    [get_org, rename_org],
+    [get_settings, update_settings],
+    [revoke_all_sessions],
+    [list_users, invite],
+    [get_user, change_role, revoke_invitation],
+    [resend_invitation],
+    [accept_invitation],
+    [change_email],
+    [reset_mfa],
+    [offboard],
+    [deactivate],
+    [reactivate],
+    [unlock],
 }
 
 // --- Org ------------------------------------------------------------------------------------

@@ -1,0 +1,365 @@
+"""The console in a real browser: headless Chromium from Debian, driven by Playwright (no
+browser downloaded), against the local server (`scripts/browser-tests.sh` starts it and sets
+CONSOLE_BASE). One walk through the product as a new team would take it, then the lock
+notice, then an accessibility check (axe-core) of every main page.
+
+Screenshots of the main pages go to CONSOLE_SCREENSHOTS when it is set (`make screenshots`
+writes them to docs/console/)."""
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pyotp
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+BASE = os.environ["CONSOLE_BASE"]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+AXE = os.path.join(os.path.dirname(__file__), "node_modules", "axe-core", "axe.min.js")
+SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
+
+OWNER = "owner@acme.example"
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 860}, locale="en-US", timezone_id="UTC")
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "status of 4" not in m.text else None)
+    pg.console_errors = errors
+    yield pg
+    context.close()
+    assert not errors, f"the console logged errors: {errors}"
+
+
+def api(method, path, body=None, token=None):
+    req = urllib.request.Request(BASE + path, method=method)
+    if body is not None:
+        req.data = json.dumps(body).encode()
+        req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def mailed_link(to, kind):
+    """The newest link to {APP_URL}/{kind}?token=… mailed to `to`."""
+    _, body = api("GET", "/_local/mail")
+    for m in reversed(body["messages"]):
+        if m["to"] == to:
+            found = re.search(rf"(http\S+/console/{kind}\?token=[A-Za-z0-9_-]+)", m["text"])
+            if found:
+                return found.group(1)
+    raise AssertionError(f"no {kind} link mailed to {to}")
+
+
+def shot(page: Page, name):
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def serious_violations(page: Page):
+    """axe-core's violations of impact serious or critical on the current page. The script is
+    evaluated through the DevTools protocol, which the page's CSP does not govern."""
+    with open(AXE, encoding="utf-8") as f:
+        page.evaluate(f.read())
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def wrong_code(totp):
+    """Six digits that no time step around now accepts."""
+    near = {totp.at(time.time() + d) for d in (-60, -30, 0, 30, 60)}
+    return next(c for c in ("000000", "111111", "222222") if c not in near)
+
+
+def nav(page: Page, label):
+    page.get_by_role("navigation").get_by_role("link", name=label, exact=True).click()
+    expect(page.locator("main h1")).to_be_visible()
+    expect(page.locator("main h1")).not_to_have_text("Something went wrong")
+    stray = re.compile(r"\bnull\b|\bundefined\b|\bNaN\b|\[object ")
+    expect(page.locator("main")).not_to_contain_text(stray)
+
+
+def sign_in(page: Page, email, password):
+    page.goto(BASE + "/console/signin")
+    expect(page.locator("main")).not_to_contain_text(re.compile(r"\bnull\b"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def test_a_team_walks_from_sign_up_to_the_audit_trail(page: Page):
+    """Sign-up → verify → MFA enrollment (codes computed from the shown key) → sign-out →
+    sign-in with MFA → a token created and rotated → an allowlist saved after a bad line is
+    fixed → the events found in the audit trail; axe-core checks each main page on the way."""
+    # Sign up: the org and its owner.
+    page.goto(BASE + "/console/signup")
+    shot(page, "signup")
+    page.get_by_label("Organization name").fill("Acme")
+    page.get_by_label("Your email").fill(OWNER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create the organization").click()
+    expect(page.get_by_text("Almost there")).to_be_visible()
+
+    # The mailed link opens the console, which takes the token out of the address bar.
+    page.goto(mailed_link(OWNER, "verify-email"))
+    expect(page.get_by_role("heading", name="Confirm your email address")).to_be_visible()
+    assert "token" not in page.url
+    page.get_by_role("button", name="Confirm my address").click()
+    expect(page.get_by_text("Your address is confirmed")).to_be_visible()
+
+    sign_in(page, OWNER, PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    shot(page, "account")
+
+    # MFA enrollment: QR code, manual key; a wrong code shows the clock help; the code
+    # computed from the shown key turns it on and shows ten recovery codes.
+    nav(page, "Two-step verification")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Set it up").click()
+    secret = page.get_by_test_id("manual-secret").inner_text().replace(" ", "")
+    qr = page.get_by_role("img", name=re.compile("QR code"))
+    expect(qr).to_be_visible()
+    assert qr.get_attribute("src").startswith("data:image/png;base64,")
+    totp = pyotp.TOTP(secret)
+    page.get_by_label("Code shown by the app").fill(wrong_code(totp))
+    page.get_by_role("button", name="Turn it on").click()
+    expect(page.get_by_test_id("clock-help")).to_be_visible()
+    expect(page.get_by_test_id("clock-help")).to_contain_text("automatic date and time")
+    shot(page, "mfa-enrollment")
+    page.get_by_label("Code shown by the app").fill(totp.now())
+    page.get_by_role("button", name="Turn it on").click()
+    codes = page.get_by_test_id("recovery-codes").locator("li")
+    expect(codes).to_have_count(10)
+    shot(page, "recovery-codes")
+
+    # Sign out, and back in with the second step. A code is accepted once per time step and
+    # one step either side: the next step's code has not been used.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    sign_in(page, OWNER, PASSWORD)
+    expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
+    page.get_by_label("Code from your authenticator app").fill(wrong_code(totp))
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_test_id("clock-help")).to_be_visible()
+    shot(page, "signin-mfa")
+    assert serious_violations(page) == [], "the MFA step"
+    page.get_by_label("Code from your authenticator app").fill(totp.at(time.time() + 30))
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+
+    # Sessions and own sign-in history.
+    nav(page, "Sessions")
+    expect(page.get_by_text("this device")).to_be_visible()
+    shot(page, "sessions")
+    nav(page, "Sign-in history")
+    expect(page.locator("tbody tr").first).to_be_visible()
+    expect(page.get_by_text("failed").first).to_be_visible()
+    shot(page, "login-history")
+
+    # An API token: secret shown once, masked until asked, copied; it works.
+    nav(page, "API tokens")
+    page.get_by_label("Name").fill("CI deploy")
+    page.get_by_label("audit:read").check()
+    page.get_by_role("button", name=re.compile("^Create")).click()
+    panel = page.get_by_test_id("new-secret")
+    expect(panel).to_be_visible()
+    value = page.get_by_test_id("secret-value")
+    hidden = value.inner_text()
+    panel.get_by_role("button", name=re.compile("Show")).click()
+    secret1 = value.inner_text().strip()
+    assert re.fullmatch(r"gth_[0-9A-Za-z]+", secret1), secret1
+    assert secret1[8:-4] not in hidden, "masked until shown"
+    shot(page, "token-created")
+    status, _ = api("GET", "/v1/audit?limit=1", token=secret1)
+    assert status == 200
+    # Listed masked, never in full.
+    navigate_away_and_back(page, "API tokens")
+    expect(page.get_by_role("cell", name="CI deploy", exact=True)).to_be_visible()
+    assert secret1 not in page.content()
+    masked = "gth_" + secret1[4:8]
+    expect(page.get_by_text(re.compile(re.escape(masked)))).to_be_visible()
+
+    # Rotate with a grace period: both secrets work until it ends.
+    row = page.get_by_role("row").filter(has_text="CI deploy")
+    row.get_by_label(re.compile("[Gg]race")).select_option(label="1 hour")
+    row.get_by_role("button", name=re.compile("Generate new token")).click()
+    expect(page.get_by_test_id("new-secret")).to_be_visible()
+    page.get_by_test_id("new-secret").get_by_role("button", name=re.compile("Show")).click()
+    secret2 = page.get_by_test_id("secret-value").inner_text().strip()
+    assert secret2.startswith("gth_") and secret2 != secret1
+    assert api("GET", "/v1/audit?limit=1", token=secret2)[0] == 200
+    assert api("GET", "/v1/audit?limit=1", token=secret1)[0] == 200
+    shot(page, "tokens")
+
+    # The allowlist: a bad line is marked with the server's message; fixed, previewed, saved.
+    nav(page, "IP allowlist")
+    box = page.get_by_label(re.compile("Allowed IP addresses"))
+    box.fill("127.0.0.1 this machine\n10.0.0.01/8 office")
+    page.get_by_label(re.compile("Enforce")).check()
+    page.get_by_role("button", name="Save").click()
+    bad = page.get_by_test_id("bad-lines")
+    expect(bad).to_contain_text("Line 2")
+    expect(bad).to_contain_text("leading zero")
+    shot(page, "allowlist-bad-line")
+    box.fill("127.0.0.1 this machine\n10.0.0.0/8 office")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_test_id("dry-run")).to_be_visible()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text(re.compile("Saved"))).to_be_visible()
+    status, body = api("GET", "/v1/org/allowlist", token=secret2)
+    assert status == 403 or body["enabled"] is True  # the token has no settings:read
+
+    # Users: invite a member.
+    nav(page, "Users")
+    page.get_by_label("Email address").fill("new.member@acme.example")
+    page.get_by_role("button", name="Send invitation").click()
+    expect(page.get_by_text(re.compile("Invitation sent"))).to_be_visible()
+    navigate_away_and_back(page, "Users")
+    expect(page.get_by_role("cell", name="new.member@acme.example", exact=True)).to_be_visible()
+    shot(page, "users")
+
+    nav(page, "Security settings")
+    expect(page.get_by_label(re.compile("Password size"))).to_have_value("12")
+    shot(page, "settings")
+
+    # The audit trail has all of it.
+    nav(page, "Audit trail")
+    for kind in ["org.created", "mfa.enabled", "login.succeeded", "mfa.failed", "token.created", "token.rotated", "org.allowlist_updated", "user.invited"]:
+        expect(page.locator("main").get_by_text(kind, exact=True).first).to_be_visible()
+    shot(page, "audit")
+    for label in ["Account", "Two-step verification", "Sessions", "Sign-in history", "Users", "Security settings", "API tokens", "IP allowlist", "Audit trail"]:
+        nav(page, label)
+        assert serious_violations(page) == [], label
+    page.get_by_label(re.compile("^Type")).fill("token.")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("main").get_by_text("token.rotated", exact=True).first).to_be_visible()
+    expect(page.locator("main").get_by_text("login.succeeded", exact=True)).to_have_count(0)
+
+
+def navigate_away_and_back(page: Page, label):
+    nav(page, "Account")
+    nav(page, label)
+
+
+def test_a_locked_sign_in_counts_down_from_retry_after(page: Page):
+    # Lockout counts unknown addresses too: five wrong passwords lock this one.
+    email = "nobody.here@acme.example"
+    for _ in range(5):
+        api("POST", "/v1/auth/login", {"email": email, "password": "wrong password 1234"})
+    sign_in(page, email, "wrong password 1234")
+    status = page.locator("form .status")
+    expect(status).to_contain_text("locked")
+    first = re.search(r"(\d+):(\d\d)", status.inner_text())
+    assert first, status.inner_text()
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_disabled()
+    shot(page, "signin-locked")
+    page.wait_for_timeout(2100)
+    later = re.search(r"(\d+):(\d\d)", status.inner_text())
+    assert int(later.group(1)) * 60 + int(later.group(2)) < int(first.group(1)) * 60 + int(first.group(2))
+
+
+def test_a_forgotten_password_is_reset_from_the_mailed_link(page: Page):
+    email = "forgetful@beta.example"
+    assert api("POST", "/v1/orgs", {"org_name": "Beta", "email": email, "password": PASSWORD})[0] == 201
+    page.goto(mailed_link(email, "verify-email"))
+    page.get_by_role("button", name="Confirm my address").click()
+    expect(page.get_by_text("Your address is confirmed")).to_be_visible()
+
+    page.goto(BASE + "/console/signin")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Mail me a link").click()
+    expect(page.get_by_text("a link is on its way")).to_be_visible()
+    page.goto(mailed_link(email, "reset-password"))
+    assert "token" not in page.url
+    # A breached password is refused with the server's rule, beside the field.
+    page.get_by_role("textbox", name="New password").fill("password1234")
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_role("status").filter(has_text=re.compile("password", re.I)).first).to_be_visible()
+    expect(page.get_by_role("textbox", name="New password")).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("textbox", name="New password").fill("a brand new passphrase 77")
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_text("Your password is set")).to_be_visible()
+    # The link works once.
+    link = mailed_link(email, "reset-password")
+    page.goto(link)
+    page.get_by_role("textbox", name="New password").fill("yet another passphrase 88")
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_text("no longer valid")).to_be_visible()
+    sign_in(page, email, "a brand new passphrase 77")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+
+
+def test_an_invited_member_joins_and_sees_no_admin_page(page: Page):
+    owner = "owner@gamma.example"
+    member = "member@gamma.example"
+    assert api("POST", "/v1/orgs", {"org_name": "Gamma", "email": owner, "password": PASSWORD})[0] == 201
+    token = re.search(r"token=([A-Za-z0-9_-]+)", mailed_link(owner, "verify-email")).group(1)
+    assert api("POST", "/v1/auth/email/verify", {"token": token})[0] == 204
+    _, login = api("POST", "/v1/auth/login", {"email": owner, "password": PASSWORD})
+    assert api("POST", "/v1/users", {"email": member, "role": "member"}, token=login["access_token"])[0] == 201
+
+    page.goto(mailed_link(member, "accept-invite"))
+    expect(page.get_by_role("heading", name="Join your organization")).to_be_visible()
+    page.get_by_label("Choose a password").fill("silver lantern harbor 2026")
+    page.get_by_role("button", name="Join").click()
+    expect(page.get_by_text("Welcome!")).to_be_visible()
+    sign_in(page, member, "silver lantern harbor 2026")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    navigation = page.get_by_role("navigation")
+    expect(navigation.get_by_role("link", name="Sessions")).to_be_visible()
+    for admin_page in ["Users", "Security settings", "API tokens", "IP allowlist", "Audit trail"]:
+        expect(navigation.get_by_role("link", name=admin_page)).to_have_count(0)
+    # Typed in by hand, an admin page is refused by the console, and its API by the server.
+    page.goto(BASE + "/console/tokens")
+    expect(page.locator("main h1")).to_be_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # a reload signs out
+    sign_in(page, member, "silver lantern harbor 2026")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    page.evaluate("() => { history.pushState({}, '', '/console/audit'); dispatchEvent(new PopStateEvent('popstate')); }")
+    expect(page.get_by_role("heading", name="Not for your role")).to_be_visible()
+
+
+def test_the_public_pages_have_no_serious_accessibility_violation(page: Page):
+    for public in ["signin", "signup", "forgot-password", "reset-password?token=x", "accept-invite?token=x", "verify-email?token=x"]:
+        page.goto(f"{BASE}/console/{public}")
+        expect(page.locator("main h1")).to_be_visible()
+        assert serious_violations(page) == [], public
+
+
+def test_the_console_refuses_framing_and_inline_script(page: Page):
+    resp = page.goto(BASE + "/console/signin")
+    csp = resp.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    # An inline script injected into the page does not run.
+    page.evaluate("""() => { const s = document.createElement('script'); s.textContent = 'window.__ran = true'; document.body.append(s); }""")
+    assert page.evaluate("() => window.__ran === true") is False
+    assert any("Content Security Policy" in e for e in page.console_errors)
+    page.console_errors.clear()
