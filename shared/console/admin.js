@@ -6,7 +6,7 @@
 // Actions the API guards with a step-up go through withStepUp(); every DOM node is built with
 // h(), and a token's secret lives in a closure only while its panel is open.
 import {
-  api, clearErrors, field, forget, h, hasRole, id, me, navigate, page, say, seconds,
+  api, clearErrors, field, forget, form, h, hasRole, id, me, navigate, page, say, seconds,
   showProblem, statusLine, when, withStepUp,
 } from "./core.js";
 
@@ -22,23 +22,6 @@ const canWrite = () => hasRole("owner", "admin");
 
 /** Roles the caller may grant: admins never grant `owner`. */
 const grantable = () => (hasRole("owner") ? ROLES : ROLES.filter((r) => r !== "owner"));
-
-/** A form whose submit runs `onSubmit()` with its submit buttons disabled meanwhile. */
-function form(attrs, children, onSubmit) {
-  const el = h("form", { novalidate: true, ...attrs }, children);
-  el.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    if (!el.reportValidity()) return;
-    const buttons = [...el.querySelectorAll("button[type=submit]")];
-    buttons.forEach((b) => { b.disabled = true; });
-    try {
-      await onSubmit();
-    } finally {
-      buttons.forEach((b) => { b.disabled = false; });
-    }
-  });
-  return el;
-}
 
 /** withStepUp around one JSON call (its body merged with the step-up proof). */
 function stepUpCall(p, method, body, what) {

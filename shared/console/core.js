@@ -65,6 +65,23 @@ export function field(label, attrs, hint) {
   return [wrap, input];
 }
 
+/** A form whose submit runs `onSubmit(form)` with the submit button disabled meanwhile. */
+export function form(attrs, children, onSubmit) {
+  const el = h("form", { novalidate: true, ...attrs }, children);
+  el.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!el.reportValidity()) return;
+    const buttons = el.querySelectorAll("button[type=submit]");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await onSubmit(el);
+    } finally {
+      buttons.forEach((b) => { if (!b.dataset.locked) b.disabled = false; });
+    }
+  });
+  return el;
+}
+
 /** A status line that screen readers announce. */
 export function statusLine() {
   return h("p", { class: "status", role: "status", "aria-live": "polite" });

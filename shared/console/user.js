@@ -2,29 +2,12 @@
 // countdown and clock-sync help), the pages mailed links open, and the signed-in user's own
 // account: MFA, sessions, login history, email and password (docs/console.md).
 import {
-  api, clearErrors, clock, field, h, loadMe, me, navigate, page, query, retryAfter, say,
+  api, clearErrors, clock, field, form, h, loadMe, me, navigate, page, query, retryAfter, say,
   showProblem, signOutNow, start, statusLine, to, when,
 } from "./core.js";
 
 // ---------------------------------------------------------------------------------------
-// Helpers for forms.
-
-/** A form whose submit runs `onSubmit(form)` with the submit button disabled meanwhile. */
-function form(attrs, children, onSubmit) {
-  const el = h("form", { novalidate: true, ...attrs }, children);
-  el.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    if (!el.reportValidity()) return;
-    const buttons = el.querySelectorAll("button[type=submit]");
-    buttons.forEach((b) => { b.disabled = true; });
-    try {
-      await onSubmit(el);
-    } finally {
-      buttons.forEach((b) => { if (!b.dataset.locked) b.disabled = false; });
-    }
-  });
-  return el;
-}
+// Helpers.
 
 const CLOCK_HELP =
   "Codes come from your phone's clock. If correct-looking codes keep failing, the clock is " +
