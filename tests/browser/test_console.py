@@ -346,6 +346,70 @@ def test_a_step_up_asks_for_the_password_and_sends_the_action_again(page: Page):
     assert sent[2]["name"] == "nightly export" and sent[2]["scopes"] == ["audit:read"]
 
 
+def test_an_owner_manages_a_member_from_the_users_page(page: Page):
+    owner, member = "owner@epsilon.example", "member@epsilon.example"
+    member_password = "copper kettle morning 31"
+    verified_owner("Epsilon", owner)
+    _, login = api("POST", "/v1/auth/login", {"email": owner, "password": PASSWORD})
+    owner_token = login["access_token"]
+    assert api("POST", "/v1/users", {"email": member, "role": "member"}, token=owner_token)[0] == 201
+    token = re.search(r"token=([A-Za-z0-9_-]+)", mailed_link(member, "accept-invite")).group(1)
+    status, accepted = api("POST", "/v1/invitations/accept", {"token": token, "password": member_password})
+    assert status == 200, accepted
+    member_id = accepted["user"]["id"]
+    # The member turns MFA on, then five wrong passwords lock the account.
+    _, m = api("POST", "/v1/auth/login", {"email": member, "password": member_password})
+    _, enrolled = api("POST", "/v1/mfa/totp/enroll", {"password": member_password}, token=m["access_token"])
+    code = pyotp.TOTP(enrolled["secret"]).now()
+    assert api("POST", "/v1/mfa/totp/confirm", {"code": code}, token=m["access_token"])[0] == 200
+    for _ in range(5):
+        api("POST", "/v1/auth/login", {"email": member, "password": "not the password 1"})
+    assert api("POST", "/v1/auth/login", {"email": member, "password": member_password})[0] == 423
+
+    def user():
+        return api("GET", f"/v1/users/{member_id}", token=owner_token)[1]
+
+    sign_in(page, owner, PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    nav(page, "Users")
+    row = page.get_by_role("row").filter(has_text=member)
+    expect(row).to_contain_text(re.compile("locked", re.I))
+
+    row.get_by_label(f"New role for {member}").select_option("auditor")
+    row.get_by_role("button", name="Change role").click()
+    expect(page.get_by_text(f"{member} is now auditor.")).to_be_visible()
+    assert user()["role"] == "auditor"
+
+    row = page.get_by_role("row").filter(has_text=member)
+    row.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_text(f"Unlocked {member}")).to_be_visible()
+    status, body = api("POST", "/v1/auth/login", {"email": member, "password": member_password})
+    assert status == 200 and body["mfa_required"] is True
+
+    row = page.get_by_role("row").filter(has_text=member)
+    row.get_by_role("button", name="Reset MFA").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Reason").fill("lost phone; identity checked on a call")
+    dialog.get_by_role("button", name="Reset MFA").click()
+    expect(page.get_by_text(f"Reset the MFA of {member}; they were mailed.")).to_be_visible()
+    assert user()["mfa_enabled"] is False
+
+    page.once("dialog", lambda d: d.accept())
+    row = page.get_by_role("row").filter(has_text=member)
+    row.get_by_role("button", name="Deactivate").click()
+    expect(page.get_by_text(f"Deactivated {member}")).to_be_visible()
+    assert user()["status"] == "deactivated"
+    assert api("POST", "/v1/auth/login", {"email": member, "password": member_password})[0] == 401
+
+    row = page.get_by_role("row").filter(has_text=member)
+    row.get_by_role("button", name="Reactivate").click()
+    expect(page.get_by_text(f"Reactivated {member}")).to_be_visible()
+    assert user()["status"] == "active"
+    # Nobody acts on themselves: the owner's own row has no actions.
+    own = page.get_by_role("row").filter(has_text=owner)
+    expect(own.get_by_role("button")).to_have_count(0)
+
+
 def test_a_forgotten_password_is_reset_from_the_mailed_link(page: Page):
     email = "forgetful@beta.example"
     assert api("POST", "/v1/orgs", {"org_name": "Beta", "email": email, "password": PASSWORD})[0] == 201
