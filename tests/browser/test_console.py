@@ -410,6 +410,29 @@ def test_an_owner_manages_a_member_from_the_users_page(page: Page):
     expect(own.get_by_role("button")).to_have_count(0)
 
 
+def test_the_audit_trail_pages_back_to_the_first_event(page: Page):
+    owner = "owner@zeta.example"
+    verified_owner("Zeta", owner)
+    _, login = api("POST", "/v1/auth/login", {"email": owner, "password": PASSWORD})
+    for i in range(30):  # 60 events: a page (50) and part of the next
+        status, created = api("POST", "/v1/tokens", {"name": f"batch {i}", "scopes": ["audit:read"]}, token=login["access_token"])
+        assert status == 201, created
+        assert api("DELETE", f"/v1/tokens/{created['token']['id']}", token=login["access_token"])[0] == 204
+    sign_in(page, owner, PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    nav(page, "Audit trail")
+    rows = page.locator("main tbody tr")
+    expect(rows).to_have_count(50)
+    expect(page.locator("main").get_by_text("org.created", exact=True)).to_have_count(0)
+    page.get_by_role("button", name="Older events").click()
+    expect(page.locator("main").get_by_text("org.created", exact=True)).to_have_count(1)
+    count = rows.count()
+    assert 60 < count < 100, count
+    times = [t.get_attribute("datetime") for t in page.locator("main tbody tr time").all()]
+    assert times == sorted(times, reverse=True), "newest first, across pages"
+    expect(page.get_by_role("button", name="Older events")).to_be_hidden()
+
+
 def test_a_forgotten_password_is_reset_from_the_mailed_link(page: Page):
     email = "forgetful@beta.example"
     assert api("POST", "/v1/orgs", {"org_name": "Beta", "email": email, "password": PASSWORD})[0] == 201
