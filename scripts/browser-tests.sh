@@ -62,15 +62,20 @@ unset_env=()
 while IFS= read -r name; do
     [[ "$name" == GATEHOUSE_* ]] && unset_env+=(-u "$name")
 done < <(compgen -e)
-env "${unset_env[@]}" -u APP_URL GATEHOUSE_KEYS_DIR="$tmp/keys" APP_URL="$base/console" \
+env ${unset_env[@]+"${unset_env[@]}"} -u APP_URL GATEHOUSE_KEYS_DIR="$tmp/keys" APP_URL="$base/console" \
     GATEHOUSE_FORGOT_MIN_MILLIS=0 RUST_LOG="${RUST_LOG:-warn}" NO_COLOR=1 \
     "$server_bin" --addr "127.0.0.1:$port" > "$tmp/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do
-    if "$py" -c "import urllib.request as u; u.urlopen('$base/console', timeout=1)" 2>/dev/null; then break; fi
+ready=0
+for _ in $(seq 1 300); do
+    if "$py" -c "import urllib.request as u; u.urlopen('$base/console', timeout=1)" 2>/dev/null; then
+        ready=1
+        break
+    fi
     kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; log "the server exited"; exit 1; }
     sleep 0.1
 done
+((ready)) || { cat "$tmp/server.log" >&2; log "the server did not answer on $base/console"; exit 1; }
 
 log "console at $base/console"
 status=0

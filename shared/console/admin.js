@@ -552,8 +552,9 @@ page("tokens", async (params) => {
         other.value = "";
         days.value = "90";
         boxes.forEach(([, b]) => { b.checked = false; });
-        await list.reload();
+        // The secret first: it is shown once, whatever happens to the list's reload.
         showSecret(r.data, "Send it as Authorization: Bearer <secret>. It acts for you, within its scopes.");
+        await list.reload();
       });
     create = section("Create a token", f);
   }
@@ -742,7 +743,7 @@ function eventRow(e) {
     h("td", {}, e.ip ? h("code", {}, e.ip) : none()),
     h("td", {}, e.email || none()),
     h("td", {}, e.reason ? h("code", {}, e.reason) : none()),
-    h("td", {}, details.length ? details.map(([k, v], i) => [i ? h("br", {}) : null, `${k}: ${v}`]) : none()));
+    h("td", {}, details.length ? details.map(([k, v], i) => [i ? h("br", {}) : null, `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`]) : none()));
 }
 
 page("audit", async (params) => {

@@ -53,7 +53,8 @@ export function id(prefix) {
 export function field(label, attrs, hint) {
   const inputId = attrs.id || id(attrs.name || "f");
   const hintId = hint ? `${inputId}-hint` : null;
-  const input = h(attrs.tag || "input", { ...attrs, tag: null, id: inputId, "aria-describedby": hintId });
+  const describedBy = [hintId, `${inputId}-error`].filter(Boolean).join(" ");
+  const input = h(attrs.tag || "input", { ...attrs, tag: null, id: inputId, "aria-describedby": describedBy });
   const wrap = h(
     "div",
     { class: "field" },
@@ -116,7 +117,9 @@ export function clock(total) {
 // ---------------------------------------------------------------------------------------
 // The API client.
 
-const session = { access: null, refresh: null, me: null, timer: null };
+// `generation` grows at every sign-in and sign-out, so a refresh that answers after the
+// session it belonged to has ended cannot bring it back.
+const session = { access: null, refresh: null, me: null, timer: null, generation: 0 };
 
 export function signedIn() {
   return session.access !== null;
@@ -126,15 +129,23 @@ export function me() {
   return session.me;
 }
 
-/** Holds a login/refresh/verify response in memory and schedules the next refresh. */
+/** Starts a session from a login or MFA-verify response, and reads who signed in. */
 export async function start(tokens) {
+  session.generation += 1;
+  hold(tokens);
+  await loadMe();
+}
+
+/** Holds a token response in memory and schedules the next refresh. */
+function hold(tokens) {
   session.access = tokens.access_token;
   session.refresh = tokens.refresh_token;
   clearTimeout(session.timer);
   // Refresh a minute before the access token expires (it lives at most 15 minutes).
   const ms = Math.max(30, (tokens.expires_in || 900) - 60) * 1000;
-  session.timer = setTimeout(() => refresh(), ms);
-  await loadMe();
+  session.timer = setTimeout(async () => {
+    if (!(await refresh())) ended();
+  }, ms);
 }
 
 export async function loadMe() {
@@ -145,22 +156,47 @@ export async function loadMe() {
 
 export function forget() {
   clearTimeout(session.timer);
+  session.generation += 1;
   session.access = null;
   session.refresh = null;
   session.me = null;
 }
 
+// Why the session ended, when a refresh said so (shown on the sign-in page).
+let endedBecause = null;
+
+/** The session is over: back to the sign-in page, saying why. */
+function ended() {
+  const notice = endedBecause || "Your session ended. Sign in again.";
+  endedBecause = null;
+  forget();
+  navigate("signin", { notice });
+}
+
 let refreshing = null;
+/**
+ * Exchanges the refresh token for new tokens; one exchange at a time (the token is single
+ * use). True when the session goes on. The session is dropped only when the server says the
+ * refresh token is no good (401); a network failure, a 503 or a 403 `ip_not_allowed` (the
+ * token is not consumed then) keep it, and the call that needed the refresh fails.
+ */
 async function refresh() {
   if (!session.refresh) return false;
   if (!refreshing) {
+    const generation = session.generation;
     refreshing = (async () => {
       const r = await raw("POST", "/v1/auth/refresh", { refresh_token: session.refresh }, false);
+      if (generation !== session.generation) return false;
       if (r.ok) {
-        await start(r.data);
+        hold(r.data);
         return true;
       }
-      forget();
+      if (r.status === 401) {
+        endedBecause = r.problem && r.problem.code === "refresh_token_reused"
+          ? "Your session was signed out because an old copy of it was used again. Sign in again, and change your password if this was not you."
+          : "Your session expired. Sign in again.";
+        session.refresh = null;
+      }
       return false;
     })().finally(() => {
       refreshing = null;
@@ -211,13 +247,20 @@ async function raw(method, path, body, auth) {
  * and the call repeated. Returns {ok, status, data, problem, headers}.
  */
 export async function api(method, path, body) {
+  const had = signedIn();
   let r = await raw(method, path, body, true);
-  if (r.status === 401 && r.problem && r.problem.code === "unauthenticated" && session.refresh) {
-    if (await refresh()) r = await raw(method, path, body, true);
+  if (had && r.status === 401 && r.problem && r.problem.code === "unauthenticated") {
+    if (await refresh()) {
+      r = await raw(method, path, body, true);
+    }
+    if (r.status === 401 && r.problem && r.problem.code === "unauthenticated" && !session.refresh) {
+      ended();
+    }
   }
-  if (r.status === 401 && session.access && r.problem && r.problem.code === "unauthenticated") {
-    forget();
-    navigate("signin", { notice: "Your session ended. Sign in again." });
+  if (had && r.status === 403 && r.problem && r.problem.code === "mfa_enrollment_required" && session.me) {
+    // The org requires MFA and this user has none: the session reaches only enrollment.
+    session.me.mfa_enrollment_required = true;
+    navigate("mfa", { notice: "Your organization requires two-step verification: set it up to continue." });
   }
   return r;
 }
@@ -288,40 +331,67 @@ export async function withStepUp(call, what) {
   if (!(r.status === 403 && r.problem && r.problem.code === "step_up_required")) return r;
   return new Promise((resolve) => {
     const status = statusLine();
-    const [pwField, pw] = field("Your password", { type: "password", name: "password", autocomplete: "current-password", required: true });
+    const [pwField, pw] = field("Your password", { type: "password", name: "password", autocomplete: "current-password", required: true, "data-pointer": "/password" });
     const hasMfa = me() && me().mfa_enabled;
     const [codeField, code] = hasMfa
-      ? field("Code from your authenticator app", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9 ]{6,7}", required: true })
+      ? field("Code from your authenticator app", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9 ]{6,7}", required: true, "data-pointer": "/code" })
       : [null, null];
     const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+    const confirm = h("button", { type: "submit" }, "Confirm");
     const form = h(
       "form",
-      { method: "dialog" },
+      {},
       h("h2", {}, "Confirm it is you"),
       h("p", {}, `${what || "This action"} needs your password${hasMfa ? " and a code" : ""} again: you signed in more than 5 minutes ago.`),
       pwField,
       codeField,
       status,
-      h("div", { class: "actions" }, h("button", { type: "submit" }, "Confirm"), cancel),
+      h("div", { class: "actions" }, confirm, cancel),
     );
     const dialog = h("dialog", { "aria-label": "Confirm it is you" }, form);
     document.body.append(dialog);
+    const opener = document.activeElement;
+    const cancelled = {
+      ok: false, status: 0, cancelled: true, headers: new Headers(),
+      problem: { title: "Cancelled: nothing was changed." },
+    };
+    let finished = false;
+    // Once, however the dialog ends (Confirm, Cancel, Escape): the typed password and code
+    // are cleared and the dialog leaves the page.
     const done = (result) => {
-      dialog.close();
+      if (finished) return;
+      finished = true;
+      pw.value = "";
+      if (code) code.value = "";
+      if (dialog.open) dialog.close();
       dialog.remove();
+      if (opener && opener.isConnected) opener.focus();
       resolve(result);
     };
-    cancel.addEventListener("click", () => done(r));
+    cancel.addEventListener("click", () => done(cancelled));
+    dialog.addEventListener("close", () => done(cancelled));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (confirm.disabled || !form.reportValidity()) return;
+      confirm.disabled = true;
       const extra = { password: pw.value };
       if (code) extra.code = code.value;
-      const again = await call(extra);
-      if (again.status === 400 || (again.status === 423 && again.problem)) {
-        showProblem(status, again.problem, form);
-        return;
+      try {
+        const again = await call(extra);
+        // A wrong password or code (400), a bad one (422) or a lock (423) stays here.
+        if ([400, 422, 423].includes(again.status) && again.problem) {
+          showProblem(status, again.problem, form);
+          if (again.status === 423) {
+            say(status, `${again.problem.detail || "Too many failed attempts."} Try again in ${clock(retryAfter(again))}.`, "error");
+            return;
+          }
+          (again.problem.code === "invalid_mfa_code" && code ? code : pw).select();
+          return;
+        }
+        done(again);
+      } finally {
+        if (!finished) confirm.disabled = false;
       }
-      done(again);
     });
     dialog.showModal();
     pw.focus();
@@ -370,7 +440,11 @@ export function hasRole(...roles) {
   return !!me() && roles.includes(me().role);
 }
 
+let rendering = 0;
+
 export async function render() {
+  rendering += 1;
+  const mine = rendering;
   let name = current();
   let p = pages.get(name);
   if (!p) {
@@ -381,6 +455,13 @@ export async function render() {
     state = { notice: "Sign in to continue." };
     window.history.replaceState({}, "", BASE + "signin");
     name = "signin";
+    p = pages.get(name);
+  }
+  if (p.auth && me() && me().mfa_enrollment_required && name !== "mfa") {
+    // An enrollment-only session reaches nothing else (the server answers 403 there).
+    state = { notice: "Your organization requires two-step verification: set it up to continue." };
+    window.history.replaceState({}, "", BASE + "mfa");
+    name = "mfa";
     p = pages.get(name);
   }
   if (p.roles && !hasRole(...p.roles)) {
@@ -400,6 +481,8 @@ export async function render() {
     content = [h("h1", {}, "Something went wrong"), h("p", { class: "status error" }, "This page could not be shown. Reload to try again.")];
     console.error(err);
   }
+  // A slower page started earlier does not replace the one the user has moved on to.
+  if (mine !== rendering) return;
   main.replaceChildren(...[].concat(content).flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   const heading = main.querySelector("h1");
   if (heading) {
@@ -429,6 +512,11 @@ export function to(name, label) {
   return link(name, label, false);
 }
 
+/** Draws the navigation again, e.g. after the user's role or MFA state changed. */
+export function refreshNav() {
+  renderNav(current());
+}
+
 function renderNav(active) {
   const nav = document.getElementById("nav");
   if (!signedIn()) {
@@ -440,6 +528,7 @@ function renderNav(active) {
   const groups = { user: [], admin: [] };
   for (const [name, p] of pages) {
     if (!p.nav || (p.roles && !hasRole(...p.roles))) continue;
+    if (me() && me().mfa_enrollment_required && name !== "mfa") continue;
     groups[p.group || "user"].push(h("li", {}, link(name, p.nav, name === active)));
   }
   const signOut = h("button", { type: "button", class: "link", onclick: signOutNow }, "Sign out");

@@ -2,7 +2,7 @@
 // countdown and clock-sync help), the pages mailed links open, and the signed-in user's own
 // account: MFA, sessions, login history, email and password (docs/console.md).
 import {
-  api, clearErrors, clock, field, form, h, loadMe, me, navigate, page, query, retryAfter, say,
+  api, clearErrors, clock, field, form, h, loadMe, refreshNav, me, navigate, page, query, retryAfter, say,
   showProblem, signOutNow, start, statusLine, to, when,
 } from "./core.js";
 
@@ -15,20 +15,26 @@ const CLOCK_HELP =
   "Authenticator also has Settings → Time correction for codes), then try the newest code. " +
   "Lost the phone? Use one of your recovery codes instead.";
 
-/** Disables `button` and counts `secs` down in `el`, then calls `done`. */
-function countdown(el, button, secs, text, done) {
+/**
+ * Disables `button` for `secs` seconds: `message` is said once in the live status line, and
+ * the time left ticks in `clockEl`, which is not a live region (a screen reader is not read
+ * the clock every second). Then calls `done`.
+ */
+function countdown(statusEl, clockEl, button, secs, message, done) {
   let left = secs;
   button.disabled = true;
   button.dataset.locked = "1";
+  say(statusEl, message, "error");
   const tick = () => {
     if (left <= 0) {
       clearInterval(timer);
+      clockEl.textContent = "";
       button.disabled = false;
       delete button.dataset.locked;
       done();
       return;
     }
-    say(el, text(clock(left)), "error");
+    clockEl.textContent = `Try again in ${clock(left)}.`;
     left -= 1;
   };
   const timer = setInterval(tick, 1000);
@@ -44,13 +50,16 @@ page("signin", (params) => {
   const [emailField, email] = field("Email", { type: "email", name: "email", autocomplete: "username", required: true, "data-pointer": "/email" });
   const [pwField, pw] = field("Password", { type: "password", name: "password", autocomplete: "current-password", required: true, "data-pointer": "/password" });
   const submit = h("button", { type: "submit" }, "Sign in");
+  const wait = h("p", { class: "countdown", "data-testid": "countdown" });
   const step = h("div", {});
-  const passwordForm = form({ "aria-label": "Sign in" }, [emailField, pwField, status, h("div", { class: "actions" }, submit, to("forgot-password", "Forgot your password?"))], async (f) => {
+  const passwordForm = form({ "aria-label": "Sign in" }, [emailField, pwField, status, wait, h("div", { class: "actions" }, submit, to("forgot-password", "Forgot your password?"))], async (f) => {
     say(status, "");
     const r = await api("POST", "/v1/auth/login", { email: email.value, password: pw.value });
     if (r.ok && r.data.mfa_required) {
-      step.replaceChildren(...mfaStep(r.data.mfa_token));
+      pw.value = "";
       passwordForm.hidden = true;
+      step.replaceChildren(...mfaStep(r.data.mfa_token));
+      step.querySelector("input").focus();
       return;
     }
     if (r.ok) {
@@ -60,10 +69,10 @@ page("signin", (params) => {
     const code = r.problem.code;
     if (code === "account_locked" || code === "rate_limited") {
       const secs = retryAfter(r);
-      countdown(status, submit, secs, (t) =>
+      countdown(status, wait, submit, secs,
         code === "account_locked"
-          ? `Too many failed attempts: this account is locked. Try again in ${t}, or reset your password.`
-          : `Too many requests. Try again in ${t}.`,
+          ? `Too many failed attempts: this account is locked for ${clock(secs)} (minutes:seconds). Wait, or reset your password.`
+          : `Too many requests: wait ${clock(secs)} (minutes:seconds).`,
         () => say(status, "You can try again now.", "ok"));
       return;
     }
@@ -219,6 +228,7 @@ page("forgot-password", () => {
 
 page("account", async () => {
   const u = me() || (await loadMe());
+  if (!u) return [h("h1", {}, "Your account"), h("p", { class: "status error" }, "Your account could not be read. Reload to try again.")];
   const status = statusLine();
   const verify = u.email_verified ? null : h("p", { class: "notice" }, "Your address is not confirmed yet. ",
     h("button", { type: "button", class: "link", onclick: async () => {
@@ -275,6 +285,7 @@ function emailSection() {
 
 page("mfa", async (params) => {
   const u = await loadMe();
+  if (!u) return [h("h1", {}, "Two-step verification"), h("p", { class: "status error" }, "Your account could not be read. Reload to try again.")];
   const notice = params.notice ? h("p", { class: "notice", role: "status" }, params.notice) : null;
   const body = u.mfa_enabled ? mfaManage() : mfaEnroll();
   return [h("h1", {}, "Two-step verification"), notice, body];
@@ -309,6 +320,7 @@ function scanStep(enrolled) {
     const r = await api("POST", "/v1/mfa/totp/confirm", { code: code.value });
     if (r.ok) {
       await loadMe();
+      refreshNav();
       f.hidden = true;
       result.replaceChildren(...recoveryCodes(r.data.recovery_codes, true));
       return;
