@@ -219,6 +219,9 @@ def test_a_team_walks_from_sign_up_to_the_audit_trail(page: Page):
     assert api("GET", "/v1/audit?limit=1", token=secret2)[0] == 200
     assert api("GET", "/v1/audit?limit=1", token=secret1)[0] == 200
     shot(page, "tokens")
+    page.get_by_test_id("new-secret").get_by_role("button", name="Done").click()
+    expect(page.get_by_test_id("new-secret")).to_have_count(0)
+    assert secret2 not in page.content()
 
     # The allowlist: a bad line is marked with the server's message; fixed, previewed, saved.
     nav(page, "IP allowlist")
@@ -232,7 +235,7 @@ def test_a_team_walks_from_sign_up_to_the_audit_trail(page: Page):
     shot(page, "allowlist-bad-line")
     box.fill("127.0.0.1 this machine\n10.0.0.0/8 office")
     page.get_by_role("button", name="Preview").click()
-    expect(page.get_by_test_id("dry-run")).to_be_visible()
+    expect(page.get_by_test_id("dry-run")).to_contain_text("Nobody")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text(re.compile("Saved"))).to_be_visible()
     # A list that leaves out this machine asks again before saving, and Cancel keeps it.
@@ -244,6 +247,8 @@ def test_a_team_walks_from_sign_up_to_the_audit_trail(page: Page):
     shot(page, "allowlist-self-lockout")
     warning.get_by_role("button", name="Cancel").click()
     expect(page.get_by_role("alert")).to_have_count(0)
+    navigate_away_and_back(page, "IP allowlist")
+    expect(page.get_by_label(re.compile("Allowed IP addresses"))).to_have_value(re.compile("127.0.0.1"))
 
     # Users: invite a member.
     nav(page, "Users")
@@ -625,6 +630,10 @@ def test_an_invited_member_joins_and_sees_no_admin_page(page: Page):
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     page.evaluate("() => { history.pushState({}, '', '/console/audit'); dispatchEvent(new PopStateEvent('popstate')); }")
     expect(page.get_by_role("heading", name="Not for your role")).to_be_visible()
+    # And the server refuses the member whatever the console shows.
+    _, m = api("POST", "/v1/auth/login", {"email": member, "password": "silver lantern harbor 2026"})
+    for path in ["/v1/tokens", "/v1/audit", "/v1/users", "/v1/org/allowlist"]:
+        assert api("GET", path, token=m["access_token"])[0] == 403, path
 
 
 def test_the_public_pages_have_no_serious_accessibility_violation(page: Page):
