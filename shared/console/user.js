@@ -41,6 +41,15 @@ function countdown(statusEl, clockEl, button, secs, message, done) {
   tick();
 }
 
+/** Moves the focus to the first heading in `el`, after its content was replaced. */
+function focusFirstHeading(el) {
+  const heading = el.querySelector("h2");
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Sign-in.
 
@@ -305,6 +314,7 @@ function mfaEnroll() {
       return;
     }
     box.replaceChildren(...scanStep(r.data));
+    focusFirstHeading(box);
   });
   box.append(f);
   return box;
@@ -323,6 +333,7 @@ function scanStep(enrolled) {
       refreshNav();
       f.hidden = true;
       result.replaceChildren(...recoveryCodes(r.data.recovery_codes, true));
+      focusFirstHeading(result);
       return;
     }
     if (r.problem.code === "invalid_mfa_code") {
@@ -375,6 +386,7 @@ function mfaManage() {
     if (r.ok) {
       codesForm.reset();
       codesOut.replaceChildren(...recoveryCodes(r.data.recovery_codes, false));
+      focusFirstHeading(codesOut);
       return;
     }
     showProblem(codesStatus, r.problem, codesForm);
