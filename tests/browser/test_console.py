@@ -316,15 +316,28 @@ def verified_owner(org, email):
     assert api("POST", "/v1/auth/email/verify", {"token": token})[0] == 204
 
 
+def signed_in_owner(page: Page, org, email):
+    """A new org's verified owner, signed in to the console."""
+    verified_owner(org, email)
+    sign_in(page, email, PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+
+
+def fulfill_problem(route, status, code, detail=None):
+    """Answers an intercepted request with a problem+json of `status` and `code`."""
+    body = {"type": "about:blank", "title": code, "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    route.fulfill(status=status, content_type="application/problem+json", body=json.dumps(body))
+
+
 def test_a_step_up_asks_for_the_password_and_sends_the_action_again(page: Page):
     # The server asks for a step-up only 5 minutes after sign-in, so the browser is shown
     # that answer (and then a wrong-password one) by intercepting the first two requests;
     # the third goes to the server. What is checked is the console: the dialog, the error
     # staying in it, and the action sent again with the password.
     email = "owner@delta.example"
-    verified_owner("Delta", email)
-    sign_in(page, email, PASSWORD)
-    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    signed_in_owner(page, "Delta", email)
     nav(page, "API tokens")
     sent = []
 
@@ -334,13 +347,9 @@ def test_a_step_up_asks_for_the_password_and_sends_the_action_again(page: Page):
             return
         sent.append(request.post_data_json)
         if len(sent) == 1:
-            route.fulfill(status=403, content_type="application/problem+json", body=json.dumps({
-                "type": "about:blank", "title": "Forbidden", "status": 403, "code": "step_up_required",
-                "detail": "Confirm your password: you signed in more than 5 minutes ago."}))
+            fulfill_problem(route, 403, "step_up_required", "Confirm your password: you signed in more than 5 minutes ago.")
         elif len(sent) == 2:
-            route.fulfill(status=400, content_type="application/problem+json", body=json.dumps({
-                "type": "about:blank", "title": "Bad Request", "status": 400, "code": "invalid_credentials",
-                "detail": "The password is wrong."}))
+            fulfill_problem(route, 400, "invalid_credentials", "The password is wrong.")
         else:
             route.continue_()
 
@@ -452,9 +461,7 @@ def test_the_audit_trail_pages_back_to_the_first_event(page: Page):
 
 def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page: Page):
     email = "owner@theta.example"
-    verified_owner("Theta", email)
-    sign_in(page, email, PASSWORD)
-    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    signed_in_owner(page, "Theta", email)
     # The server says the access token expired: the console refreshes (once, with the real
     # server) and repeats the call.
     expired = {"n": 0}
@@ -462,8 +469,7 @@ def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page:
     def once_expired(route, request):
         if request.method == "GET" and expired["n"] == 0:
             expired["n"] = 1
-            route.fulfill(status=401, content_type="application/problem+json", body=json.dumps({
-                "type": "about:blank", "title": "Unauthorized", "status": 401, "code": "unauthenticated"}))
+            fulfill_problem(route, 401, "unauthenticated")
         else:
             route.continue_()
 
@@ -473,8 +479,7 @@ def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page:
     assert refreshed.value.method == "POST"
     expect(page.get_by_text("this device")).to_be_visible()
     # A 503 at refresh keeps the session: the call fails, the user stays signed in.
-    page.route("**/v1/auth/refresh", lambda route: route.fulfill(status=503, content_type="application/problem+json", headers={"retry-after": "1"}, body=json.dumps({
-        "type": "about:blank", "title": "Service Unavailable", "status": 503, "code": "unavailable"})))
+    page.route("**/v1/auth/refresh", lambda route: fulfill_problem(route, 503, "unavailable"))
     expired["n"] = 0
     nav(page, "Account")
     nav(page, "Sessions")
@@ -482,8 +487,7 @@ def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page:
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     # The refresh token comes back reused: the session is over, and the sign-in page says why.
     page.unroute("**/v1/auth/refresh")
-    page.route("**/v1/auth/refresh", lambda route: route.fulfill(status=401, content_type="application/problem+json", body=json.dumps({
-        "type": "about:blank", "title": "Unauthorized", "status": 401, "code": "refresh_token_reused"})))
+    page.route("**/v1/auth/refresh", lambda route: fulfill_problem(route, 401, "refresh_token_reused"))
     expired["n"] = 0
     page.get_by_role("navigation").get_by_role("link", name="Account", exact=True).click()
     page.get_by_role("navigation").get_by_role("link", name="Sessions", exact=True).click()
@@ -494,9 +498,7 @@ def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page:
 
 def test_escape_closes_the_step_up_dialog_and_nothing_is_sent(page: Page):
     email = "owner@iota.example"
-    verified_owner("Iota", email)
-    sign_in(page, email, PASSWORD)
-    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    signed_in_owner(page, "Iota", email)
     nav(page, "API tokens")
     sent = []
 
@@ -505,8 +507,7 @@ def test_escape_closes_the_step_up_dialog_and_nothing_is_sent(page: Page):
             route.continue_()
             return
         sent.append(request.post_data_json)
-        route.fulfill(status=403, content_type="application/problem+json", body=json.dumps({
-            "type": "about:blank", "title": "Forbidden", "status": 403, "code": "step_up_required"}))
+        fulfill_problem(route, 403, "step_up_required")
 
     page.route("**/v1/tokens", answer)
     page.get_by_label("Name").fill("never made")
@@ -525,9 +526,7 @@ def test_escape_closes_the_step_up_dialog_and_nothing_is_sent(page: Page):
 
 def test_an_org_that_requires_mfa_sends_its_users_to_enrollment(page: Page):
     email = "owner@kappa.example"
-    verified_owner("Kappa", email)
-    sign_in(page, email, PASSWORD)
-    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    signed_in_owner(page, "Kappa", email)
     nav(page, "Security settings")
     # Settings round-trip: minutes in the form, seconds on the wire, the version kept.
     page.get_by_label(re.compile("Password size")).fill("14")
