@@ -140,11 +140,23 @@ export async function start(tokens) {
 function hold(tokens) {
   session.access = tokens.access_token;
   session.refresh = tokens.refresh_token;
-  clearTimeout(session.timer);
   // Refresh a minute before the access token expires (it lives at most 15 minutes).
-  const ms = Math.max(30, (tokens.expires_in || 900) - 60) * 1000;
+  scheduleRefresh(Math.max(30, (tokens.expires_in || 900) - 60) * 1000);
+}
+
+/**
+ * Refreshes in `ms`. A failure that kept the refresh token (the network, a 503) is tried again
+ * in 30 seconds; a refused token ends the session. A timer of a session that has since ended
+ * (signed out, or another sign-in) does nothing.
+ */
+function scheduleRefresh(ms) {
+  clearTimeout(session.timer);
   session.timer = setTimeout(async () => {
-    if (!(await refresh())) ended();
+    const generation = session.generation;
+    if (await refresh()) return;
+    if (generation !== session.generation) return;
+    if (session.refresh) scheduleRefresh(30_000);
+    else ended();
   }, ms);
 }
 

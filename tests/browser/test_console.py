@@ -496,6 +496,28 @@ def test_an_expired_access_token_is_refreshed_and_a_dead_session_signs_out(page:
     expect(page.get_by_role("navigation").get_by_role("link", name="Sessions")).to_have_count(0)
 
 
+def test_the_session_refreshes_before_the_access_token_expires(page: Page):
+    # The page's clock is Playwright's: 14 minutes pass in an instant.
+    page.clock.install()
+    signed_in_owner(page, "Lambda", "owner@lambda.example")
+    with page.expect_request(lambda r: r.url.endswith("/v1/auth/refresh")):
+        page.clock.run_for("14:30")
+    nav(page, "Sessions")
+    expect(page.get_by_text("this device")).to_be_visible()
+    # A 503 at the next refresh keeps the session and tries again in 30 seconds; a refused
+    # token then ends it.
+    page.route("**/v1/auth/refresh", lambda route: fulfill_problem(route, 503, "unavailable"))
+    with page.expect_request(lambda r: r.url.endswith("/v1/auth/refresh")):
+        page.clock.run_for("14:30")
+    expect(page.get_by_role("heading", name="Where you are signed in")).to_be_visible()
+    page.unroute("**/v1/auth/refresh")
+    page.route("**/v1/auth/refresh", lambda route: fulfill_problem(route, 401, "unauthenticated"))
+    with page.expect_request(lambda r: r.url.endswith("/v1/auth/refresh")):
+        page.clock.run_for("00:31")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_text("Your session expired. Sign in again.")).to_be_visible()
+
+
 def test_escape_closes_the_step_up_dialog_and_nothing_is_sent(page: Page):
     email = "owner@iota.example"
     signed_in_owner(page, "Iota", email)
